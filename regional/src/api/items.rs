@@ -1,0 +1,158 @@
+//! The REST API: `POST /items`, `GET /items`, `GET|PUT|DELETE /items/{id}`.
+//! Items carry an `ETag` of their version; `If-Match` makes PUT and DELETE conditional.
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{AppState, IdempotencyKey, IfMatch, ItemIdPath, JsonObject};
+use crate::error::ApiError;
+use crate::item::{self, Item};
+use crate::service;
+
+/// Page size when `limit` is absent, and the largest allowed.
+pub const DEFAULT_LIMIT: i32 = 20;
+pub const MAX_LIMIT: i32 = 100;
+
+/// An item response with its `ETag` (and `Location` when created).
+fn item_response(status: StatusCode, item: Item) -> Response {
+    let version = item::version_of(&item);
+    let location = item
+        .get(item::ID)
+        .and_then(|v| v.as_str())
+        .map(|id| format!("/items/{}", item::encode_path_segment(id)));
+    let mut response = (status, Json(item::public_view(item))).into_response();
+    let headers = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&item::etag(version)) {
+        headers.insert(header::ETAG, v);
+    }
+    if status == StatusCode::CREATED
+        && let Some(Ok(v)) = location.map(|l| HeaderValue::from_str(&l))
+    {
+        headers.insert(header::LOCATION, v);
+    }
+    response
+}
+
+/// `POST /items`: creates an item; `item_id` optional (generated, or derived from the
+/// `Idempotency-Key`). A replay answers like the first create, with `Idempotency-Replayed: true`.
+pub async fn create(
+    State(state): State<AppState>,
+    IdempotencyKey(key): IdempotencyKey,
+    JsonObject(body): JsonObject,
+) -> Result<Response, ApiError> {
+    let body = item::client_item(body)?;
+    let created = service::create(&state.store, &state.region, body, key.as_deref()).await?;
+    let mut response = item_response(StatusCode::CREATED, created.item);
+    if created.replayed {
+        response
+            .headers_mut()
+            .insert("idempotency-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+
+/// `GET /items/{id}`
+pub async fn get(
+    State(state): State<AppState>,
+    ItemIdPath(id): ItemIdPath,
+) -> Result<Response, ApiError> {
+    let found = service::get(&state.store, &id).await?;
+    Ok(item_response(StatusCode::OK, found))
+}
+
+/// `PUT /items/{id}`: creates (201) or replaces (200) the item.
+pub async fn replace(
+    State(state): State<AppState>,
+    ItemIdPath(id): ItemIdPath,
+    IfMatch(if_match): IfMatch,
+    JsonObject(body): JsonObject,
+) -> Result<Response, ApiError> {
+    let body = item::client_item(body)?;
+    let replaced = service::replace(&state.store, &state.region, &id, body, if_match).await?;
+    let status = if replaced.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok(item_response(status, replaced.item))
+}
+
+/// `DELETE /items/{id}`: 204, or 404 when there is no such item.
+pub async fn delete(
+    State(state): State<AppState>,
+    ItemIdPath(id): ItemIdPath,
+    IfMatch(if_match): IfMatch,
+) -> Result<StatusCode, ApiError> {
+    service::delete(&state.store, &id, if_match).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+/// `GET /items?limit=&cursor=`: a page of items and an opaque cursor for the next one.
+pub async fn list(
+    State(state): State<AppState>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::BadQuery {
+        name: "query",
+        reason: e.body_text(),
+    })?;
+    let limit = match query.limit.as_deref() {
+        None => DEFAULT_LIMIT,
+        Some(raw) => raw
+            .parse::<i32>()
+            .ok()
+            .filter(|n| (1..=MAX_LIMIT).contains(n))
+            .ok_or_else(|| ApiError::BadQuery {
+                name: "limit",
+                reason: format!("must be a whole number from 1 to {MAX_LIMIT}"),
+            })?,
+    };
+    let after = query.cursor.as_deref().map(decode_cursor).transpose()?;
+    let page = service::list(&state.store, limit, after.as_deref()).await?;
+    let items: Vec<Item> = page.items.into_iter().map(item::public_view).collect();
+    Ok(Json(json!({
+        "items": items,
+        "next_cursor": page.last_id.as_deref().map(encode_cursor),
+    })))
+}
+
+/// Cursors are the last id, base64url-encoded: opaque to clients, checked when given back.
+fn encode_cursor(last_id: &str) -> String {
+    URL_SAFE_NO_PAD.encode(last_id.as_bytes())
+}
+
+fn decode_cursor(cursor: &str) -> Result<String, ApiError> {
+    let bad = || ApiError::BadQuery {
+        name: "cursor",
+        reason: "not a cursor this API returned".to_owned(),
+    };
+    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| bad())?;
+    let id = String::from_utf8(bytes).map_err(|_| bad())?;
+    item::validate_id(&id).map_err(|_| bad())?;
+    Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_reject_garbage() {
+        let c = encode_cursor("a/b ü");
+        assert_eq!(decode_cursor(&c).unwrap(), "a/b ü");
+        assert!(decode_cursor("%%%").is_err());
+        assert!(decode_cursor("").is_err());
+    }
+}

@@ -1,0 +1,113 @@
+//! The one place errors become HTTP responses: `{"error": {"code", "message", "request_id"}}` with
+//! a stable code and the right status. Internals are logged, never sent.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::item::ItemError;
+use crate::observability;
+use crate::store::StoreError;
+
+/// Every failure a handler can answer with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Item(#[from] ItemError),
+    #[error("no route for {0}")]
+    RouteNotFound(String),
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("item {0:?} not found")]
+    ItemNotFound(String),
+    #[error("item {0:?} already exists")]
+    ItemExists(String),
+    #[error("item {0:?} changed while it was being written; retry")]
+    Conflict(String),
+    #[error("item {0:?} is not at the version given in If-Match")]
+    PreconditionFailed(String),
+    #[error("If-Match must be a version number such as \"3\"")]
+    BadIfMatch,
+    #[error("request body is larger than the {limit} byte item limit")]
+    TooLarge { limit: usize },
+    #[error("content type must be application/json")]
+    UnsupportedMediaType,
+    #[error("query parameter {name} is invalid: {reason}")]
+    BadQuery { name: &'static str, reason: String },
+    #[error("invalid fault settings: {0}")]
+    InvalidFaultSettings(String),
+    #[error("admin route is disabled (no ADMIN_TOKEN configured)")]
+    AdminDisabled,
+    #[error("missing or wrong admin token")]
+    Unauthorized,
+    #[error("DynamoDB is throttling requests; retry shortly")]
+    Throttled,
+    #[error("the table did not answer; retry shortly")]
+    TableUnavailable,
+    #[error("injected fault (drill)")]
+    InjectedFault,
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// The stable code and the status.
+    pub fn code_and_status(&self) -> (&'static str, StatusCode) {
+        use StatusCode as S;
+        match self {
+            Self::Item(e) => (e.code(), S::BAD_REQUEST),
+            Self::RouteNotFound(_) => ("route_not_found", S::NOT_FOUND),
+            Self::MethodNotAllowed => ("method_not_allowed", S::METHOD_NOT_ALLOWED),
+            Self::ItemNotFound(_) => ("item_not_found", S::NOT_FOUND),
+            Self::ItemExists(_) => ("item_exists", S::CONFLICT),
+            Self::Conflict(_) => ("write_conflict", S::CONFLICT),
+            Self::PreconditionFailed(_) => ("precondition_failed", S::PRECONDITION_FAILED),
+            Self::BadIfMatch => ("invalid_if_match", S::BAD_REQUEST),
+            Self::TooLarge { .. } => ("payload_too_large", S::PAYLOAD_TOO_LARGE),
+            Self::UnsupportedMediaType => ("unsupported_media_type", S::UNSUPPORTED_MEDIA_TYPE),
+            Self::BadQuery { .. } => ("invalid_query", S::BAD_REQUEST),
+            Self::InvalidFaultSettings(_) => ("invalid_fault_settings", S::BAD_REQUEST),
+            Self::AdminDisabled => ("admin_disabled", S::FORBIDDEN),
+            Self::Unauthorized => ("unauthorized", S::UNAUTHORIZED),
+            Self::Throttled => ("throttled", S::SERVICE_UNAVAILABLE),
+            Self::TableUnavailable => ("table_unavailable", S::SERVICE_UNAVAILABLE),
+            Self::InjectedFault => ("injected_fault", S::SERVICE_UNAVAILABLE),
+            Self::Internal(_) => ("internal", S::INTERNAL_SERVER_ERROR),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Throttled(_) => Self::Throttled,
+            StoreError::Unavailable(_) => Self::TableUnavailable,
+            StoreError::Rejected(reason) if reason.contains("size") => Self::TooLarge {
+                limit: crate::item::MAX_ITEM_BYTES,
+            },
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (code, status) = self.code_and_status();
+        let request_id = observability::current_request_id();
+        let message = match &self {
+            Self::Internal(detail) => {
+                tracing::error!(request_id = %request_id, detail = %detail, "internal error");
+                "internal error; quote the request id when reporting it".to_owned()
+            }
+            other => other.to_string(),
+        };
+        let body = json!({"error": {"code": code, "message": message, "request_id": request_id}});
+        let mut response = (status, axum::Json(body)).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}

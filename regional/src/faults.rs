@@ -1,0 +1,136 @@
+//! Drill switches, changeable on a running process through the admin route: the status `/health`
+//! answers with (`STATUS`), added latency, and a share of requests failed with 503. Latency and
+//! errors apply to every route but the admin one, like failure-lambda's modes.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+
+/// The current fault settings, shared by every request.
+#[derive(Debug, Default)]
+pub struct Faults {
+    status: AtomicU16,
+    latency_ms: AtomicU64,
+    /// Share of requests to fail, in millionths.
+    error_ppm: AtomicU32,
+}
+
+/// The settings as the admin route shows and takes them (every field optional on update).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FaultSettings {
+    /// Status of `/health` (100..=599).
+    pub status: u16,
+    /// Delay added before every non-admin request, in milliseconds (at most 60000).
+    pub latency_ms: u64,
+    /// Share of non-admin requests answered 503 `injected_fault`, 0.0..=1.0.
+    pub error_rate: f64,
+}
+
+/// A partial update from the admin route.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultUpdate {
+    pub status: Option<u16>,
+    pub latency_ms: Option<u64>,
+    pub error_rate: Option<f64>,
+}
+
+/// Longest injectable latency.
+pub const MAX_LATENCY_MS: u64 = 60_000;
+
+impl Faults {
+    /// Faults off, health answering `status`.
+    pub fn new(status: u16) -> Arc<Self> {
+        let faults = Self::default();
+        faults.status.store(status, Ordering::Relaxed);
+        Arc::new(faults)
+    }
+
+    pub fn settings(&self) -> FaultSettings {
+        FaultSettings {
+            status: self.status.load(Ordering::Relaxed),
+            latency_ms: self.latency_ms.load(Ordering::Relaxed),
+            error_rate: f64::from(self.error_ppm.load(Ordering::Relaxed)) / 1e6,
+        }
+    }
+
+    /// Applies an update after checking every field; nothing changes if one is invalid.
+    pub fn apply(&self, update: FaultUpdate) -> Result<FaultSettings, String> {
+        if let Some(s) = update.status
+            && !(100..=599).contains(&s)
+        {
+            return Err(format!("status must be 100..=599, got {s}"));
+        }
+        if let Some(l) = update.latency_ms
+            && l > MAX_LATENCY_MS
+        {
+            return Err(format!("latency_ms must be at most {MAX_LATENCY_MS}"));
+        }
+        if let Some(r) = update.error_rate
+            && !(0.0..=1.0).contains(&r)
+        {
+            return Err("error_rate must be between 0 and 1".to_owned());
+        }
+        if let Some(s) = update.status {
+            self.status.store(s, Ordering::Relaxed);
+        }
+        if let Some(l) = update.latency_ms {
+            self.latency_ms.store(l, Ordering::Relaxed);
+        }
+        if let Some(r) = update.error_rate {
+            self.error_ppm
+                .store((r * 1e6).round() as u32, Ordering::Relaxed);
+        }
+        Ok(self.settings())
+    }
+
+    /// The status `/health` answers with now.
+    pub fn health_status(&self) -> u16 {
+        self.status.load(Ordering::Relaxed)
+    }
+}
+
+/// Middleware: delay and fail requests as configured.
+pub async fn inject(State(faults): State<Arc<Faults>>, request: Request, next: Next) -> Response {
+    let latency = faults.latency_ms.load(Ordering::Relaxed);
+    if latency > 0 {
+        tokio::time::sleep(Duration::from_millis(latency)).await;
+    }
+    let ppm = faults.error_ppm.load(Ordering::Relaxed);
+    if ppm > 0 && fastrand::u32(0..1_000_000) < ppm {
+        return ApiError::InjectedFault.into_response();
+    }
+    next.run(request).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_updates_change_nothing() {
+        let f = Faults::new(200);
+        let bad = FaultUpdate {
+            status: Some(404),
+            error_rate: Some(2.0),
+            ..Default::default()
+        };
+        assert!(f.apply(bad).is_err());
+        assert_eq!(f.health_status(), 200);
+        let ok = FaultUpdate {
+            status: Some(404),
+            latency_ms: Some(250),
+            error_rate: Some(0.5),
+        };
+        let s = f.apply(ok).unwrap();
+        assert_eq!((s.status, s.latency_ms, s.error_rate), (404, 250, 0.5));
+    }
+}

@@ -1,0 +1,72 @@
+//! Entry point: reads the configuration, then serves the router on Lambda (when
+//! `AWS_LAMBDA_RUNTIME_API` is set) or on plain HTTP.
+
+use std::process::ExitCode;
+
+use regional::{app, config::Config, lambda, observability};
+use tower::ServiceExt;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let config = match Config::from_vars(std::env::vars()) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("regional: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    observability::init_logging(config.in_lambda);
+    let router = app::router(app::state(&config).await);
+
+    if config.in_lambda {
+        let service = router.map_request(lambda::strip_stage);
+        return match lambda_http::run(service).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("regional: lambda runtime stopped: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+
+    let listener = match tokio::net::TcpListener::bind(config.listen_addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("regional: cannot listen on {}: {e}", config.listen_addr);
+            return ExitCode::from(2);
+        }
+    };
+    let addr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    tracing::info!(addr = %addr, region = %config.region, table = %config.table, "listening");
+    match axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown())
+        .await
+    {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("regional: server error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn shutdown() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return interrupt.await.unwrap_or(()),
+            };
+        tokio::select! {
+            _ = interrupt => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}

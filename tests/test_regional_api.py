@@ -1,0 +1,240 @@
+"""The regional function's HTTP API, driven over HTTP against a real DynamoDB API (moto)."""
+
+from __future__ import annotations
+
+import uuid
+
+import requests
+from conftest import CENTRAL, WEST, error_code
+
+
+def uid(prefix="t"):
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+# The seed's three calls, in exactly the seed's shapes.
+
+def test_seed_create_then_get(west):
+    item_id = uid("seed")
+    r = requests.post(f"{west.url}/create", json={"item_id": item_id, "colour": "blue"})
+    assert r.status_code == 200
+    assert r.json() == {"item_id": item_id}
+    assert r.headers["x-served-by"] == WEST
+
+    r = requests.get(f"{west.url}/get/{item_id}")
+    assert r.status_code == 200
+    body = r.json()
+    assert set(body) == {"item_id", "retrieved from"}
+    assert body["retrieved from"] == WEST
+    stored = body["item_id"]
+    assert stored["item_id"] == item_id and stored["colour"] == "blue"
+    assert stored["region"] == WEST and stored["version"] == 1
+    assert stored["created_at"] == stored["updated_at"] and stored["created_at"].endswith("Z")
+
+
+def test_seed_get_missing_is_404_json(west):
+    r = requests.get(f"{west.url}/get/{uid('nope')}")
+    assert r.status_code == 404
+    assert error_code(r) == "item_not_found"
+
+
+def test_seed_health_names_region(west):
+    r = requests.get(f"{west.url}/health")
+    assert r.status_code == 200
+    assert r.json()["region"] == WEST
+    r = requests.get(f"{west.url}/health?deep=true")
+    assert r.status_code == 200 and r.json()["deep"] is True
+
+
+def test_seed_create_requires_item_id(west):
+    r = requests.post(f"{west.url}/create", json={"colour": "red"})
+    assert r.status_code == 400
+    assert error_code(r) == "invalid_item_id"
+
+
+# The REST API.
+
+def test_rest_create_generates_id_and_location(west):
+    r = requests.post(f"{west.url}/items", json={"name": "widget", "n": 3, "tags": ["a"], "m": {"k": None}})
+    assert r.status_code == 201
+    item = r.json()
+    assert r.headers["location"] == f"/items/{item['item_id']}"
+    assert r.headers["etag"] == '"1"'
+    assert item["name"] == "widget" and item["n"] == 3 and item["tags"] == ["a"] and item["m"] == {"k": None}
+    got = requests.get(f"{west.url}{r.headers['location']}")
+    assert got.status_code == 200 and got.json() == item
+
+
+def test_rest_put_replace_and_if_match(west):
+    item_id = uid("put")
+    r = requests.put(f"{west.url}/items/{item_id}", json={"v": 1})
+    assert r.status_code == 201 and r.json()["version"] == 1
+    created_at = r.json()["created_at"]
+
+    r = requests.put(f"{west.url}/items/{item_id}", json={"v": 2}, headers={"If-Match": '"1"'})
+    assert r.status_code == 200
+    assert r.json()["version"] == 2 and r.json()["v"] == 2 and r.json()["created_at"] == created_at
+    assert r.headers["etag"] == '"2"'
+
+    stale = requests.put(f"{west.url}/items/{item_id}", json={"v": 3}, headers={"If-Match": '"1"'})
+    assert stale.status_code == 412 and error_code(stale) == "precondition_failed"
+    assert requests.get(f"{west.url}/items/{item_id}").json()["v"] == 2
+
+    r = requests.put(f"{west.url}/items/{item_id}", json={"v": 4})
+    assert r.status_code == 200 and r.json()["version"] == 3
+
+    missing = requests.put(f"{west.url}/items/{uid('none')}", json={}, headers={"If-Match": '"1"'})
+    assert missing.status_code == 412
+
+
+def test_rest_delete(west):
+    item_id = uid("del")
+    requests.put(f"{west.url}/items/{item_id}", json={"x": 1})
+    stale = requests.delete(f"{west.url}/items/{item_id}", headers={"If-Match": '"9"'})
+    assert stale.status_code == 412
+    r = requests.delete(f"{west.url}/items/{item_id}")
+    assert r.status_code == 204 and r.content == b""
+    assert requests.get(f"{west.url}/items/{item_id}").status_code == 404
+    again = requests.delete(f"{west.url}/items/{item_id}")
+    assert again.status_code == 404 and error_code(again) == "item_not_found"
+
+
+def test_rest_list_paginates_every_item_once(central):
+    prefix = uid("list")
+    ids = {f"{prefix}-{i}" for i in range(7)}
+    for item_id in ids:
+        assert requests.put(f"{central.url}/items/{item_id}", json={}).status_code == 201
+    seen, cursor, pages = [], None, 0
+    while True:
+        params = {"limit": 3} | ({"cursor": cursor} if cursor else {})
+        r = requests.get(f"{central.url}/items", params=params)
+        assert r.status_code == 200
+        body = r.json()
+        assert len(body["items"]) <= 3
+        seen += [i["item_id"] for i in body["items"]]
+        pages += 1
+        cursor = body["next_cursor"]
+        if not cursor:
+            break
+        assert pages < 50
+    assert ids <= set(seen)
+    assert len(seen) == len(set(seen))
+    assert pages >= 3
+
+
+# Bad input: clear error, right status, nothing stored.
+
+def assert_not_stored(proc, item_id):
+    assert requests.get(f"{proc.url}/items/{item_id}").status_code == 404
+
+
+def test_malformed_json_is_400(west):
+    r = requests.post(f"{west.url}/items", data=b'{"item_id": "x",', headers={"Content-Type": "application/json"})
+    assert r.status_code == 400 and error_code(r) == "invalid_json"
+
+
+def test_non_object_body_is_400(west):
+    for body in (b"[1,2]", b'"text"', b"42", b"null"):
+        r = requests.post(f"{west.url}/items", data=body, headers={"Content-Type": "application/json"})
+        assert r.status_code == 400 and error_code(r) == "body_not_object", body
+
+
+def test_wrong_types_and_bad_ids_are_400(west):
+    cases = [
+        ({"item_id": 12}, "invalid_item_id"),
+        ({"item_id": ""}, "invalid_item_id"),
+        ({"item_id": "a" * 1025}, "invalid_item_id"),
+        ({"item_id": "tab\there"}, "invalid_item_id"),
+        ({"item_id": uid(), "version": 5}, "reserved_attribute"),
+        ({"item_id": uid(), "region": "us-east-1"}, "reserved_attribute"),
+    ]
+    for body, code in cases:
+        r = requests.post(f"{west.url}/items", json=body)
+        assert r.status_code == 400 and error_code(r) == code, (body, r.text)
+        if isinstance(body.get("item_id"), str) and body["item_id"] and len(body["item_id"]) < 1025 \
+                and "\t" not in body["item_id"]:
+            assert_not_stored(west, body["item_id"])
+
+
+def test_huge_number_is_400_and_not_stored(west):
+    item_id = uid("num")
+    r = requests.post(f"{west.url}/items", data=f'{{"item_id": "{item_id}", "n": 1e300}}',
+                      headers={"Content-Type": "application/json"})
+    assert r.status_code == 400 and error_code(r) == "invalid_attribute"
+    assert_not_stored(west, item_id)
+
+
+def test_unknown_route_is_404_json(west):
+    r = requests.get(f"{west.url}/nowhere")
+    assert r.status_code == 404 and error_code(r) == "route_not_found"
+    assert r.headers["x-served-by"] == WEST
+
+
+def test_wrong_method_is_405_with_allow(west):
+    r = requests.delete(f"{west.url}/create")
+    assert r.status_code == 405 and error_code(r) == "method_not_allowed"
+    assert "POST" in r.headers["allow"]
+    r = requests.patch(f"{west.url}/items/x", json={})
+    assert r.status_code == 405
+    assert {"GET", "PUT", "DELETE"} <= {m.strip() for m in r.headers["allow"].split(",")}
+
+
+def test_existing_id_on_create_is_409(west):
+    item_id = uid("dup")
+    assert requests.post(f"{west.url}/items", json={"item_id": item_id, "v": 1}).status_code == 201
+    r = requests.post(f"{west.url}/items", json={"item_id": item_id, "v": 2})
+    assert r.status_code == 409 and error_code(r) == "item_exists"
+    r = requests.post(f"{west.url}/create", json={"item_id": item_id, "v": 3})
+    assert r.status_code == 409
+    assert requests.get(f"{west.url}/items/{item_id}").json()["v"] == 1
+
+
+def test_oversized_body_is_413_before_any_write(west):
+    item_id = uid("big")
+    r = requests.post(f"{west.url}/items", json={"item_id": item_id, "blob": "x" * (410 * 1024)})
+    assert r.status_code == 413 and error_code(r) == "payload_too_large"
+    # Under the body limit but over the item limit once stamped and counted the DynamoDB way.
+    r = requests.post(f"{west.url}/items", json={"item_id": item_id, "blob": "x" * (400 * 1024 - 40)})
+    assert r.status_code == 413
+    assert_not_stored(west, item_id)
+    ok = requests.post(f"{west.url}/items", json={"item_id": item_id, "blob": "x" * (300 * 1024)})
+    assert ok.status_code == 201
+
+
+def test_non_json_content_type_is_415(west):
+    item_id = uid("form")
+    r = requests.post(f"{west.url}/items", data=f"item_id={item_id}",
+                      headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 415 and error_code(r) == "unsupported_media_type"
+    assert_not_stored(west, item_id)
+
+
+def test_bad_query_and_headers_are_400(west):
+    for params in ({"limit": "0"}, {"limit": "abc"}, {"limit": "101"}, {"cursor": "!!notacursor"}):
+        r = requests.get(f"{west.url}/items", params=params)
+        assert r.status_code == 400 and error_code(r) == "invalid_query", params
+    r = requests.put(f"{west.url}/items/{uid()}", json={}, headers={"If-Match": "banana"})
+    assert r.status_code == 400 and error_code(r) == "invalid_if_match"
+    r = requests.post(f"{west.url}/items", json={}, headers={"Idempotency-Key": "x" * 300})
+    assert r.status_code == 400 and error_code(r) == "invalid_idempotency_key"
+
+
+def test_request_id_is_echoed_or_generated(west):
+    r = requests.get(f"{west.url}/health", headers={"x-request-id": "abc-123"})
+    assert r.headers["x-request-id"] == "abc-123"
+    r = requests.get(f"{west.url}/nowhere")
+    generated = r.headers["x-request-id"]
+    assert len(generated) >= 16 and r.json()["error"]["request_id"] == generated
+
+
+def test_one_json_log_line_per_request_without_bodies(west):
+    secret = uid("secret-value")
+    rid = uid("rid")
+    requests.post(f"{west.url}/items", json={"payload": secret}, headers={"x-request-id": rid})
+    import json
+    lines = [json.loads(line) for line in west.log().splitlines() if rid in line]
+    assert len(lines) == 1, lines
+    line = lines[0]
+    assert line["request_id"] == rid and line["region"] == WEST and line["status"] == 201
+    assert line["route"] == "/items" and line["method"] == "POST" and line["latency_ms"] >= 0
+    assert secret not in west.log()
