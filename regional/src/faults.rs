@@ -98,8 +98,21 @@ impl Faults {
     }
 }
 
-/// Middleware: delay and fail requests as configured.
+/// Header on every served response with the status `/health` answers now: a router in front
+/// learns from live traffic, not only from probes, that an operator drained this region.
+pub static REGION_STATUS: axum::http::HeaderName =
+    axum::http::HeaderName::from_static("x-region-status");
+
+/// Middleware: delay and fail requests as configured; tag responses with the health status.
 pub async fn inject(State(faults): State<Arc<Faults>>, request: Request, next: Next) -> Response {
+    let mut response = faulted(&faults, request, next).await;
+    response
+        .headers_mut()
+        .insert(REGION_STATUS.clone(), faults.health_status().into());
+    response
+}
+
+async fn faulted(faults: &Faults, request: Request, next: Next) -> Response {
     let latency = faults.latency_ms.load(Ordering::Relaxed);
     if latency > 0 {
         tokio::time::sleep(Duration::from_millis(latency)).await;

@@ -164,7 +164,7 @@ fn storable_number(text: &str) -> bool {
         return false;
     }
     match text.parse::<f64>() {
-        Ok(v) if v == 0.0 => true,
+        Ok(0.0) => true,
         Ok(v) => v.is_finite() && v.abs() < 1e126 && v.abs() >= 1e-130,
         Err(_) => false,
     }
