@@ -1,0 +1,54 @@
+//! Great-circle distance, and the round trip it costs at the speed of light in fibre.
+
+/// A point on Earth in degrees.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Coordinates {
+    pub lat: f64,
+    pub lon: f64,
+}
+
+const EARTH_RADIUS_KM: f64 = 6371.0;
+
+/// Haversine distance in kilometres.
+pub fn distance_km(a: Coordinates, b: Coordinates) -> f64 {
+    let (la1, la2) = (a.lat.to_radians(), b.lat.to_radians());
+    let dlat = la2 - la1;
+    let dlon = (b.lon - a.lon).to_radians();
+    let h = (dlat / 2.0).sin().powi(2) + la1.cos() * la2.cos() * (dlon / 2.0).sin().powi(2);
+    2.0 * EARTH_RADIUS_KM * h.sqrt().min(1.0).asin()
+}
+
+/// The round trip a distance costs in fibre (about 100 km per millisecond of round trip).
+pub fn rtt_ms(km: f64) -> f64 {
+    km / 100.0
+}
+
+/// A rough centre per continent code (as in Cloudflare's `request.cf.continent`), used when the
+/// client's coordinates are unknown.
+pub fn continent_centre(code: &str) -> Option<Coordinates> {
+    let (lat, lon) = match code {
+        "EU" => (50.0, 10.0),
+        "NA" => (40.0, -95.0),
+        "SA" => (-15.0, -60.0),
+        "AS" => (30.0, 100.0),
+        "AF" => (5.0, 20.0),
+        "OC" => (-25.0, 135.0),
+        "AN" => (-80.0, 0.0),
+        _ => return None,
+    };
+    Some(Coordinates { lat, lon })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dublin_to_frankfurt_is_about_1090_km() {
+        let dublin = Coordinates { lat: 53.35, lon: -6.26 };
+        let frankfurt = Coordinates { lat: 50.11, lon: 8.68 };
+        let d = distance_km(dublin, frankfurt);
+        assert!((1050.0..1120.0).contains(&d), "{d}");
+        assert_eq!(distance_km(dublin, dublin), 0.0);
+    }
+}

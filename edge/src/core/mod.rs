@@ -1,0 +1,24 @@
+//! The routing core: every decision the edge makes, as plain Rust with no I/O, no platform types
+//! and no clock of its own. Time comes in as milliseconds since the Unix epoch (`now_ms`) from
+//! whoever calls, so a failover can be replayed to the millisecond in a native test.
+//!
+//! - `config`: the edge's settings, parsed and checked once.
+//! - `geo`: distance between a client and a region.
+//! - `ewma`: peak-sensitive latency average per region.
+//! - `health`: one region's state machine (passive ejection, trial, drain, probe results).
+//! - `budget`: the retry budget that caps retry storms.
+//! - `outcome`: what an attempt produced and whether to try another region.
+//! - `affinity`: read-your-writes tokens.
+//! - `router`: the per-isolate state that ties them together (plan, record, status).
+
+pub mod affinity;
+pub mod budget;
+pub mod config;
+pub mod ewma;
+pub mod geo;
+pub mod health;
+pub mod outcome;
+pub mod router;
+
+/// Milliseconds since the Unix epoch, as given by the platform's clock.
+pub type Millis = u64;

@@ -1,0 +1,104 @@
+//! What one attempt produced, and what it means: for the region's health, and for whether the
+//! request may go to another region.
+
+/// The result of sending a request to a region.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The region answered with this status (`region_status`: its `x-region-status` header).
+    Answered { status: u16, region_status: Option<u16> },
+    /// No connection or the connection broke (refused, reset, DNS).
+    ConnectError,
+    /// No answer within the per-try timeout.
+    Timeout,
+}
+
+/// What to do after an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Give this answer to the client.
+    Deliver,
+    /// Try another region (if method, budget and deadline allow); keep this answer as the
+    /// last resort if there is one.
+    TryElsewhere,
+}
+
+impl Outcome {
+    /// True when the attempt counts against the region's health.
+    pub fn is_failure(&self) -> bool {
+        match self {
+            Self::Answered { status, .. } => matches!(status, 500 | 502 | 503 | 504),
+            Self::ConnectError | Self::Timeout => true,
+        }
+    }
+
+    /// Deliver or try elsewhere. A 500 goes elsewhere only when the region's health also fails
+    /// (`region_unhealthy`): otherwise it is most likely this request's own fault.
+    pub fn verdict(&self, region_unhealthy: bool) -> Verdict {
+        match self {
+            Self::Answered { status: 502..=504, .. } => Verdict::TryElsewhere,
+            Self::Answered { status: 500, .. } if region_unhealthy => Verdict::TryElsewhere,
+            Self::Answered { .. } => Verdict::Deliver,
+            Self::ConnectError | Self::Timeout => Verdict::TryElsewhere,
+        }
+    }
+}
+
+/// Whether a request with this method may be sent again to another region. POST only with an
+/// `Idempotency-Key` (the edge adds one to every POST that lacks it).
+pub fn method_is_retryable(method: &str, has_idempotency_key: bool) -> bool {
+    match method {
+        "GET" | "HEAD" | "PUT" | "DELETE" | "OPTIONS" => true,
+        "POST" => has_idempotency_key,
+        _ => false,
+    }
+}
+
+/// Whether a request is a read (may be hedged, follows affinity).
+pub fn is_read(method: &str) -> bool {
+    matches!(method, "GET" | "HEAD")
+}
+
+/// Whether a request is a write whose success should pin the writer's reads to its region.
+pub fn is_write(method: &str) -> bool {
+    matches!(method, "POST" | "PUT" | "DELETE" | "PATCH")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answered(status: u16) -> Outcome {
+        Outcome::Answered { status, region_status: None }
+    }
+
+    #[test]
+    fn gateway_errors_and_transport_failures_go_elsewhere() {
+        for o in [answered(502), answered(503), answered(504), Outcome::ConnectError, Outcome::Timeout] {
+            assert_eq!(o.verdict(false), Verdict::TryElsewhere, "{o:?}");
+            assert!(o.is_failure());
+        }
+    }
+
+    #[test]
+    fn client_errors_are_delivered_and_healthy() {
+        for s in [200, 201, 204, 400, 404, 409, 412, 413, 429] {
+            assert_eq!(answered(s).verdict(true), Verdict::Deliver);
+            assert!(!answered(s).is_failure());
+        }
+    }
+
+    #[test]
+    fn a_500_moves_only_when_the_region_is_unhealthy() {
+        assert_eq!(answered(500).verdict(false), Verdict::Deliver);
+        assert_eq!(answered(500).verdict(true), Verdict::TryElsewhere);
+        assert!(answered(500).is_failure());
+    }
+
+    #[test]
+    fn post_needs_a_key() {
+        assert!(!method_is_retryable("POST", false));
+        assert!(method_is_retryable("POST", true));
+        assert!(method_is_retryable("DELETE", false));
+        assert!(!method_is_retryable("PATCH", true));
+    }
+}

@@ -1,0 +1,267 @@
+//! The per-isolate routing state: which regions to try for a request and in what order, what
+//! each attempt's outcome does to health, whether a retry is allowed, and the status report.
+//! The adapter asks; this decides. Nothing here sends, sleeps or reads a clock.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::Millis;
+use super::affinity::Affinity;
+use super::budget::RetryBudget;
+use super::config::EdgeConfig;
+use super::geo::{self, Coordinates};
+use super::health::{Availability, ProbeResult, RegionHealth};
+use super::outcome::{self, Outcome, Verdict};
+
+/// What the router needs to know about a request.
+#[derive(Debug, Clone, Default)]
+pub struct RequestFacts<'a> {
+    pub method: &'a str,
+    /// The client's position (`request.cf` latitude/longitude).
+    pub client: Option<Coordinates>,
+    /// The client's continent code (`request.cf.continent`), used without coordinates.
+    pub continent: Option<&'a str>,
+    /// An affinity token from the cookie or header.
+    pub affinity: Option<&'a str>,
+    pub has_idempotency_key: bool,
+}
+
+/// The decision for one request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// Region indexes to try, best first. Empty: every region is out, go to the fallback.
+    pub order: Vec<usize>,
+    /// Whether the request may be sent more than once.
+    pub retryable: bool,
+    /// For reads: send a copy to the next region if the first has not answered after this.
+    pub hedge_after_ms: Option<u64>,
+}
+
+/// Shared probe results, as the cron writes them for every isolate.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProbeReport {
+    pub regions: BTreeMap<String, ProbeResult>,
+}
+
+/// What this isolate has done since it started.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Counters {
+    pub requests: u64,
+    pub attempts: u64,
+    pub retries: u64,
+    pub hedges: u64,
+    pub retries_denied_by_budget: u64,
+    pub ejections: u64,
+    pub fallbacks: u64,
+    pub unavailable: u64,
+}
+
+/// One region in the status report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RegionStatus {
+    pub name: String,
+    pub origin: String,
+    pub state: Availability,
+    pub consecutive_failures: u32,
+    pub ewma_latency_ms: Option<f64>,
+    pub last_probe: Option<ProbeResult>,
+}
+
+/// The `/_edge/status` report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StatusReport {
+    pub now_ms: Millis,
+    pub regions: Vec<RegionStatus>,
+    pub counters: Counters,
+    pub retry_budget: f64,
+    pub fallback_origin: Option<String>,
+}
+
+/// The routing state of one isolate.
+#[derive(Debug, Clone)]
+pub struct EdgeRouter {
+    config: EdgeConfig,
+    health: Vec<RegionHealth>,
+    budget: RetryBudget,
+    counters: Counters,
+    probes_read_at: Option<Millis>,
+}
+
+impl EdgeRouter {
+    pub fn new(config: EdgeConfig) -> Self {
+        let health = config.regions.iter().map(|_| RegionHealth::new(&config.settings)).collect();
+        let budget = RetryBudget::new(config.settings.retry_ratio, config.settings.retry_floor_per_s);
+        Self {
+            config,
+            health,
+            budget,
+            counters: Counters::default(),
+            probes_read_at: None,
+        }
+    }
+
+    pub fn config(&self) -> &EdgeConfig {
+        &self.config
+    }
+
+    pub fn region_name(&self, index: usize) -> &str {
+        &self.config.regions[index].name
+    }
+
+    pub fn region_origin(&self, index: usize) -> &str {
+        &self.config.regions[index].origin
+    }
+
+    /// Estimated cost of sending this client to region `i`: fibre round trip plus observed
+    /// latency, divided by the region's weight.
+    fn cost(&self, i: usize, client: Option<Coordinates>) -> f64 {
+        let region = &self.config.regions[i];
+        let distance = client.map_or(0.0, |c| geo::rtt_ms(geo::distance_km(c, region.coordinates())));
+        (distance + self.health[i].latency_ms().unwrap_or(0.0)) / region.weight
+    }
+
+    /// Decides where a request goes. Counts the request and credits the retry budget.
+    pub fn plan(&mut self, facts: &RequestFacts<'_>, now: Millis) -> Plan {
+        self.counters.requests += 1;
+        self.budget.deposit(now);
+        let settings = &self.config.settings;
+        let client = facts.client.or_else(|| facts.continent.and_then(geo::continent_centre));
+        let mut order: Vec<usize> = (0..self.health.len())
+            .filter(|&i| self.health[i].admits(now, settings))
+            .collect();
+        order.sort_by(|&a, &b| self.cost(a, client).total_cmp(&self.cost(b, client)));
+
+        let read = outcome::is_read(facts.method);
+        if read && let Some(token) = facts.affinity {
+            let known: Vec<&str> = self.config.regions.iter().map(|r| r.name.as_str()).collect();
+            if let Some(affinity) = Affinity::parse(token, now, &known)
+                && let Some(pos) = order.iter().position(|&i| self.config.regions[i].name == affinity.region)
+            {
+                let preferred = order.remove(pos);
+                order.insert(0, preferred);
+            }
+        }
+        order.truncate(settings.max_attempts as usize);
+
+        let hedge_after_ms = (read && settings.hedge && order.len() >= 2).then(|| self.hedge_delay(order[0]));
+        Plan {
+            order,
+            retryable: outcome::method_is_retryable(facts.method, facts.has_idempotency_key),
+            hedge_after_ms,
+        }
+    }
+
+    /// The hedge delay for a region: configured, or about its p95 (3 × EWMA) within bounds.
+    fn hedge_delay(&self, i: usize) -> u64 {
+        let s = &self.config.settings;
+        if s.hedge_delay_ms > 0 {
+            return s.hedge_delay_ms;
+        }
+        let ceiling = (s.per_try_timeout_ms / 2).max(s.hedge_min_ms);
+        let estimate = self.health[i].latency_ms().map_or(ceiling, |ms| (ms * 3.0) as u64);
+        estimate.clamp(s.hedge_min_ms, ceiling)
+    }
+
+    /// Notes that an attempt is being sent to region `i` (it may be the region's trial).
+    pub fn on_attempt(&mut self, i: usize, now: Millis) {
+        self.counters.attempts += 1;
+        self.health[i].on_send(now, &self.config.settings);
+    }
+
+    /// Asks for a retry (or hedge) from the budget.
+    pub fn allow_retry(&mut self, now: Millis, hedge: bool) -> bool {
+        if self.budget.withdraw(now) {
+            if hedge {
+                self.counters.hedges += 1;
+            } else {
+                self.counters.retries += 1;
+            }
+            true
+        } else {
+            self.counters.retries_denied_by_budget += 1;
+            false
+        }
+    }
+
+    /// Records an attempt's outcome on region `i` and says what to do with it.
+    /// `jitter` is a random number in `0.0..1.0` for the ejection time.
+    pub fn record(&mut self, i: usize, outcome: Outcome, latency_ms: f64, now: Millis, jitter: f64) -> Verdict {
+        let settings = &self.config.settings;
+        if let Outcome::Answered { region_status: Some(s), .. } = outcome {
+            self.health[i].record_region_status(s);
+        }
+        if outcome.is_failure() {
+            let others_in_service = (0..self.health.len())
+                .filter(|&j| j != i && !self.health[j].is_ejected() && !self.health[j].is_drained())
+                .count();
+            if self.health[i].record_failure(latency_ms, now, others_in_service > 0, jitter, settings) {
+                self.counters.ejections += 1;
+            }
+        } else {
+            self.health[i].record_success(latency_ms, now);
+        }
+        let h = &self.health[i];
+        let unhealthy = h.is_drained() || h.is_ejected() || h.last_probe().is_some_and(|p| !p.ok());
+        outcome.verdict(unhealthy)
+    }
+
+    /// The affinity a write served by region `i` earns.
+    pub fn affinity_for_write(&self, i: usize, now: Millis) -> Affinity {
+        Affinity {
+            region: self.config.regions[i].name.clone(),
+            expires_ms: now + self.config.settings.affinity_window_ms,
+        }
+    }
+
+    /// Counts a request that went to the fallback origin.
+    pub fn on_fallback(&mut self) {
+        self.counters.fallbacks += 1;
+    }
+
+    /// Counts a request answered 503 by the edge itself.
+    pub fn on_unavailable(&mut self) {
+        self.counters.unavailable += 1;
+    }
+
+    /// True when the shared probe results should be read again.
+    pub fn probes_due(&self, now: Millis) -> bool {
+        self.probes_read_at
+            .is_none_or(|at| now.saturating_sub(at) >= self.config.settings.probe_refresh_ms)
+    }
+
+    /// Applies shared probe results (unknown region names are ignored).
+    pub fn apply_probes(&mut self, report: &ProbeReport, now: Millis) {
+        self.probes_read_at = Some(now);
+        for (i, region) in self.config.regions.iter().enumerate() {
+            if let Some(probe) = report.regions.get(&region.name) {
+                self.health[i].record_probe(*probe, now, &self.config.settings);
+            }
+        }
+    }
+
+    /// The status report.
+    pub fn status(&self, now: Millis) -> StatusReport {
+        let settings = &self.config.settings;
+        StatusReport {
+            now_ms: now,
+            regions: self
+                .config
+                .regions
+                .iter()
+                .zip(&self.health)
+                .map(|(r, h)| RegionStatus {
+                    name: r.name.clone(),
+                    origin: r.origin.clone(),
+                    state: h.availability(now, settings),
+                    consecutive_failures: h.consecutive_failures(),
+                    ewma_latency_ms: h.latency_ms(),
+                    last_probe: h.last_probe(),
+                })
+                .collect(),
+            counters: self.counters.clone(),
+            retry_budget: self.budget.balance(),
+            fallback_origin: self.config.fallback_origin.clone(),
+        }
+    }
+}

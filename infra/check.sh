@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# Offline checks for infra/: the CloudFormation templates, the project's cfn-guard rules (and
+# that each rule can fail), checkov, and deploy.py's dry run and config refusals.
+# Nothing here reaches the network or AWS.
+#
+# Tools come from the environment (the project's test command sets them):
+#   CFN_LINT   path to cfn-lint        CFN_GUARD  path to cfn-guard (3.x)
+#   CHECKOV    path to checkov         PYTHON     python3 (3.8+)
+# Prints one line per check and, last, exactly `infra: N passed, M failed`; exits 1 if any failed.
+set -euo pipefail
+
+INFRA="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(dirname "$INFRA")"
+cd "$ROOT"
+
+PASSED=0
+FAILED=0
+ok() { PASSED=$((PASSED + 1)); printf 'ok    %s\n' "$1"; }
+bad() {
+  FAILED=$((FAILED + 1)); printf 'FAIL  %s\n' "$1"
+  if [ -n "${2:-}" ]; then printf '%s\n' "$2" | head -n 40 | sed 's/^/      /'; fi
+}
+# Runs "$@" and keeps its combined output in OUT and its exit status in RC (never trips set -e).
+capture() { OUT=$("$@" 2>&1) && RC=0 || RC=$?; }
+# A tool named by an env var must be set and executable; otherwise it is one failed check.
+have() {
+  local var=$1 value=${!1:-}
+  if [ -n "$value" ] && command -v "$value" >/dev/null 2>&1; then return 0; fi
+  bad "$var is not set to a runnable program (got '${value}')"; return 1
+}
+
+templates=("$INFRA"/templates/*.yaml)
+relative_templates=("${templates[@]#"$ROOT"/}")
+
+# --- cfn-lint: schema, enums, Ref/GetAtt, region availability ----------------------------------
+if have CFN_LINT; then
+  capture "$CFN_LINT" --regions eu-west-1 eu-central-1 --non-zero-exit-code warning -- "${relative_templates[@]}"
+  if [ "$RC" -eq 0 ]; then ok "cfn-lint: ${#templates[@]} templates clean (warnings count as failures)"
+  else bad "cfn-lint: findings in infra/templates (exit $RC)" "$OUT"; fi
+fi
+
+# --- cfn-guard: the project's rules ---------------------------------------------------------------
+# One named rule per file infra/guard/<rule>.guard; infra/guard/bad/<rule>--<case>.yaml are
+# templates that rule must reject.
+if have CFN_GUARD; then
+  capture "$CFN_GUARD" validate --rules "$INFRA/guard" --data "$INFRA/templates" --show-summary all
+  guard_all=$OUT
+  if [ "$RC" -eq 0 ]; then ok "cfn-guard: the real templates pass every rule"
+  else bad "cfn-guard: the real templates break a rule (exit $RC)" \
+    "$(printf '%s\n' "$guard_all" | grep -E 'Status = FAIL| FAIL$|Message +=|Error +=' | sed 's/^ *//')"; fi
+
+  for rule_file in "$INFRA"/guard/*.guard; do
+    rule=$(basename "$rule_file" .guard)
+    if ! grep -qE "^rule $rule( |\{)" "$rule_file"; then
+      bad "cfn-guard rule $rule: $rule_file must define 'rule $rule'"; continue
+    fi
+    if printf '%s\n' "$guard_all" | grep -qE "/$rule +FAIL\$"; then
+      bad "cfn-guard rule $rule: fails on a real template (see above)"; continue
+    fi
+    # A rule that only ever SKIPs on the real templates checks nothing.
+    if ! printf '%s\n' "$guard_all" | grep -qE "/$rule +PASS\$"; then
+      bad "cfn-guard rule $rule: applies to none of the real templates (only SKIP)"; continue
+    fi
+    cases=("$INFRA"/guard/bad/"$rule"--*.yaml)
+    if [ ! -e "${cases[0]}" ]; then
+      bad "cfn-guard rule $rule: no bad template infra/guard/bad/$rule--*.yaml shows it can fail"; continue
+    fi
+    ok "cfn-guard rule $rule: passes the real templates, ${#cases[@]} bad template(s)"
+    for case_file in "${cases[@]}"; do
+      name=${case_file#"$INFRA"/}
+      capture "$CFN_GUARD" validate --rules "$rule_file" --data "$case_file" --show-summary fail
+      # 19 is cfn-guard's "validation failed"; anything else (0, or 5 for a broken rule) is wrong.
+      if [ "$RC" -eq 19 ] && printf '%s\n' "$OUT" | grep -qE "/$rule +FAIL\$"; then
+        ok "cfn-guard rule $rule rejects $name"
+      else
+        bad "cfn-guard rule $rule does not reject $name (exit $RC)" "$OUT"
+      fi
+    done
+  done
+  for case_file in "$INFRA"/guard/bad/*.yaml; do
+    rule=$(basename "$case_file" .yaml); rule=${rule%%--*}
+    [ -f "$INFRA/guard/$rule.guard" ] || bad "cfn-guard: ${case_file#"$INFRA"/} names no rule file guard/$rule.guard"
+  done
+fi
+
+# --- checkov ---------------------------------------------------------------------------------------
+if have CHECKOV; then
+  capture "$CHECKOV" -d infra/templates --framework cloudformation --skip-download --quiet --compact \
+    --config-file infra/.checkov.yaml
+  if [ "$RC" -eq 0 ]; then ok "checkov: no failed checks ($(printf '%s\n' "$OUT" | grep -oE 'Passed checks: [0-9]+' || echo 'none run'))"
+  else bad "checkov: failed checks (exit $RC)" "$OUT"; fi
+  # Every skipped check must say why, in a comment right above it.
+  unexplained=$(awk '
+    /^skip-check:/ { inside = 1; next }
+    inside && /^[^ #]/ { inside = 0 }
+    inside && /^ *- / { if (prev !~ /^ *#/) print $2 }
+    { prev = $0 }' infra/.checkov.yaml)
+  if [ -z "$unexplained" ]; then ok "checkov: every skipped check in infra/.checkov.yaml has its reason"
+  else bad "checkov: skipped without a reason: $unexplained"; fi
+fi
+
+# --- deploy.py: dry run and config refusals ---------------------------------------------------------
+if have PYTHON; then
+  capture "$PYTHON" "$INFRA/check_deploy.py"
+  while IFS= read -r line; do
+    case $line in
+      "ok "*) ok "deploy.py: ${line#ok }" ;;
+      "FAIL "*) bad "deploy.py: ${line#FAIL }" ;;
+    esac
+  done <<<"$OUT"
+  if [ "$RC" -ne 0 ] && ! printf '%s\n' "$OUT" | grep -q '^FAIL '; then
+    bad "deploy.py checks crashed (exit $RC)" "$OUT"
+  fi
+fi
+
+echo "infra: $PASSED passed, $FAILED failed"
+[ "$FAILED" -eq 0 ]

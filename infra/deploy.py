@@ -1,0 +1,523 @@
+#!/usr/bin/env python3
+"""Deploy tandem to AWS and Cloudflare with one command, or tear it down.
+
+    infra/deploy.py [--config FILE] [--dry-run] [deploy]
+    infra/deploy.py [--config FILE] [--dry-run] teardown
+
+Deploy order (teardown runs it backwards):
+  1. table stack      the DynamoDB global table, in the first region
+  2. build            `cargo lambda build --release --arm64 -p regional`, once
+  3. for each region  role stack -> `cargo lambda deploy` -> region stack (API, domain)
+  4. DNS stack        health checks, latency records and alarms, in us-east-1
+  5. edge             `wrangler deploy` with REGIONS and FALLBACK_ORIGIN from the stacks' outputs
+
+--dry-run prints every command and every template parameter, then stops: it calls nothing (no
+AWS, no cargo, no wrangler) and stands in for stack outputs with <stack:Output> placeholders.
+A missing or inconsistent config is refused with one line on stderr and exit status 2; a failed
+step stops the run with exit status 1.
+
+Python 3.8+ standard library only. See infra/README.md for the config file and prerequisites.
+"""
+
+import argparse
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+INFRA = Path(__file__).resolve().parent
+ROOT = INFRA.parent
+TEMPLATES = INFRA / "templates"
+
+# Route 53 publishes health check metrics only in us-east-1, so the DNS stack (and its alarms)
+# lives there whatever the regions are.
+DNS_REGION = "us-east-1"
+MIN_REGIONS, MAX_REGIONS = 2, 5
+
+# Approximate location (lat, lon) of each AWS region's metro area, for the edge's distance
+# ranking. A region not listed here needs "lat" and "lon" in the config.
+REGION_COORDINATES = {
+    "us-east-1": (38.9, -77.4),        # N. Virginia
+    "us-east-2": (40.0, -83.0),        # Ohio
+    "us-west-1": (37.4, -121.9),       # N. California
+    "us-west-2": (45.8, -119.7),       # Oregon
+    "ca-central-1": (45.5, -73.6),     # Montreal
+    "ca-west-1": (51.0, -114.1),       # Calgary
+    "mx-central-1": (20.6, -100.4),    # Queretaro
+    "sa-east-1": (-23.5, -46.6),       # Sao Paulo
+    "eu-west-1": (53.3, -6.3),         # Dublin
+    "eu-west-2": (51.5, -0.1),         # London
+    "eu-west-3": (48.9, 2.4),          # Paris
+    "eu-central-1": (50.1, 8.7),       # Frankfurt
+    "eu-central-2": (47.4, 8.5),       # Zurich
+    "eu-north-1": (59.3, 18.1),        # Stockholm
+    "eu-south-1": (45.5, 9.2),         # Milan
+    "eu-south-2": (41.6, -0.9),        # Aragon
+    "il-central-1": (32.1, 34.8),      # Tel Aviv
+    "me-south-1": (26.1, 50.6),        # Bahrain
+    "me-central-1": (25.2, 55.3),      # UAE
+    "af-south-1": (-33.9, 18.4),       # Cape Town
+    "ap-south-1": (19.1, 72.9),        # Mumbai
+    "ap-south-2": (17.4, 78.5),        # Hyderabad
+    "ap-east-1": (22.3, 114.2),        # Hong Kong
+    "ap-southeast-1": (1.35, 103.8),   # Singapore
+    "ap-southeast-2": (-33.9, 151.2),  # Sydney
+    "ap-southeast-3": (-6.2, 106.8),   # Jakarta
+    "ap-southeast-4": (-37.8, 145.0),  # Melbourne
+    "ap-southeast-5": (3.1, 101.7),    # Kuala Lumpur
+    "ap-southeast-7": (13.8, 100.5),   # Bangkok
+    "ap-northeast-1": (35.7, 139.7),   # Tokyo
+    "ap-northeast-2": (37.6, 127.0),   # Seoul
+    "ap-northeast-3": (34.7, 135.5),   # Osaka
+}
+
+REGION_RE = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d$")
+DOMAIN_RE = re.compile(r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+ZONE_RE = re.compile(r"^Z[A-Z0-9]{5,31}$")
+CERT_RE = re.compile(r"^arn:aws[a-z-]*:acm:([a-z0-9-]+):\d{12}:certificate/[0-9a-f-]+$")
+TOPIC_RE = re.compile(r"^arn:aws[a-z-]*:sns:us-east-1:\d{12}:[\w-]{1,256}$")
+TABLE_RE = re.compile(r"^[a-zA-Z0-9_.-]{3,255}$")
+FUNCTION_RE = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+PREFIX_RE = re.compile(r"^[a-zA-Z][a-zA-Z0-9-]{0,30}$")
+LOG_RETENTION_DAYS = {1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096,
+                      1827, 2192, 2557, 2922, 3288, 3653}
+
+
+class ConfigError(Exception):
+    """A config problem, worded as the one line the user sees."""
+
+
+class StepFailed(Exception):
+    """A command returned non-zero."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Config
+# ---------------------------------------------------------------------------------------------
+
+def _section(raw, key, allowed):
+    """Returns the sub-object `key` (or {}), refusing unknown keys so a typo is not ignored."""
+    value = raw.get(key, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f'"{key}" must be an object')
+    _no_unknown_keys(value, allowed, f'"{key}"')
+    return value
+
+
+def _no_unknown_keys(obj, allowed, where):
+    unknown = sorted(k for k in obj if k not in allowed and not k.startswith("_"))
+    if unknown:
+        raise ConfigError(f"unknown key {unknown[0]!r} in {where} (allowed: {', '.join(sorted(allowed))})")
+
+
+def _string(obj, key, where, pattern=None, default=None, required=False):
+    value = obj.get(key, default)
+    if value is None or value == "":
+        if required:
+            raise ConfigError(f"missing {where}{key}")
+        return "" if default is None else default
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}{key} must be a string")
+    if pattern is not None and not pattern.match(value):
+        raise ConfigError(f"{where}{key} is not valid: {value!r}")
+    return value
+
+
+def _int(obj, key, where, default, low, high, allowed=None):
+    value = obj.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{where}{key} must be an integer")
+    if allowed is not None and value not in allowed:
+        raise ConfigError(f"{where}{key} must be one of {sorted(allowed)}, got {value}")
+    if not low <= value <= high:
+        raise ConfigError(f"{where}{key} must be between {low} and {high}, got {value}")
+    return value
+
+
+def _bool(obj, key, where, default):
+    value = obj.get(key, default)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}{key} must be true or false")
+    return value
+
+
+def _number(obj, key, where, low, high):
+    value = obj[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{where}{key} must be a number")
+    if not low <= value <= high:
+        raise ConfigError(f"{where}{key} must be between {low} and {high}, got {value}")
+    return value
+
+
+def load_config(path):
+    """Reads and checks the config file; returns a plain dict every later step can trust."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(f"cannot read config {path}: {err.strerror}") from None
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"config {path} is not valid JSON (line {err.lineno}: {err.msg})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config {path} must be a JSON object")
+
+    _no_unknown_keys(raw, {
+        "stack_prefix", "aws_profile", "domain", "hosted_zone_id", "certificate_validation_zone_id",
+        "table_name", "function", "regions", "route53", "api", "cloudflare"}, "the config")
+
+    cfg = {
+        "prefix": _string(raw, "stack_prefix", "", PREFIX_RE, default="tandem"),
+        "profile": _string(raw, "aws_profile", ""),
+        "domain": _string(raw, "domain", "", DOMAIN_RE, required=True),
+        "zone": _string(raw, "hosted_zone_id", "", ZONE_RE, required=True),
+        "validation_zone": _string(raw, "certificate_validation_zone_id", "", ZONE_RE),
+        "table": _string(raw, "table_name", "", TABLE_RE, default="tandem-items"),
+    }
+
+    function = _section(raw, "function", {"name", "package", "binary", "memory_mb", "timeout_s",
+                                          "log_retention_days"})
+    cfg["function"] = {
+        "name": _string(function, "name", "function.", FUNCTION_RE, default="tandem-regional"),
+        "package": _string(function, "package", "function.", FUNCTION_RE, default="regional"),
+        "binary": _string(function, "binary", "function.", FUNCTION_RE, default="regional"),
+        "memory_mb": _int(function, "memory_mb", "function.", 256, 128, 10240),
+        "timeout_s": _int(function, "timeout_s", "function.", 10, 1, 900),
+        "log_retention_days": _int(function, "log_retention_days", "function.", 30, 1, 3653,
+                                   LOG_RETENTION_DAYS),
+    }
+
+    regions = raw.get("regions")
+    if not isinstance(regions, list) or not regions:
+        raise ConfigError('missing "regions" (a list of 2 to 5 objects with "name")')
+    if not MIN_REGIONS <= len(regions) <= MAX_REGIONS:
+        raise ConfigError(f"need {MIN_REGIONS} to {MAX_REGIONS} regions, got {len(regions)}")
+    cfg["regions"] = []
+    seen = set()
+    for index, region in enumerate(regions):
+        where = f"regions[{index}]."
+        if not isinstance(region, dict):
+            raise ConfigError(f"regions[{index}] must be an object")
+        _no_unknown_keys(region, {"name", "certificate_arn", "lat", "lon", "weight"}, f"regions[{index}]")
+        name = _string(region, "name", where, REGION_RE, required=True)
+        if name in seen:
+            raise ConfigError(f"duplicate region {name}")
+        seen.add(name)
+        cert = _string(region, "certificate_arn", where, CERT_RE)
+        if cert and CERT_RE.match(cert).group(1) != name:
+            raise ConfigError(f"region {name}: certificate_arn is in {CERT_RE.match(cert).group(1)}; "
+                              "API Gateway needs a certificate in the same region")
+        if not cert and not cfg["validation_zone"]:
+            raise ConfigError(f"region {name} has no certificate_arn and no "
+                              "certificate_validation_zone_id is set to create one")
+        if ("lat" in region) != ("lon" in region):
+            raise ConfigError(f"region {name}: give both lat and lon, or neither")
+        if "lat" in region:
+            lat = _number(region, "lat", where, -90, 90)
+            lon = _number(region, "lon", where, -180, 180)
+        elif name in REGION_COORDINATES:
+            lat, lon = REGION_COORDINATES[name]
+        else:
+            raise ConfigError(f"region {name}: coordinates unknown, add \"lat\" and \"lon\"")
+        weight = region.get("weight", 1)
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight <= 0:
+            raise ConfigError(f"region {name}: weight must be a positive number")
+        cfg["regions"].append({"name": name, "cert": cert, "lat": lat, "lon": lon, "weight": weight})
+
+    route53 = _section(raw, "route53", {"interval", "failure_threshold", "ttl", "record_mode",
+                                        "alarm_topic_arn"})
+    cfg["route53"] = {
+        "interval": _int(route53, "interval", "route53.", 10, 10, 30, {10, 30}),
+        "threshold": _int(route53, "failure_threshold", "route53.", 1, 1, 10),
+        "ttl": _int(route53, "ttl", "route53.", 60, 0, 86400),
+        "mode": _string(route53, "record_mode", "route53.", re.compile(r"^(alias|cname)$"),
+                        default="alias"),
+        "alarm_topic": _string(route53, "alarm_topic_arn", "route53.", TOPIC_RE),
+    }
+
+    api = _section(raw, "api", {"require_iam_auth", "throttling_rate_limit",
+                                "throttling_burst_limit", "access_log_retention_days"})
+    cfg["api"] = {
+        "iam_auth": _bool(api, "require_iam_auth", "api.", False),
+        "rate": _int(api, "throttling_rate_limit", "api.", 100, 1, 100000),
+        "burst": _int(api, "throttling_burst_limit", "api.", 200, 1, 100000),
+        "log_days": _int(api, "access_log_retention_days", "api.", 30, 1, 3653, LOG_RETENTION_DAYS),
+    }
+
+    cloudflare = _section(raw, "cloudflare", {"account_id", "worker_dir", "wrangler",
+                                              "worker_name", "route", "env"})
+    cfg["cloudflare"] = {
+        "account_id": _string(cloudflare, "account_id", "cloudflare.", re.compile(r"^[0-9a-f]{32}$")),
+        "worker_dir": _string(cloudflare, "worker_dir", "cloudflare.", default="edge"),
+        "wrangler": _string(cloudflare, "wrangler", "cloudflare.", default="node_modules/.bin/wrangler"),
+        "worker_name": _string(cloudflare, "worker_name", "cloudflare.", re.compile(r"^[a-z0-9-]{1,63}$")),
+        "route": _string(cloudflare, "route", "cloudflare."),
+        "env": _string(cloudflare, "env", "cloudflare.", re.compile(r"^[a-zA-Z0-9_-]+$")),
+    }
+    return cfg
+
+
+# ---------------------------------------------------------------------------------------------
+# Running (or, in a dry run, only printing) commands
+# ---------------------------------------------------------------------------------------------
+
+class Outputs(dict):
+    """Stack outputs; in a dry run every lookup answers with a <stack:Output> placeholder."""
+
+    def __init__(self, stack, values=None, dry=False):
+        super().__init__(values or {})
+        self.stack, self.dry = stack, dry
+
+    def __missing__(self, key):
+        if self.dry:
+            return f"<{self.stack}:{key}>"
+        raise StepFailed(f"stack {self.stack} has no output {key}")
+
+
+class Runner:
+    def __init__(self, cfg, dry):
+        self.cfg, self.dry = cfg, dry
+        self.step = 0
+
+    def header(self, text):
+        self.step += 1
+        print(f"\n== step {self.step}: {text}", flush=True)
+
+    def run(self, argv, cwd=ROOT, env=None, may_fail=False, capture=False):
+        shown = shlex.join(argv)
+        if env:
+            shown = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items()) + " " + shown
+        if cwd != ROOT:
+            shown = f"(cd {shlex.quote(os.path.relpath(cwd, ROOT))} && {shown})"
+        print(f"+ {shown}", flush=True)
+        if self.dry:
+            return ""
+        result = subprocess.run(argv, cwd=cwd, env={**os.environ, **(env or {})}, text=True,
+                                stdout=subprocess.PIPE if capture else None)
+        if result.returncode != 0:
+            if may_fail:
+                print(f"  (exit {result.returncode}; carrying on)", flush=True)
+                return ""
+            short = shown if len(shown) <= 160 else shown[:157] + "..."
+            raise StepFailed(f"exit {result.returncode} from: {short}")
+        return result.stdout if capture else ""
+
+    def aws(self, region, *args):
+        argv = ["aws", "--region", region]
+        if self.cfg["profile"]:
+            argv += ["--profile", self.cfg["profile"]]
+        return argv + list(args)
+
+    def deploy_stack(self, stack, region, template, params, iam=False, outputs=True):
+        self.header(f"stack {stack} in {region} from infra/templates/{template}")
+        print("  parameters:")
+        for key, value in params.items():
+            print(f"    {key}={value}")
+        argv = self.aws(region, "cloudformation", "deploy", "--stack-name", stack,
+                        "--template-file", f"infra/templates/{template}",
+                        "--no-fail-on-empty-changeset", "--tags", "project=tandem")
+        if iam:
+            argv += ["--capabilities", "CAPABILITY_IAM"]
+        argv += ["--parameter-overrides"] + [f"{k}={v}" for k, v in params.items()]
+        self.run(argv)
+        return self.outputs(stack, region) if outputs else None
+
+    def outputs(self, stack, region):
+        argv = self.aws(region, "cloudformation", "describe-stacks", "--stack-name", stack,
+                        "--query", "Stacks[0].Outputs", "--output", "json")
+        text = self.run(argv, capture=True)
+        if self.dry:
+            return Outputs(stack, dry=True)
+        values = {o["OutputKey"]: o["OutputValue"] for o in json.loads(text or "[]") or []}
+        return Outputs(stack, values)
+
+    def delete_stack(self, stack, region):
+        self.header(f"delete stack {stack} in {region}")
+        self.run(self.aws(region, "cloudformation", "delete-stack", "--stack-name", stack))
+        self.run(self.aws(region, "cloudformation", "wait", "stack-delete-complete",
+                          "--stack-name", stack))
+
+
+# ---------------------------------------------------------------------------------------------
+# The two plans
+# ---------------------------------------------------------------------------------------------
+
+def stack_names(cfg):
+    p = cfg["prefix"]
+    return {
+        "table": f"{p}-table",
+        "role": {r["name"]: f"{p}-role-{r['name']}" for r in cfg["regions"]},
+        "region": {r["name"]: f"{p}-region-{r['name']}" for r in cfg["regions"]},
+        "dns": f"{p}-dns",
+    }
+
+
+def edge_vars(cfg, origins):
+    """The Worker's REGIONS (JSON string) and FALLBACK_ORIGIN vars."""
+    regions = [{"name": r["name"], "origin": origins[r["name"]], "lat": r["lat"], "lon": r["lon"],
+                "weight": r["weight"]} for r in cfg["regions"]]
+    return json.dumps(regions, separators=(",", ":")), f"https://{cfg['domain']}"
+
+
+def wrangler_base(cfg):
+    cf = cfg["cloudflare"]
+    cwd = ROOT / cf["worker_dir"]
+    wrangler = cf["wrangler"]
+    # A relative path (the default, node_modules/.bin/wrangler) is relative to the repo root;
+    # wrangler runs in the Worker's directory, so it is rewritten relative to that.
+    if "/" in wrangler and not os.path.isabs(wrangler):
+        wrangler = os.path.relpath(ROOT / wrangler, cwd)
+    env = {"WRANGLER_SEND_METRICS": "false"}
+    if cf["account_id"]:
+        env["CLOUDFLARE_ACCOUNT_ID"] = cf["account_id"]
+    return [wrangler], env, cwd
+
+
+def deploy(cfg, runner):
+    names = stack_names(cfg)
+    regions = [r["name"] for r in cfg["regions"]]
+    fn = cfg["function"]
+    print(f"# tandem deploy: regions {', '.join(regions)}; table stack in {regions[0]}; "
+          f"DNS stack in {DNS_REGION}; domain {cfg['domain']}")
+
+    if cfg["api"]["iam_auth"]:
+        print("# note: require_iam_auth is on: every route but GET /health needs SigV4, so the edge "
+              "must hold signing credentials (infra/README.md, origin protection)")
+
+    runner.deploy_stack(names["table"], regions[0], "table.yaml", {
+        "TableName": cfg["table"],
+        "ReplicaRegions": ",".join(regions),
+    }, outputs=False)
+
+    runner.header("build the regional function once (arm64)")
+    runner.run(["cargo", "lambda", "build", "--release", "--arm64", "-p", fn["package"]])
+
+    api_outputs = {}
+    for region in cfg["regions"]:
+        name = region["name"]
+        role = runner.deploy_stack(names["role"][name], name, "function-role.yaml", {
+            "TableName": cfg["table"],
+            "FunctionName": fn["name"],
+            "LogRetentionDays": fn["log_retention_days"],
+        }, iam=True)
+
+        runner.header(f"function {fn['name']} in {name}")
+        argv = ["cargo", "lambda", "deploy", "--region", name]
+        if cfg["profile"]:
+            argv += ["--profile", cfg["profile"]]
+        # Only TABLE_NAME: STATUS stays unset (200) and ADMIN_TOKEN stays unset (admin routes
+        # off). A deploy therefore also ends a failover test that set STATUS=404 by hand.
+        argv += ["--iam-role", role["RoleArn"], "--env-var", f"TABLE_NAME={cfg['table']}",
+                 "--memory", str(fn["memory_mb"]), "--timeout", str(fn["timeout_s"]),
+                 "--tag", "project=tandem", "--binary-name", fn["binary"], fn["name"]]
+        runner.run(argv)
+
+        api_outputs[name] = runner.deploy_stack(names["region"][name], name, "region.yaml", {
+            "FunctionName": fn["name"],
+            "DomainName": cfg["domain"],
+            "CertificateArn": region["cert"],
+            "HostedZoneId": "" if region["cert"] else cfg["validation_zone"],
+            "RequireIamAuth": "true" if cfg["api"]["iam_auth"] else "false",
+            "ThrottlingRateLimit": cfg["api"]["rate"],
+            "ThrottlingBurstLimit": cfg["api"]["burst"],
+            "AccessLogRetentionDays": cfg["api"]["log_days"],
+        })
+
+    r53 = cfg["route53"]
+    runner.deploy_stack(names["dns"], DNS_REGION, "dns.yaml", {
+        "HostedZoneId": cfg["zone"],
+        "DomainName": cfg["domain"],
+        "Regions": ",".join(regions),
+        "ApiHosts": ",".join(api_outputs[r]["ApiHost"] for r in regions),
+        "TargetDomainNames": ",".join(api_outputs[r]["RegionalDomainName"] for r in regions),
+        "TargetHostedZoneIds": ",".join(api_outputs[r]["RegionalHostedZoneId"] for r in regions),
+        "HealthCheckInterval": r53["interval"],
+        "HealthCheckFailureThreshold": r53["threshold"],
+        "RecordMode": r53["mode"],
+        "RecordTtl": r53["ttl"],
+        "AlarmTopicArn": r53["alarm_topic"],
+    }, outputs=False)
+
+    regions_json, fallback = edge_vars(cfg, {r: api_outputs[r]["ApiEndpoint"] for r in regions})
+    cf = cfg["cloudflare"]
+    argv, env, cwd = wrangler_base(cfg)
+    runner.header(f"edge Worker via wrangler ({cf['worker_dir']}/)")
+    print(f"  REGIONS={regions_json}")
+    print(f"  FALLBACK_ORIGIN={fallback}")
+    argv += ["deploy", "--var", f"REGIONS:{regions_json}", "--var", f"FALLBACK_ORIGIN:{fallback}"]
+    if cf["worker_name"]:
+        argv += ["--name", cf["worker_name"]]
+    if cf["route"]:
+        argv += ["--route", cf["route"]]
+    if cf["env"]:
+        argv += ["--env", cf["env"]]
+    runner.run(argv, cwd=cwd, env=env)
+    print(f"\n# done: {', '.join(regions)} behind https://{cfg['domain']} (Route 53) and the edge Worker")
+
+
+def teardown(cfg, runner):
+    names = stack_names(cfg)
+    regions = [r["name"] for r in cfg["regions"]]
+    fn = cfg["function"]
+    cf = cfg["cloudflare"]
+    print(f"# tandem teardown (reverse of deploy): regions {', '.join(reversed(regions))}")
+
+    argv, env, cwd = wrangler_base(cfg)
+    runner.header(f"delete the edge Worker ({cf['worker_dir']}/)")
+    argv += ["delete"]
+    if cf["worker_name"]:
+        argv += ["--name", cf["worker_name"]]
+    if cf["env"]:
+        argv += ["--env", cf["env"]]
+    runner.run(argv, cwd=cwd, env=env, may_fail=True)
+
+    runner.delete_stack(names["dns"], DNS_REGION)
+    for name in reversed(regions):
+        runner.delete_stack(names["region"][name], name)
+        runner.header(f"delete function {fn['name']} in {name}")
+        runner.run(runner.aws(name, "lambda", "delete-function", "--function-name", fn["name"]),
+                   may_fail=True)
+        runner.delete_stack(names["role"][name], name)
+    runner.delete_stack(names["table"], regions[0])
+    print(f"\n# the table {cfg['table']} is kept (DeletionPolicy Retain, deletion protection on);"
+          " infra/README.md says how to delete it for good")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="infra/deploy.py",
+        description="Deploy tandem (AWS stacks, the regional function, the edge Worker) or tear it down.")
+    parser.add_argument("command", nargs="?", choices=["deploy", "teardown"], default="deploy")
+    parser.add_argument("--config", default=str(INFRA / "config.json"),
+                        help="config file (default: infra/config.json; see infra/config.example.json)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print every command and template parameter, call nothing")
+    args = parser.parse_args(argv)
+
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as err:
+        print(f"deploy.py: config error: {err}", file=sys.stderr)
+        return 2
+
+    runner = Runner(cfg, dry=args.dry_run)
+    if args.dry_run:
+        print(f"# dry run: nothing is called; config {args.config}")
+    try:
+        (deploy if args.command == "deploy" else teardown)(cfg, runner)
+    except StepFailed as err:
+        print(f"deploy.py: step {runner.step} failed: {err}", file=sys.stderr)
+        return 1
+    except FileNotFoundError as err:
+        print(f"deploy.py: step {runner.step} failed: {err.filename} not found (see prerequisites "
+              "in infra/README.md)", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
