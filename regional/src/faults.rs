@@ -18,6 +18,7 @@ use crate::error::ApiError;
 pub struct Faults {
     status: AtomicU16,
     latency_ms: AtomicU64,
+    response_delay_ms: AtomicU64,
     /// Share of requests to fail, in millionths.
     error_ppm: AtomicU32,
 }
@@ -30,6 +31,9 @@ pub struct FaultSettings {
     pub status: u16,
     /// Delay added before every non-admin request, in milliseconds (at most 60000).
     pub latency_ms: u64,
+    /// Delay added after a request was handled (the write is done, the answer is late): the
+    /// "response lost on the way" case a router must not turn into a second write (at most 60000).
+    pub response_delay_ms: u64,
     /// Share of non-admin requests answered 503 `injected_fault`, 0.0..=1.0.
     pub error_rate: f64,
 }
@@ -40,6 +44,7 @@ pub struct FaultSettings {
 pub struct FaultUpdate {
     pub status: Option<u16>,
     pub latency_ms: Option<u64>,
+    pub response_delay_ms: Option<u64>,
     pub error_rate: Option<f64>,
 }
 
@@ -58,6 +63,7 @@ impl Faults {
         FaultSettings {
             status: self.status.load(Ordering::Relaxed),
             latency_ms: self.latency_ms.load(Ordering::Relaxed),
+            response_delay_ms: self.response_delay_ms.load(Ordering::Relaxed),
             error_rate: f64::from(self.error_ppm.load(Ordering::Relaxed)) / 1e6,
         }
     }
@@ -69,10 +75,15 @@ impl Faults {
         {
             return Err(format!("status must be 100..=599, got {s}"));
         }
-        if let Some(l) = update.latency_ms
-            && l > MAX_LATENCY_MS
+        if update
+            .latency_ms
+            .into_iter()
+            .chain(update.response_delay_ms)
+            .any(|l| l > MAX_LATENCY_MS)
         {
-            return Err(format!("latency_ms must be at most {MAX_LATENCY_MS}"));
+            return Err(format!(
+                "latency_ms and response_delay_ms must be at most {MAX_LATENCY_MS}"
+            ));
         }
         if let Some(r) = update.error_rate
             && !(0.0..=1.0).contains(&r)
@@ -84,6 +95,9 @@ impl Faults {
         }
         if let Some(l) = update.latency_ms {
             self.latency_ms.store(l, Ordering::Relaxed);
+        }
+        if let Some(d) = update.response_delay_ms {
+            self.response_delay_ms.store(d, Ordering::Relaxed);
         }
         if let Some(r) = update.error_rate {
             self.error_ppm
@@ -121,7 +135,12 @@ async fn faulted(faults: &Faults, request: Request, next: Next) -> Response {
     if ppm > 0 && fastrand::u32(0..1_000_000) < ppm {
         return ApiError::InjectedFault.into_response();
     }
-    next.run(request).await
+    let response = next.run(request).await;
+    let delay = faults.response_delay_ms.load(Ordering::Relaxed);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
+    response
 }
 
 #[cfg(test)]
@@ -142,6 +161,7 @@ mod tests {
             status: Some(404),
             latency_ms: Some(250),
             error_rate: Some(0.5),
+            ..Default::default()
         };
         let s = f.apply(ok).unwrap();
         assert_eq!((s.status, s.latency_ms, s.error_rate), (404, 250, 0.5));

@@ -63,19 +63,33 @@ mod tests {
     #[test]
     fn round_trips_and_rejects_bad_tokens() {
         let known = ["eu-west-1", "eu-central-1"];
-        let a = Affinity { region: "eu-west-1".into(), expires_ms: 5000 };
+        let a = Affinity {
+            region: "eu-west-1".into(),
+            expires_ms: 5000,
+        };
         assert_eq!(Affinity::parse(&a.token(), 4000, &known), Some(a.clone()));
         assert_eq!(Affinity::parse(&a.token(), 5000, &known), None, "expired");
-        assert_eq!(Affinity::parse("us-east-1.9999", 0, &known), None, "unknown region");
+        assert_eq!(
+            Affinity::parse("us-east-1.9999", 0, &known),
+            None,
+            "unknown region"
+        );
         assert_eq!(Affinity::parse("garbage", 0, &known), None);
         assert_eq!(Affinity::parse("eu-west-1.notanumber", 0, &known), None);
     }
 
     #[test]
     fn reads_the_cookie() {
-        assert_eq!(Affinity::from_cookie_header("a=b; tandem_affinity=eu-west-1.9; c=d"), Some("eu-west-1.9"));
+        assert_eq!(
+            Affinity::from_cookie_header("a=b; tandem_affinity=eu-west-1.9; c=d"),
+            Some("eu-west-1.9")
+        );
         assert_eq!(Affinity::from_cookie_header("a=b"), None);
-        let c = Affinity { region: "r".into(), expires_ms: 1 }.set_cookie(10_000, true);
+        let c = Affinity {
+            region: "r".into(),
+            expires_ms: 1,
+        }
+        .set_cookie(10_000, true);
         assert!(c.starts_with("tandem_affinity=r.1; Path=/; Max-Age=10;") && c.ends_with("Secure"));
     }
 }

@@ -147,7 +147,10 @@ fn check_origin(field: &str, origin: &str) -> Result<(), ConfigError> {
     if ok {
         Ok(())
     } else {
-        Err(err(field, format!("{origin:?} must be an http(s) base URL without a trailing slash")))
+        Err(err(
+            field,
+            format!("{origin:?} must be an http(s) base URL without a trailing slash"),
+        ))
     }
 }
 
@@ -158,12 +161,23 @@ impl EdgeConfig {
         let regions: Vec<RegionConfig> =
             serde_json::from_str(&raw).map_err(|e| err("REGIONS", e.to_string()))?;
         if regions.is_empty() || regions.len() > MAX_REGIONS {
-            return Err(err("REGIONS", format!("needs 1 to {MAX_REGIONS} regions, got {}", regions.len())));
+            return Err(err(
+                "REGIONS",
+                format!("needs 1 to {MAX_REGIONS} regions, got {}", regions.len()),
+            ));
         }
         for (i, r) in regions.iter().enumerate() {
             let field = |f: &str| format!("REGIONS[{i}].{f}");
-            if r.name.is_empty() || !r.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
-                return Err(err(field("name"), format!("{:?} must be letters, digits and '-'", r.name)));
+            if r.name.is_empty()
+                || !r
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            {
+                return Err(err(
+                    field("name"),
+                    format!("{:?} must be letters, digits and '-'", r.name),
+                ));
             }
             if regions[..i].iter().any(|o| o.name == r.name) {
                 return Err(err(field("name"), format!("{:?} appears twice", r.name)));
@@ -190,7 +204,9 @@ impl EdgeConfig {
         check_settings(&settings)?;
         let cors_origins = match var("CORS_ORIGINS").filter(|s| !s.trim().is_empty()) {
             None => Vec::new(),
-            Some(raw) => serde_json::from_str(&raw).map_err(|e| err("CORS_ORIGINS", e.to_string()))?,
+            Some(raw) => {
+                serde_json::from_str(&raw).map_err(|e| err("CORS_ORIGINS", e.to_string()))?
+            }
         };
         Ok(Self {
             regions,
@@ -205,7 +221,10 @@ fn check_settings(s: &Settings) -> Result<(), ConfigError> {
     let positive = [
         ("ROUTING.per_try_timeout_ms", s.per_try_timeout_ms),
         ("ROUTING.deadline_ms", s.deadline_ms),
-        ("ROUTING.consecutive_failures", u64::from(s.consecutive_failures)),
+        (
+            "ROUTING.consecutive_failures",
+            u64::from(s.consecutive_failures),
+        ),
         ("ROUTING.max_attempts", u64::from(s.max_attempts)),
         ("ROUTING.probe_timeout_ms", s.probe_timeout_ms),
     ];
@@ -215,10 +234,16 @@ fn check_settings(s: &Settings) -> Result<(), ConfigError> {
         }
     }
     if s.deadline_ms < s.per_try_timeout_ms {
-        return Err(err("ROUTING.deadline_ms", "must be at least per_try_timeout_ms"));
+        return Err(err(
+            "ROUTING.deadline_ms",
+            "must be at least per_try_timeout_ms",
+        ));
     }
     if s.max_ejection_ms < s.base_ejection_ms {
-        return Err(err("ROUTING.max_ejection_ms", "must be at least base_ejection_ms"));
+        return Err(err(
+            "ROUTING.max_ejection_ms",
+            "must be at least base_ejection_ms",
+        ));
     }
     if !(s.retry_ratio.is_finite() && s.retry_ratio >= 0.0) {
         return Err(err("ROUTING.retry_ratio", "must be 0 or more"));
@@ -239,23 +264,42 @@ mod tests {
     ]"#;
 
     fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let pairs: Vec<(String, String)> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        move |name| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        }
     }
 
     #[test]
     fn parses_regions_and_defaults() {
-        let c = EdgeConfig::from_vars(vars(&[("REGIONS", TWO), ("FALLBACK_ORIGIN", "https://api.example.com")])).unwrap();
+        let c = EdgeConfig::from_vars(vars(&[
+            ("REGIONS", TWO),
+            ("FALLBACK_ORIGIN", "https://api.example.com"),
+        ]))
+        .unwrap();
         assert_eq!(c.regions.len(), 2);
         assert_eq!(c.regions[0].weight, 1.0);
         assert_eq!(c.regions[1].weight, 2.0);
         assert_eq!(c.settings, Settings::default());
-        assert_eq!(c.fallback_origin.as_deref(), Some("https://api.example.com"));
+        assert_eq!(
+            c.fallback_origin.as_deref(),
+            Some("https://api.example.com")
+        );
     }
 
     #[test]
     fn overrides_settings() {
-        let c = EdgeConfig::from_vars(vars(&[("REGIONS", TWO), ("ROUTING", r#"{"per_try_timeout_ms":500,"hedge":false}"#)])).unwrap();
+        let c = EdgeConfig::from_vars(vars(&[
+            ("REGIONS", TWO),
+            ("ROUTING", r#"{"per_try_timeout_ms":500,"hedge":false}"#),
+        ]))
+        .unwrap();
         assert_eq!(c.settings.per_try_timeout_ms, 500);
         assert!(!c.settings.hedge);
         assert_eq!(c.settings.deadline_ms, 6000);
@@ -266,14 +310,38 @@ mod tests {
         let field = |pairs: &[(&str, &str)]| EdgeConfig::from_vars(vars(pairs)).unwrap_err().field;
         assert_eq!(field(&[]), "REGIONS");
         assert_eq!(field(&[("REGIONS", "[")]), "REGIONS");
-        assert_eq!(field(&[("REGIONS", r#"[{"name":"a","origin":"ftp://x","lat":0,"lon":0}]"#)]), "REGIONS[0].origin");
-        assert_eq!(field(&[("REGIONS", r#"[{"name":"a","origin":"http://host-x","lat":99,"lon":0}]"#)]), "REGIONS[0].lat");
         assert_eq!(
-            field(&[("REGIONS", r#"[{"name":"a","origin":"http://host-x","lat":0,"lon":0},{"name":"a","origin":"http://host-y","lat":0,"lon":0}]"#)]),
+            field(&[(
+                "REGIONS",
+                r#"[{"name":"a","origin":"ftp://x","lat":0,"lon":0}]"#
+            )]),
+            "REGIONS[0].origin"
+        );
+        assert_eq!(
+            field(&[(
+                "REGIONS",
+                r#"[{"name":"a","origin":"http://host-x","lat":99,"lon":0}]"#
+            )]),
+            "REGIONS[0].lat"
+        );
+        assert_eq!(
+            field(&[(
+                "REGIONS",
+                r#"[{"name":"a","origin":"http://host-x","lat":0,"lon":0},{"name":"a","origin":"http://host-y","lat":0,"lon":0}]"#
+            )]),
             "REGIONS[1].name"
         );
-        assert_eq!(field(&[("REGIONS", TWO), ("ROUTING", r#"{"per_try_timout_ms":5}"#)]), "ROUTING");
-        assert_eq!(field(&[("REGIONS", TWO), ("ROUTING", r#"{"deadline_ms":5}"#)]), "ROUTING.deadline_ms");
-        assert_eq!(field(&[("REGIONS", TWO), ("FALLBACK_ORIGIN", "nope")]), "FALLBACK_ORIGIN");
+        assert_eq!(
+            field(&[("REGIONS", TWO), ("ROUTING", r#"{"per_try_timout_ms":5}"#)]),
+            "ROUTING"
+        );
+        assert_eq!(
+            field(&[("REGIONS", TWO), ("ROUTING", r#"{"deadline_ms":5}"#)]),
+            "ROUTING.deadline_ms"
+        );
+        assert_eq!(
+            field(&[("REGIONS", TWO), ("FALLBACK_ORIGIN", "nope")]),
+            "FALLBACK_ORIGIN"
+        );
     }
 }

@@ -45,8 +45,14 @@ mod tests {
 
     #[test]
     fn dublin_to_frankfurt_is_about_1090_km() {
-        let dublin = Coordinates { lat: 53.35, lon: -6.26 };
-        let frankfurt = Coordinates { lat: 50.11, lon: 8.68 };
+        let dublin = Coordinates {
+            lat: 53.35,
+            lon: -6.26,
+        };
+        let frankfurt = Coordinates {
+            lat: 50.11,
+            lon: 8.68,
+        };
         let d = distance_km(dublin, frankfurt);
         assert!((1050.0..1120.0).contains(&d), "{d}");
         assert_eq!(distance_km(dublin, dublin), 0.0);

@@ -36,7 +36,9 @@ impl ProbeResult {
 pub enum Availability {
     Healthy,
     /// Ejected by failures on live traffic; a trial is due at `until_ms`.
-    Ejected { until_ms: Millis },
+    Ejected {
+        until_ms: Millis,
+    },
     /// Ejection over; the next request is the trial.
     TrialDue,
     /// The trial request is in flight; others wait for its answer.
@@ -79,7 +81,9 @@ impl RegionHealth {
             None => Availability::Healthy,
             Some(until) if now < until => Availability::Ejected { until_ms: until },
             Some(_) => match self.trial_started {
-                Some(at) if now.saturating_sub(at) < settings.trial_timeout_ms => Availability::TrialInFlight,
+                Some(at) if now.saturating_sub(at) < settings.trial_timeout_ms => {
+                    Availability::TrialInFlight
+                }
                 _ => Availability::TrialDue,
             },
         }
@@ -87,7 +91,10 @@ impl RegionHealth {
 
     /// True when a request may be sent now (healthy, or this one becomes the trial).
     pub fn admits(&self, now: Millis, settings: &Settings) -> bool {
-        matches!(self.availability(now, settings), Availability::Healthy | Availability::TrialDue)
+        matches!(
+            self.availability(now, settings),
+            Availability::Healthy | Availability::TrialDue
+        )
     }
 
     /// Notes that a request is being sent; if a trial was due, this request is it.
@@ -147,7 +154,9 @@ impl RegionHealth {
             return false;
         }
         self.ejections = self.ejections.saturating_add(1);
-        let base = settings.base_ejection_ms.saturating_mul(u64::from(self.ejections));
+        let base = settings
+            .base_ejection_ms
+            .saturating_mul(u64::from(self.ejections));
         let duration = base.min(settings.max_ejection_ms)
             + (jitter.clamp(0.0, 1.0) * settings.ejection_jitter_ms as f64) as u64;
         self.ejected_until = Some(now + duration);
@@ -194,7 +203,10 @@ mod tests {
         assert!(!h.record_failure(1.0, 0, true, 0.0, &s));
         assert!(!h.record_failure(1.0, 1, true, 0.0, &s));
         assert!(h.record_failure(1.0, 2, true, 0.0, &s));
-        assert_eq!(h.availability(500, &s), Availability::Ejected { until_ms: 1002 });
+        assert_eq!(
+            h.availability(500, &s),
+            Availability::Ejected { until_ms: 1002 }
+        );
         // Trial after the ejection: one request only.
         assert_eq!(h.availability(1002, &s), Availability::TrialDue);
         h.on_send(1002, &s);
@@ -202,11 +214,17 @@ mod tests {
         assert!(!h.admits(1003, &s));
         // The trial fails: ejected again, twice as long.
         assert!(h.record_failure(1.0, 1010, true, 0.0, &s));
-        assert_eq!(h.availability(1011, &s), Availability::Ejected { until_ms: 3010 });
+        assert_eq!(
+            h.availability(1011, &s),
+            Availability::Ejected { until_ms: 3010 }
+        );
         // Third ejection is capped.
         h.on_send(3010, &s);
         assert!(h.record_failure(1.0, 3020, true, 0.0, &s));
-        assert_eq!(h.availability(3021, &s), Availability::Ejected { until_ms: 5520 });
+        assert_eq!(
+            h.availability(3021, &s),
+            Availability::Ejected { until_ms: 5520 }
+        );
         // A successful trial readmits.
         h.on_send(5520, &s);
         h.record_success(2.0, 5530);
@@ -232,36 +250,79 @@ mod tests {
             h.record_failure(1.0, t, true, 0.0, &s);
         }
         h.on_send(1002, &s);
-        assert_eq!(h.availability(1002 + s.trial_timeout_ms, &s), Availability::TrialDue);
+        assert_eq!(
+            h.availability(1002 + s.trial_timeout_ms, &s),
+            Availability::TrialDue
+        );
     }
 
     #[test]
     fn jitter_adds_up_to_its_bound() {
-        let s = Settings { ejection_jitter_ms: 400, ..settings() };
+        let s = Settings {
+            ejection_jitter_ms: 400,
+            ..settings()
+        };
         let mut h = RegionHealth::new(&s);
         for t in 0..3 {
             h.record_failure(1.0, t, true, 0.5, &s);
         }
-        assert_eq!(h.availability(3, &s), Availability::Ejected { until_ms: 2 + 1000 + 200 });
+        assert_eq!(
+            h.availability(3, &s),
+            Availability::Ejected {
+                until_ms: 2 + 1000 + 200
+            }
+        );
     }
 
     #[test]
     fn drain_by_probe_and_by_region_status() {
         let s = settings();
         let mut h = RegionHealth::new(&s);
-        h.record_probe(ProbeResult { at_ms: 100, status: Some(404), latency_ms: 1 }, 100, &s);
+        h.record_probe(
+            ProbeResult {
+                at_ms: 100,
+                status: Some(404),
+                latency_ms: 1,
+            },
+            100,
+            &s,
+        );
         assert_eq!(h.availability(100, &s), Availability::Drained);
         // An older result never overrides a newer one.
-        h.record_probe(ProbeResult { at_ms: 50, status: Some(200), latency_ms: 1 }, 120, &s);
+        h.record_probe(
+            ProbeResult {
+                at_ms: 50,
+                status: Some(200),
+                latency_ms: 1,
+            },
+            120,
+            &s,
+        );
         assert!(h.is_drained());
-        h.record_probe(ProbeResult { at_ms: 200, status: Some(200), latency_ms: 1 }, 200, &s);
+        h.record_probe(
+            ProbeResult {
+                at_ms: 200,
+                status: Some(200),
+                latency_ms: 1,
+            },
+            200,
+            &s,
+        );
         assert!(!h.is_drained());
         h.record_region_status(404);
         assert!(h.is_drained());
         h.record_region_status(200);
         assert!(!h.is_drained());
         // A stale probe is kept for the status page but not acted on.
-        h.record_probe(ProbeResult { at_ms: 300, status: None, latency_ms: 1 }, 300 + s.probe_stale_ms + 1, &s);
+        h.record_probe(
+            ProbeResult {
+                at_ms: 300,
+                status: None,
+                latency_ms: 1,
+            },
+            300 + s.probe_stale_ms + 1,
+            &s,
+        );
         assert!(!h.is_drained());
     }
 }

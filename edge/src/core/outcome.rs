@@ -5,7 +5,10 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     /// The region answered with this status (`region_status`: its `x-region-status` header).
-    Answered { status: u16, region_status: Option<u16> },
+    Answered {
+        status: u16,
+        region_status: Option<u16>,
+    },
     /// No connection or the connection broke (refused, reset, DNS).
     ConnectError,
     /// No answer within the per-try timeout.
@@ -35,7 +38,9 @@ impl Outcome {
     /// (`region_unhealthy`): otherwise it is most likely this request's own fault.
     pub fn verdict(&self, region_unhealthy: bool) -> Verdict {
         match self {
-            Self::Answered { status: 502..=504, .. } => Verdict::TryElsewhere,
+            Self::Answered {
+                status: 502..=504, ..
+            } => Verdict::TryElsewhere,
             Self::Answered { status: 500, .. } if region_unhealthy => Verdict::TryElsewhere,
             Self::Answered { .. } => Verdict::Deliver,
             Self::ConnectError | Self::Timeout => Verdict::TryElsewhere,
@@ -68,12 +73,21 @@ mod tests {
     use super::*;
 
     fn answered(status: u16) -> Outcome {
-        Outcome::Answered { status, region_status: None }
+        Outcome::Answered {
+            status,
+            region_status: None,
+        }
     }
 
     #[test]
     fn gateway_errors_and_transport_failures_go_elsewhere() {
-        for o in [answered(502), answered(503), answered(504), Outcome::ConnectError, Outcome::Timeout] {
+        for o in [
+            answered(502),
+            answered(503),
+            answered(504),
+            Outcome::ConnectError,
+            Outcome::Timeout,
+        ] {
             assert_eq!(o.verdict(false), Verdict::TryElsewhere, "{o:?}");
             assert!(o.is_failure());
         }

@@ -90,8 +90,15 @@ pub struct EdgeRouter {
 
 impl EdgeRouter {
     pub fn new(config: EdgeConfig) -> Self {
-        let health = config.regions.iter().map(|_| RegionHealth::new(&config.settings)).collect();
-        let budget = RetryBudget::new(config.settings.retry_ratio, config.settings.retry_floor_per_s);
+        let health = config
+            .regions
+            .iter()
+            .map(|_| RegionHealth::new(&config.settings))
+            .collect();
+        let budget = RetryBudget::new(
+            config.settings.retry_ratio,
+            config.settings.retry_floor_per_s,
+        );
         Self {
             config,
             health,
@@ -117,7 +124,9 @@ impl EdgeRouter {
     /// latency, divided by the region's weight.
     fn cost(&self, i: usize, client: Option<Coordinates>) -> f64 {
         let region = &self.config.regions[i];
-        let distance = client.map_or(0.0, |c| geo::rtt_ms(geo::distance_km(c, region.coordinates())));
+        let distance = client.map_or(0.0, |c| {
+            geo::rtt_ms(geo::distance_km(c, region.coordinates()))
+        });
         (distance + self.health[i].latency_ms().unwrap_or(0.0)) / region.weight
     }
 
@@ -126,7 +135,9 @@ impl EdgeRouter {
         self.counters.requests += 1;
         self.budget.deposit(now);
         let settings = &self.config.settings;
-        let client = facts.client.or_else(|| facts.continent.and_then(geo::continent_centre));
+        let client = facts
+            .client
+            .or_else(|| facts.continent.and_then(geo::continent_centre));
         let mut order: Vec<usize> = (0..self.health.len())
             .filter(|&i| self.health[i].admits(now, settings))
             .collect();
@@ -134,9 +145,16 @@ impl EdgeRouter {
 
         let read = outcome::is_read(facts.method);
         if read && let Some(token) = facts.affinity {
-            let known: Vec<&str> = self.config.regions.iter().map(|r| r.name.as_str()).collect();
+            let known: Vec<&str> = self
+                .config
+                .regions
+                .iter()
+                .map(|r| r.name.as_str())
+                .collect();
             if let Some(affinity) = Affinity::parse(token, now, &known)
-                && let Some(pos) = order.iter().position(|&i| self.config.regions[i].name == affinity.region)
+                && let Some(pos) = order
+                    .iter()
+                    .position(|&i| self.config.regions[i].name == affinity.region)
             {
                 let preferred = order.remove(pos);
                 order.insert(0, preferred);
@@ -144,7 +162,8 @@ impl EdgeRouter {
         }
         order.truncate(settings.max_attempts as usize);
 
-        let hedge_after_ms = (read && settings.hedge && order.len() >= 2).then(|| self.hedge_delay(order[0]));
+        let hedge_after_ms =
+            (read && settings.hedge && order.len() >= 2).then(|| self.hedge_delay(order[0]));
         Plan {
             order,
             retryable: outcome::method_is_retryable(facts.method, facts.has_idempotency_key),
@@ -159,7 +178,9 @@ impl EdgeRouter {
             return s.hedge_delay_ms;
         }
         let ceiling = (s.per_try_timeout_ms / 2).max(s.hedge_min_ms);
-        let estimate = self.health[i].latency_ms().map_or(ceiling, |ms| (ms * 3.0) as u64);
+        let estimate = self.health[i]
+            .latency_ms()
+            .map_or(ceiling, |ms| (ms * 3.0) as u64);
         estimate.clamp(s.hedge_min_ms, ceiling)
     }
 
@@ -186,16 +207,33 @@ impl EdgeRouter {
 
     /// Records an attempt's outcome on region `i` and says what to do with it.
     /// `jitter` is a random number in `0.0..1.0` for the ejection time.
-    pub fn record(&mut self, i: usize, outcome: Outcome, latency_ms: f64, now: Millis, jitter: f64) -> Verdict {
+    pub fn record(
+        &mut self,
+        i: usize,
+        outcome: Outcome,
+        latency_ms: f64,
+        now: Millis,
+        jitter: f64,
+    ) -> Verdict {
         let settings = &self.config.settings;
-        if let Outcome::Answered { region_status: Some(s), .. } = outcome {
+        if let Outcome::Answered {
+            region_status: Some(s),
+            ..
+        } = outcome
+        {
             self.health[i].record_region_status(s);
         }
         if outcome.is_failure() {
             let others_in_service = (0..self.health.len())
                 .filter(|&j| j != i && !self.health[j].is_ejected() && !self.health[j].is_drained())
                 .count();
-            if self.health[i].record_failure(latency_ms, now, others_in_service > 0, jitter, settings) {
+            if self.health[i].record_failure(
+                latency_ms,
+                now,
+                others_in_service > 0,
+                jitter,
+                settings,
+            ) {
                 self.counters.ejections += 1;
             }
         } else {

@@ -1,0 +1,113 @@
+//! Active health: the cron probes every region's health path and shares the results through KV;
+//! each isolate re-reads them at most every `probe_refresh_ms`.
+
+use std::time::Duration;
+
+use futures_util::future::{Either, join_all, select};
+use worker::{Delay, Env, Fetch, Method, Request, RequestInit};
+
+use super::{KV_BINDING, now_ms, with_router};
+use crate::core::health::ProbeResult;
+use crate::core::router::ProbeReport;
+
+/// KV key holding the latest [`ProbeReport`].
+pub const PROBES_KEY: &str = "probes";
+
+async fn probe_one(url: String, timeout_ms: u64) -> ProbeResult {
+    let at_ms = now_ms();
+    let status = async {
+        let mut init = RequestInit::new();
+        init.with_method(Method::Get);
+        let request = Request::new_with_init(&url, &init).ok()?;
+        Fetch::Request(request)
+            .send()
+            .await
+            .ok()
+            .map(|r| r.status_code())
+    };
+    futures_util::pin_mut!(status);
+    let timer = Delay::from(Duration::from_millis(timeout_ms));
+    let status = match select(status, timer).await {
+        Either::Left((status, _)) => status,
+        Either::Right(_) => None,
+    };
+    ProbeResult {
+        at_ms,
+        status,
+        latency_ms: now_ms().saturating_sub(at_ms),
+    }
+}
+
+/// Probes every region, applies the results here and shares them through KV.
+pub async fn probe_all(env: &Env) {
+    let Ok(targets) = with_router(env, |r| {
+        let s = &r.config().settings;
+        let targets: Vec<(String, String)> = r
+            .config()
+            .regions
+            .iter()
+            .map(|region| {
+                (
+                    region.name.clone(),
+                    format!("{}{}", region.origin, s.probe_path),
+                )
+            })
+            .collect();
+        (targets, s.probe_timeout_ms)
+    }) else {
+        worker::console_error!("probe skipped: edge configuration is invalid");
+        return;
+    };
+    let (targets, timeout_ms) = targets;
+    let results = join_all(
+        targets
+            .iter()
+            .map(|(_, url)| probe_one(url.clone(), timeout_ms)),
+    )
+    .await;
+    let report = ProbeReport {
+        regions: targets
+            .into_iter()
+            .map(|(name, _)| name)
+            .zip(results)
+            .collect(),
+    };
+    let now = now_ms();
+    let _ = with_router(env, |r| r.apply_probes(&report, now));
+    worker::console_log!(
+        "{}",
+        serde_json::json!({"event": "probe", "report": &report})
+    );
+    match env.kv(KV_BINDING) {
+        Ok(kv) => match kv.put(PROBES_KEY, &report) {
+            Ok(put) => {
+                if let Err(e) = put.execute().await {
+                    worker::console_error!("probe results not shared: {e}");
+                }
+            }
+            Err(e) => worker::console_error!("probe results not shared: {e}"),
+        },
+        Err(_) => {
+            worker::console_warn!("no {KV_BINDING} KV binding: probe results stay in this isolate")
+        }
+    }
+}
+
+/// Re-reads the shared probe results when they are due.
+pub async fn refresh(env: &Env) {
+    let now = now_ms();
+    if !with_router(env, |r| r.probes_due(now)).unwrap_or(false) {
+        return;
+    }
+    let report = match env.kv(KV_BINDING) {
+        Ok(kv) => kv
+            .get(PROBES_KEY)
+            .json::<ProbeReport>()
+            .await
+            .ok()
+            .flatten(),
+        Err(_) => None,
+    };
+    let report = report.unwrap_or_default();
+    let _ = with_router(env, |r| r.apply_probes(&report, now));
+}

@@ -1,0 +1,86 @@
+//! Responses the edge writes itself (errors, status, CORS), and header plumbing.
+
+use worker::{Headers, Response, Result};
+
+use crate::core::config::EdgeConfig;
+
+/// Who serves a response the edge answers on its own.
+pub const EDGE: &str = "edge";
+
+/// Headers browsers may read from our responses.
+const EXPOSED: &str = "x-served-by, x-request-id, x-edge-attempts, x-tandem-affinity, etag, location, server-timing, retry-after, idempotency-replayed";
+const ALLOWED_HEADERS: &str =
+    "content-type, idempotency-key, if-match, x-request-id, x-tandem-affinity, authorization";
+
+/// A JSON error in the same shape the regions use.
+pub fn error(status: u16, code: &str, message: &str, request_id: &str) -> Result<Response> {
+    let body =
+        serde_json::json!({"error": {"code": code, "message": message, "request_id": request_id}});
+    let mut response = Response::from_json(&body)?.with_status(status);
+    let headers = response.headers_mut();
+    headers.set("x-served-by", EDGE)?;
+    headers.set("x-request-id", request_id)?;
+    if status == 503 {
+        headers.set("retry-after", "1")?;
+    }
+    Ok(response)
+}
+
+/// The allowed origin to echo for a request's `Origin`, if CORS applies.
+pub fn cors_origin(config: &EdgeConfig, origin: Option<&str>) -> Option<String> {
+    let origin = origin?;
+    if config.cors_origins.iter().any(|o| o == "*" || o == origin) {
+        Some(origin.to_owned())
+    } else {
+        None
+    }
+}
+
+/// Adds CORS headers for an allowed origin.
+pub fn add_cors(headers: &Headers, origin: &str) -> Result<()> {
+    headers.set("access-control-allow-origin", origin)?;
+    headers.set("access-control-allow-credentials", "true")?;
+    headers.set("access-control-expose-headers", EXPOSED)?;
+    headers.append("vary", "Origin")?;
+    Ok(())
+}
+
+/// The answer to a CORS preflight from an allowed origin.
+pub fn preflight(origin: &str) -> Result<Response> {
+    let mut response = Response::empty()?.with_status(204);
+    let headers = response.headers_mut();
+    add_cors(headers, origin)?;
+    headers.set(
+        "access-control-allow-methods",
+        "GET, HEAD, POST, PUT, DELETE, OPTIONS",
+    )?;
+    headers.set("access-control-allow-headers", ALLOWED_HEADERS)?;
+    headers.set("access-control-max-age", "600")?;
+    headers.set("x-served-by", EDGE)?;
+    Ok(response)
+}
+
+/// Request headers that must not be forwarded to an origin.
+pub fn hop_by_hop(name: &str) -> bool {
+    matches!(
+        name,
+        "host"
+            | "connection"
+            | "keep-alive"
+            | "content-length"
+            | "transfer-encoding"
+            | "upgrade"
+            | "te"
+            | "trailer"
+            | "proxy-connection"
+    ) || name.starts_with("cf-")
+}
+
+/// Response headers that must not be copied from an origin's answer (the body is re-sent
+/// already decoded).
+pub fn not_copied(name: &str) -> bool {
+    matches!(
+        name,
+        "content-length" | "transfer-encoding" | "connection" | "content-encoding" | "keep-alive"
+    )
+}

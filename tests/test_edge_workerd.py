@@ -1,0 +1,197 @@
+"""The edge Worker running in workerd (wrangler dev, prebuilt), in front of real `regional`
+processes on moto. Each test gets its own regions and edge so faults never leak between tests."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+import requests
+from conftest import CENTRAL, WEST, error_code
+from harness import edge, moto, procs, regional
+
+# West is preferred (weight) so a test knows which region is tried first.
+WEIGHTS = {WEST: 100.0, CENTRAL: 1.0}
+SCHEDULED = "/__scheduled?cron=*+*+*+*+*"
+
+
+class Stack:
+    def __init__(self, moto_server, table, routing=None, fallback=False, cors=None):
+        self.procs = []
+        self.moto = moto_server
+        self.table = table
+        self.west = self._keep(regional.start_regional(moto_server.url, WEST, table))
+        self.central = self._keep(regional.start_regional(moto_server.url, CENTRAL, table))
+        self.fallback = self._keep(regional.start_regional(moto_server.url, CENTRAL, table)) if fallback else None
+        self.edge = self._keep(edge.start_edge(
+            {WEST: self.west.url, CENTRAL: self.central.url},
+            fallback=self.fallback.url if self.fallback else "",
+            routing={"hedge": False, **(routing or {})}, cors=cors, weights=WEIGHTS))
+
+    def _keep(self, proc):
+        self.procs.append(proc)
+        return proc
+
+    def stop(self):
+        for p in reversed(self.procs):
+            p.stop()
+
+    def get(self, path, **kw):
+        return requests.get(self.edge.url + path, timeout=20, **kw)
+
+    def status(self):
+        return {r["name"]: r for r in self.get("/_edge/status").json()["regions"]}
+
+
+@pytest.fixture
+def stack(moto_server, table, request):
+    params = getattr(request, "param", {})
+    s = Stack(moto_server, table, **params)
+    yield s
+    s.stop()
+
+
+def set_faults(proc, **settings):
+    r = requests.put(f"{proc.url}/admin/faults", json=settings,
+                     headers={"Authorization": f"Bearer {regional.ADMIN_TOKEN}"}, timeout=5)
+    assert r.status_code == 200, r.text
+
+
+def test_seed_calls_through_the_edge_with_read_your_writes(stack):
+    item_id = f"edge-{uuid.uuid4().hex[:8]}"
+    r = requests.post(stack.edge.url + "/create", json={"item_id": item_id}, timeout=10)
+    assert r.status_code == 200 and r.json() == {"item_id": item_id}
+    assert r.headers["x-served-by"] == WEST and r.headers["x-edge-attempts"] == "1"
+    token = r.headers["x-tandem-affinity"]
+    assert token.startswith(WEST + ".") and "tandem_affinity=" in r.headers["set-cookie"]
+    assert "edge;dur=" in r.headers["server-timing"]
+    # A mobile client sends the token back as a header; its read goes to the writing region.
+    r = stack.get(f"/get/{item_id}", headers={"x-tandem-affinity": token})
+    assert r.status_code == 200 and r.json()["retrieved from"] == WEST
+    assert stack.get("/health").status_code == 200
+
+
+def test_request_id_is_propagated_to_the_region(stack):
+    rid = f"rid-{uuid.uuid4().hex[:10]}"
+    r = stack.get("/items?limit=1", headers={"x-request-id": rid})
+    assert r.headers["x-request-id"] == rid
+    assert rid in stack.west.log()
+
+
+def test_retry_after_connection_refused(stack):
+    stack.west.kill()
+    for i in range(8):
+        r = stack.get("/items?limit=1")
+        assert r.status_code == 200, r.text
+        assert r.headers["x-served-by"] == CENTRAL
+    assert "ejected" in stack.status()[WEST]["state"]
+    # Once ejected, requests go straight to the healthy region.
+    assert stack.get("/items?limit=1").headers["x-edge-attempts"] == "1"
+
+
+@pytest.mark.parametrize("stack", [{"routing": {"per_try_timeout_ms": 600}}], indirect=True)
+def test_per_try_timeout_on_a_slow_region(stack):
+    set_faults(stack.west, latency_ms=5000)
+    started = time.monotonic()
+    r = stack.get("/items?limit=1")
+    elapsed = time.monotonic() - started
+    assert r.status_code == 200 and r.headers["x-served-by"] == CENTRAL
+    assert r.headers["x-edge-attempts"] == "2"
+    assert elapsed < 3.0, elapsed
+
+
+def test_status_404_seen_by_the_cron_probe(stack):
+    set_faults(stack.west, status=404)
+    assert stack.get(SCHEDULED).status_code == 200
+    assert stack.status()[WEST]["state"] == "drained"
+    assert stack.status()[WEST]["last_probe"]["status"] == 404
+    r = stack.get("/items?limit=1")
+    assert r.headers["x-served-by"] == CENTRAL and r.headers["x-edge-attempts"] == "1"
+    # Restored: the next probe brings the region back.
+    set_faults(stack.west, status=200)
+    stack.get(SCHEDULED)
+    assert stack.status()[WEST]["state"] == "healthy"
+    assert stack.get("/items?limit=1").headers["x-served-by"] == WEST
+
+
+def test_status_404_seen_by_live_traffic(stack):
+    set_faults(stack.west, status=404)
+    first = stack.get("/items?limit=1")
+    assert first.status_code == 200  # answered, and the answer says "drained"
+    assert first.headers["x-region-status"] == "404"
+    for _ in range(5):
+        r = stack.get("/items?limit=1")
+        assert r.headers["x-served-by"] == CENTRAL
+
+
+@pytest.mark.parametrize("stack", [{"fallback": True}], indirect=True)
+def test_fallback_origin_then_503(stack):
+    stack.west.kill()
+    stack.central.kill()
+    r = stack.get("/items?limit=1")
+    assert r.status_code == 200, r.text
+    assert r.headers["x-served-by"] == CENTRAL  # the fallback (Route 53 name) answered
+    assert stack.get("/_edge/status").json()["counters"]["fallbacks"] >= 1
+    stack.fallback.kill()
+    r = stack.get("/items?limit=1")
+    assert r.status_code == 503 and error_code(r) == "no_region_available"
+    assert r.headers["retry-after"] == "1" and r.headers["x-served-by"] == "edge"
+
+
+@pytest.mark.parametrize("stack", [{"cors": ["https://app.example.com"]}], indirect=True)
+def test_cors_preflight(stack):
+    ok = requests.options(stack.edge.url + "/items", headers={
+        "Origin": "https://app.example.com", "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type, idempotency-key"}, timeout=10)
+    assert ok.status_code == 204
+    assert ok.headers["access-control-allow-origin"] == "https://app.example.com"
+    assert "POST" in ok.headers["access-control-allow-methods"]
+    assert "idempotency-key" in ok.headers["access-control-allow-headers"]
+    bad = requests.options(stack.edge.url + "/items", headers={
+        "Origin": "https://evil.example.net", "Access-Control-Request-Method": "POST"}, timeout=10)
+    assert bad.status_code == 403 and error_code(bad) == "cors_origin_not_allowed"
+    r = stack.get("/items?limit=1", headers={"Origin": "https://app.example.com"})
+    assert r.headers["access-control-allow-origin"] == "https://app.example.com"
+    assert "x-served-by" in r.headers["access-control-expose-headers"]
+
+
+@pytest.mark.parametrize("stack", [{"routing": {"per_try_timeout_ms": 800}}], indirect=True)
+def test_idempotent_post_retried_across_regions_is_one_item(stack):
+    """West stores the item but its answer is late (lost): the edge retries in central with the
+    idempotency key it added, so both writes land on the same id: one item."""
+    set_faults(stack.west, response_delay_ms=3000)
+    marker = uuid.uuid4().hex
+    r = requests.post(stack.edge.url + "/items", json={"marker": marker}, timeout=20)
+    assert r.status_code == 201, r.text
+    assert r.headers["x-served-by"] == CENTRAL and r.headers["x-edge-attempts"] == "2"
+    time.sleep(3.5)  # let west finish its (late) handling
+    ids = set()
+    for region in (WEST, CENTRAL):
+        items = moto.client(stack.moto.url, region).scan(TableName=stack.table)["Items"]
+        ids |= {i["item_id"]["S"] for i in items if i.get("marker", {}).get("S") == marker}
+    assert ids == {r.json()["item_id"]}
+    assert r.json()["item_id"].startswith("idem-")
+
+
+def test_body_over_the_item_limit_is_413_at_the_edge(stack):
+    r = requests.post(stack.edge.url + "/items", data=b"{" + b" " * (401 * 1024) + b"}",
+                      headers={"Content-Type": "application/json"}, timeout=10)
+    assert r.status_code == 413 and error_code(r) == "payload_too_large"
+    assert r.headers["x-served-by"] == "edge"
+
+
+def test_invalid_configuration_is_a_clear_500(moto_server):
+    port = procs.free_port()
+    bad = edge.start_edge_raw(port, {"REGIONS": "[{\"name\": \"x\"}]"})
+    try:
+        r = requests.get(bad.url + "/items", timeout=10)
+        assert r.status_code == 500 and error_code(r) == "edge_config_invalid"
+        assert "REGIONS" in r.json()["error"]["message"]
+        deadline = time.monotonic() + 5
+        while "edge_config_invalid" not in bad.log() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        line = next(line for line in bad.log().splitlines() if "edge_config_invalid" in line)
+        assert "REGIONS" in line
+    finally:
+        bad.stop()
