@@ -1,0 +1,36 @@
+// Drives the built edge Worker in workerd through Miniflare's API, which (unlike `wrangler dev`)
+// lets each request carry its own `request.cf` (client coordinates, continent).
+// Input (env): EDGE_VARS = JSON object of Worker vars; CASES = JSON array of
+// {"path", "cf"}; prints a JSON array of {"status", "served_by", "attempts"}.
+import { Miniflare } from "miniflare";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+const build = path.join(root, "edge", "build");
+const mf = new Miniflare({
+  modulesRoot: build,
+  modules: [
+    { type: "ESModule", path: path.join(build, "index.js") },
+    { type: "CompiledWasm", path: path.join(build, "index_bg.wasm") },
+  ],
+  compatibilityDate: "2026-04-26",
+  bindings: JSON.parse(process.env.EDGE_VARS),
+  kvNamespaces: ["EDGE_STATE"],
+  cf: false,
+});
+try {
+  const results = [];
+  for (const c of JSON.parse(process.env.CASES)) {
+    const response = await mf.dispatchFetch(`http://edge.test${c.path}`, { cf: c.cf });
+    await response.arrayBuffer();
+    results.push({
+      status: response.status,
+      served_by: response.headers.get("x-served-by"),
+      attempts: response.headers.get("x-edge-attempts"),
+    });
+  }
+  console.log(JSON.stringify(results));
+} finally {
+  await mf.dispose();
+}
