@@ -252,7 +252,7 @@ def load_config(path):
                                               "worker_name", "route", "env"})
     cfg["cloudflare"] = {
         "account_id": _string(cloudflare, "account_id", "cloudflare.", re.compile(r"^[0-9a-f]{32}$")),
-        "worker_dir": _string(cloudflare, "worker_dir", "cloudflare.", default="edge"),
+        "worker_dir": _string(cloudflare, "worker_dir", "cloudflare.", default="."),
         "wrangler": _string(cloudflare, "wrangler", "cloudflare.", default="node_modules/.bin/wrangler"),
         "worker_name": _string(cloudflare, "worker_name", "cloudflare.", re.compile(r"^[a-z0-9-]{1,63}$")),
         "route": _string(cloudflare, "route", "cloudflare."),
@@ -446,6 +446,7 @@ def deploy(cfg, runner):
     cf = cfg["cloudflare"]
     argv, env, cwd = wrangler_base(cfg)
     runner.header(f"edge Worker via wrangler ({cf['worker_dir']}/)")
+    runner.run([str(ROOT / "scripts" / "build-edge.sh")], cwd=ROOT, env=env)
     print(f"  REGIONS={regions_json}")
     print(f"  FALLBACK_ORIGIN={fallback}")
     argv += ["deploy", "--var", f"REGIONS:{regions_json}", "--var", f"FALLBACK_ORIGIN:{fallback}"]
