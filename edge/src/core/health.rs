@@ -112,8 +112,9 @@ impl RegionHealth {
         self.drained
     }
 
-    pub fn latency_ms(&self) -> Option<f64> {
-        self.latency.get()
+    /// The latency estimate at `now` (see [`PeakEwma::get`]).
+    pub fn latency_ms(&self, now: Millis) -> Option<f64> {
+        self.latency.get(now)
     }
 
     pub fn consecutive_failures(&self) -> u32 {

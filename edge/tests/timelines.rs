@@ -1,0 +1,801 @@
+//! Scripted timelines: the routing core driven request by request the way the Worker adapter
+//! drives it (plan, first attempt, hedge, retries elsewhere, outcomes reported back), against a
+//! simulated world in which each region's answer is a function of the time it is sent.
+//!
+//! Everything is deterministic: time is a number the test advances, jitter is fixed, nothing
+//! sleeps and nothing leaves the process. Each test asserts what a client or an operator would
+//! notice: an error or not, which region served, how many attempts, how long the client waited,
+//! and what `/_edge/status` says.
+
+use edge::core::Millis;
+use edge::core::affinity::Affinity;
+use edge::core::config::EdgeConfig;
+use edge::core::geo::Coordinates;
+use edge::core::health::{Availability, ProbeResult};
+use edge::core::outcome::{Outcome, Verdict};
+use edge::core::router::{EdgeRouter, Plan, ProbeReport, RequestFacts};
+
+// ---------------------------------------------------------------------------------------------
+// Configuration
+// ---------------------------------------------------------------------------------------------
+
+/// Region indexes, in `REGIONS` order.
+const DUBLIN: usize = 0; // eu-west-1
+const FRANKFURT: usize = 1; // eu-central-1
+const VIRGINIA: usize = 2; // us-east-1
+
+const TWO_REGIONS: &str = r#"[
+    {"name":"eu-west-1","origin":"http://127.0.0.1:9001","lat":53.35,"lon":-6.26},
+    {"name":"eu-central-1","origin":"http://127.0.0.1:9002","lat":50.11,"lon":8.68}
+]"#;
+
+const THREE_REGIONS: &str = r#"[
+    {"name":"eu-west-1","origin":"http://127.0.0.1:9001","lat":53.35,"lon":-6.26},
+    {"name":"eu-central-1","origin":"http://127.0.0.1:9002","lat":50.11,"lon":8.68},
+    {"name":"us-east-1","origin":"http://127.0.0.1:9003","lat":39.0,"lon":-77.5}
+]"#;
+
+/// Ejection settings written out so the expected times below can be read off them.
+const CONSECUTIVE_FAILURES: u32 = 3;
+const BASE_EJECTION_MS: u64 = 5_000;
+const MAX_EJECTION_MS: u64 = 12_000;
+const EJECTION_JITTER_MS: u64 = 1_000;
+/// The jitter every simulated `record` call passes: half of `EJECTION_JITTER_MS`.
+const JITTER: f64 = 0.5;
+const JITTER_MS: u64 = 500;
+
+/// The thresholds above, every other setting at its default (hedging on, automatic delay).
+fn routing() -> String {
+    routing_with("")
+}
+
+/// `routing()` plus extra `ROUTING` fields, e.g. `r#""hedge":false"#`.
+fn routing_with(extra: &str) -> String {
+    let extra = if extra.is_empty() { String::new() } else { format!(",{extra}") };
+    format!(
+        r#"{{"consecutive_failures":{CONSECUTIVE_FAILURES},"base_ejection_ms":{BASE_EJECTION_MS},"max_ejection_ms":{MAX_EJECTION_MS},"ejection_jitter_ms":{EJECTION_JITTER_MS}{extra}}}"#
+    )
+}
+
+fn config(regions: &str, routing: &str) -> EdgeConfig {
+    EdgeConfig::from_vars(|name| match name {
+        "REGIONS" => Some(regions.to_owned()),
+        "ROUTING" => Some(routing.to_owned()),
+        _ => None,
+    })
+    .expect("the test configuration is valid")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Clients
+// ---------------------------------------------------------------------------------------------
+
+/// Mainz, 30 km from Frankfurt, 1 100 km from Dublin.
+const NEAR_FRANKFURT: Coordinates = Coordinates { lat: 50.0, lon: 8.27 };
+/// Cork, 220 km from Dublin.
+const NEAR_DUBLIN: Coordinates = Coordinates { lat: 51.9, lon: -8.47 };
+/// London: 460 km from Dublin, 640 km from Frankfurt.
+const LONDON: Coordinates = Coordinates { lat: 51.51, lon: -0.13 };
+/// Boston, 650 km from us-east-1.
+const BOSTON: Coordinates = Coordinates { lat: 42.36, lon: -71.06 };
+
+fn request(method: &'static str, client: Coordinates) -> RequestFacts<'static> {
+    RequestFacts {
+        method,
+        client: Some(client),
+        has_idempotency_key: method == "POST",
+        ..RequestFacts::default()
+    }
+}
+
+fn read(client: Coordinates) -> RequestFacts<'static> {
+    request("GET", client)
+}
+
+fn read_with<'a>(client: Coordinates, affinity: &'a str) -> RequestFacts<'a> {
+    RequestFacts {
+        affinity: Some(affinity),
+        ..read(client)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The world
+// ---------------------------------------------------------------------------------------------
+
+/// What a region does with an attempt: its outcome, and how long it takes to produce it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Reply {
+    outcome: Outcome,
+    latency_ms: u64,
+}
+
+fn answer(status: u16, latency_ms: u64) -> Reply {
+    Reply {
+        outcome: Outcome::Answered {
+            status,
+            region_status: None,
+        },
+        latency_ms,
+    }
+}
+
+fn ok(latency_ms: u64) -> Reply {
+    answer(200, latency_ms)
+}
+
+/// Connection refused, quickly.
+fn refused() -> Reply {
+    Reply {
+        outcome: Outcome::ConnectError,
+        latency_ms: 3,
+    }
+}
+
+/// A region's behaviour: the reply to an attempt sent at a given time.
+type Region = Box<dyn Fn(Millis) -> Reply>;
+
+fn always(reply: Reply) -> Region {
+    Box::new(move |_| reply)
+}
+
+/// `during` while `from <= t < until`, `otherwise` at any other time.
+fn between(from: Millis, until: Millis, during: Reply, otherwise: Reply) -> Region {
+    Box::new(move |t| if (from..until).contains(&t) { during } else { otherwise })
+}
+
+/// Request times from `from` (inclusive) to `until` (exclusive), `step` apart.
+fn every(from: Millis, until: Millis, step: Millis) -> impl Iterator<Item = Millis> {
+    (from..until).step_by(step as usize)
+}
+
+/// One attempt that has finished (or timed out).
+#[derive(Debug, Clone, Copy)]
+struct Finished {
+    region: usize,
+    outcome: Outcome,
+    latency_ms: u64,
+    done_at: Millis,
+}
+
+/// What one request looked like from the client's side.
+#[derive(Debug, Clone)]
+struct Served {
+    at: Millis,
+    plan: Plan,
+    /// The status the client got from a region; `None`: every attempt failed (the edge's 503).
+    status: Option<u16>,
+    /// The region whose answer the client got.
+    region: Option<usize>,
+    /// Regions attempted, in the order the attempts were sent (a hedge included).
+    attempts: Vec<usize>,
+    hedged: bool,
+    /// How long the client waited.
+    latency_ms: u64,
+}
+
+/// The routing core plus a world to route into, driven like the Worker adapter drives it.
+struct Sim {
+    router: EdgeRouter,
+    world: Vec<Region>,
+    jitter: f64,
+}
+
+impl Sim {
+    fn new(config: EdgeConfig, world: Vec<Region>) -> Self {
+        assert_eq!(config.regions.len(), world.len(), "one behaviour per region");
+        Self {
+            router: EdgeRouter::new(config),
+            world,
+            jitter: JITTER,
+        }
+    }
+
+    /// Sends an attempt to `region` at `sent_at`; a reply slower than `timeout_ms` is a timeout.
+    fn attempt(&self, region: usize, sent_at: Millis, timeout_ms: u64) -> Finished {
+        let reply = (self.world[region])(sent_at);
+        let (outcome, latency_ms) = if reply.latency_ms >= timeout_ms {
+            (Outcome::Timeout, timeout_ms)
+        } else {
+            (reply.outcome, reply.latency_ms)
+        };
+        Finished {
+            region,
+            outcome,
+            latency_ms,
+            done_at: sent_at + latency_ms,
+        }
+    }
+
+    /// One request, start to finish, as the adapter handles it: plan; first attempt (with a hedge
+    /// to the plan's second region if the first has not answered after `hedge_after_ms` and the
+    /// budget allows); on a failure, the next region if the budget allows; every finished attempt
+    /// reported with the time it finished. A hedge's loser is aborted and not reported.
+    fn request(&mut self, facts: &RequestFacts<'_>, at: Millis) -> Served {
+        let settings = self.router.config().settings.clone();
+        let plan = self.router.plan(facts, at);
+        let deadline = at + settings.deadline_ms;
+        let mut served = Served {
+            at,
+            plan: plan.clone(),
+            status: None,
+            region: None,
+            attempts: Vec::new(),
+            hedged: false,
+            latency_ms: 0,
+        };
+        let mut now = at;
+        let mut skip = None;
+        for (n, &region) in plan.order.iter().enumerate() {
+            if Some(region) == skip {
+                continue;
+            }
+            if now >= deadline {
+                break;
+            }
+            if n > 0 && !(plan.retryable && self.router.allow_retry(now, false)) {
+                break;
+            }
+            let timeout = settings.per_try_timeout_ms.min(deadline - now);
+            self.router.on_attempt(region, now);
+            served.attempts.push(region);
+            let first = self.attempt(region, now, timeout);
+            let mut finished = vec![first];
+            if let (0, Some(delay), Some(&next)) = (n, plan.hedge_after_ms, plan.order.get(1))
+                && delay < timeout
+                && first.done_at > now + delay
+            {
+                let fire = now + delay;
+                if self.router.allow_retry(fire, true) {
+                    self.router.on_attempt(next, fire);
+                    served.attempts.push(next);
+                    served.hedged = true;
+                    skip = Some(next);
+                    let second = self.attempt(next, fire, timeout - delay);
+                    let (early, late) = if second.done_at < first.done_at {
+                        (second, first)
+                    } else {
+                        (first, second)
+                    };
+                    finished = if early.outcome.is_failure() { vec![early, late] } else { vec![early] };
+                }
+            }
+            for f in finished {
+                now = now.max(f.done_at);
+                let verdict = self.router.record(f.region, f.outcome, f.latency_ms as f64, f.done_at, self.jitter);
+                if served.status.is_none()
+                    && let Outcome::Answered { status, .. } = f.outcome
+                    && (verdict == Verdict::Deliver || !plan.retryable)
+                {
+                    served.status = Some(status);
+                    served.region = Some(f.region);
+                    served.latency_ms = f.done_at - at;
+                }
+            }
+            if served.status.is_some() || !plan.retryable {
+                break;
+            }
+        }
+        if served.status.is_none() {
+            self.router.on_unavailable();
+            served.latency_ms = now - at;
+        }
+        served
+    }
+
+    /// Sends the same request at each of `times`, one after the other.
+    fn run(&mut self, facts: &RequestFacts<'_>, times: impl IntoIterator<Item = Millis>) -> Vec<Served> {
+        times.into_iter().map(|t| self.request(facts, t)).collect()
+    }
+
+    fn state(&self, region: usize, now: Millis) -> Availability {
+        self.router.status(now).regions[region].state
+    }
+
+    /// Shares one probe result per named region, as the cron does through KV.
+    fn probes(&mut self, results: &[(&str, Option<u16>, Millis)], now: Millis) {
+        let mut report = ProbeReport::default();
+        for &(name, status, at_ms) in results {
+            report.regions.insert(
+                name.to_owned(),
+                ProbeResult {
+                    at_ms,
+                    status,
+                    latency_ms: 20,
+                },
+            );
+        }
+        self.router.apply_probes(&report, now);
+    }
+}
+
+/// Two regions; Dublin answers in 30 ms, Frankfurt as `frankfurt` says.
+fn dublin_and(frankfurt: Region, routing: &str) -> Sim {
+    Sim::new(config(TWO_REGIONS, routing), vec![always(ok(30)), frankfurt])
+}
+
+/// The first requests of a fresh router explore: a region with no latency sample counts as 0 ms,
+/// so each region gets one request before distance and latency settle the order. Tests look at
+/// the steady state after this.
+const WARM_UP_MS: Millis = 1_000;
+
+// ---------------------------------------------------------------------------------------------
+// Failover and ejection
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn nearest_region_failing_is_invisible_to_clients_and_gets_ejected() {
+    for failure in [refused(), answer(503, 8)] {
+        let mut sim = dublin_and(between(10_000, u64::MAX, failure, ok(20)), &routing());
+        let log = sim.run(&read(NEAR_FRANKFURT), every(0, 15_000, 100));
+
+        for s in &log {
+            assert_eq!(s.status, Some(200), "{failure:?}: the client saw an error at {}: {s:?}", s.at);
+        }
+        for s in log.iter().filter(|s| (WARM_UP_MS..10_000).contains(&s.at)) {
+            assert_eq!(s.attempts, [FRANKFURT], "{failure:?}: Frankfurt serves its neighbours at {}", s.at);
+        }
+        let after: Vec<&Served> = log.iter().filter(|s| s.at >= 10_000).collect();
+        let failing = CONSECUTIVE_FAILURES as usize;
+        for s in &after[..failing] {
+            assert_eq!(s.attempts, [FRANKFURT, DUBLIN], "{failure:?}: retried on Dublin at {}", s.at);
+            assert_eq!(s.region, Some(DUBLIN));
+        }
+        for s in &after[failing..] {
+            assert_eq!(s.attempts, [DUBLIN], "{failure:?}: straight to Dublin at {}", s.at);
+        }
+
+        let ejected_at = after[failing - 1].at + failure.latency_ms;
+        let status = sim.router.status(14_999);
+        assert_eq!(
+            status.regions[FRANKFURT].state,
+            Availability::Ejected {
+                until_ms: ejected_at + BASE_EJECTION_MS + JITTER_MS
+            }
+        );
+        assert_eq!(status.regions[DUBLIN].state, Availability::Healthy);
+        assert_eq!(status.counters.ejections, 1);
+        assert_eq!(status.counters.unavailable, 0);
+    }
+}
+
+#[test]
+fn ejected_region_gets_a_single_trial_and_its_traffic_back_once_it_recovers() {
+    // Frankfurt refuses connections from 10 s to 20 s.
+    let mut sim = dublin_and(between(10_000, 20_000, refused(), ok(20)), &routing());
+    let facts = read(NEAR_FRANKFURT);
+    let log = sim.run(&facts, every(0, 15_700, 100));
+    assert!(log.iter().all(|s| s.status == Some(200)));
+    // The third failure, at 10.2 s + 3 ms, ejected Frankfurt for 5 s plus jitter.
+    let first_until = 10_203 + BASE_EJECTION_MS + JITTER_MS;
+    assert_eq!(sim.state(FRANKFURT, 15_699), Availability::Ejected { until_ms: first_until });
+    assert_eq!(sim.state(FRANKFURT, first_until), Availability::TrialDue);
+
+    // The next request after the ejection is Frankfurt's trial...
+    let t = 15_800;
+    let plan = sim.router.plan(&facts, t);
+    assert_eq!(plan.order, [FRANKFURT, DUBLIN]);
+    sim.router.on_attempt(FRANKFURT, t);
+    assert_eq!(sim.state(FRANKFURT, t), Availability::TrialInFlight);
+    // ...and while it is in flight, every other request keeps away from Frankfurt.
+    for other in [t + 1, t + 2] {
+        assert_eq!(sim.router.plan(&facts, other).order, [DUBLIN]);
+    }
+    // Frankfurt is still down: the trial fails, and Frankfurt is ejected again, for twice as long.
+    let trial = refused();
+    let failed_at = t + trial.latency_ms;
+    let verdict = sim.router.record(FRANKFURT, trial.outcome, trial.latency_ms as f64, failed_at, JITTER);
+    assert_eq!(verdict, Verdict::TryElsewhere);
+    let second_until = failed_at + 2 * BASE_EJECTION_MS + JITTER_MS;
+    assert_eq!(sim.state(FRANKFURT, failed_at), Availability::Ejected { until_ms: second_until });
+    // The trial's request is not lost: it goes on to Dublin.
+    assert!(sim.router.allow_retry(failed_at, false));
+    sim.router.on_attempt(DUBLIN, failed_at);
+    assert_eq!(sim.router.record(DUBLIN, ok(30).outcome, 30.0, failed_at + 30, JITTER), Verdict::Deliver);
+
+    // Frankfurt recovers at 20 s but stays out until its second ejection is over.
+    let log = sim.run(&facts, every(15_900, second_until, 100));
+    assert!(log.iter().all(|s| s.status == Some(200) && s.attempts == [DUBLIN]));
+
+    // The next trial succeeds: Frankfurt is healthy again and serves its neighbours.
+    let trial = sim.request(&facts, 26_400);
+    assert_eq!(trial.attempts, [FRANKFURT]);
+    assert_eq!(trial.status, Some(200));
+    assert_eq!(sim.state(FRANKFURT, 26_421), Availability::Healthy);
+    let log = sim.run(&facts, every(26_500, 30_000, 100));
+    assert!(log.iter().all(|s| s.attempts == [FRANKFURT] && s.status == Some(200)));
+    assert_eq!(sim.router.status(30_000).counters.ejections, 2);
+}
+
+#[test]
+fn each_ejection_lasts_longer_up_to_the_cap() {
+    // Frankfurt is down from 10 s to 70 s: its trials keep failing.
+    let mut sim = dublin_and(between(10_000, 70_000, refused(), ok(20)), &routing());
+    let mut ejections: Vec<(Millis, Millis)> = Vec::new();
+    for t in every(0, 70_000, 100) {
+        let s = sim.request(&read(NEAR_FRANKFURT), t);
+        assert_eq!(s.status, Some(200), "no client error at {t}");
+        let failed_at = t + refused().latency_ms;
+        if let Availability::Ejected { until_ms } = sim.state(FRANKFURT, failed_at)
+            && ejections.last().is_none_or(|&(_, until)| until != until_ms)
+        {
+            assert_eq!(s.attempts[0], FRANKFURT, "ejected by this request's attempt");
+            ejections.push((failed_at, until_ms));
+        }
+    }
+    let durations: Vec<Millis> = ejections.iter().map(|&(at, until)| until - at).collect();
+    // n × base, capped at max, plus jitter each time.
+    let expected: Vec<Millis> = (1..=durations.len() as u64)
+        .map(|n| (n * BASE_EJECTION_MS).min(MAX_EJECTION_MS) + JITTER_MS)
+        .collect();
+    assert_eq!(durations, expected);
+    assert!(durations.len() >= 4, "the cap was reached: {durations:?}");
+    // Every trial came right after the previous ejection ended.
+    for pair in ejections.windows(2) {
+        let (_, until) = pair[0];
+        let (next_failed_at, _) = pair[1];
+        assert!(next_failed_at >= until && next_failed_at < until + 100 + 3, "{pair:?}");
+    }
+}
+
+#[test]
+fn a_lone_failing_region_is_never_ejected() {
+    // Dublin is drained by its probe; Frankfurt refuses every connection.
+    let mut sim = dublin_and(always(refused()), &routing());
+    sim.probes(&[("eu-west-1", Some(503), 0)], 0);
+    assert_eq!(sim.state(DUBLIN, 0), Availability::Drained);
+
+    let log = sim.run(&read(NEAR_FRANKFURT), every(0, 10_000, 100));
+    for s in &log {
+        assert_eq!(s.plan.order, [FRANKFURT], "Frankfurt stays in the plan at {}", s.at);
+        assert_eq!(s.attempts, [FRANKFURT]);
+        assert_eq!(s.status, None);
+    }
+    let status = sim.router.status(10_000);
+    assert_eq!(status.regions[FRANKFURT].state, Availability::Healthy);
+    assert_eq!(status.regions[FRANKFURT].consecutive_failures, 100);
+    assert_eq!(status.counters.ejections, 0);
+    assert_eq!(status.counters.unavailable, 100);
+
+    // Dublin's probe passes again: Frankfurt's next failure ejects it and Dublin takes over.
+    sim.probes(&[("eu-west-1", Some(200), 10_000)], 10_000);
+    let s = sim.request(&read(NEAR_FRANKFURT), 10_000);
+    assert_eq!((s.attempts.as_slice(), s.status), ([FRANKFURT, DUBLIN].as_slice(), Some(200)));
+    assert!(matches!(sim.state(FRANKFURT, 10_100), Availability::Ejected { .. }));
+    let s = sim.request(&read(NEAR_FRANKFURT), 10_100);
+    assert_eq!((s.attempts.as_slice(), s.status), ([DUBLIN].as_slice(), Some(200)));
+}
+
+#[test]
+fn with_every_region_failing_only_one_is_ejected() {
+    let down = |from| between(from, u64::MAX, answer(503, 8), ok(20));
+    let mut sim = Sim::new(config(TWO_REGIONS, &routing()), vec![down(10_000), down(10_000)]);
+    for t in every(0, 60_000, 100) {
+        let s = sim.request(&read(NEAR_FRANKFURT), t);
+        assert!(!s.plan.order.is_empty() && !s.attempts.is_empty(), "a region is always tried at {t}");
+        let status = sim.router.status(t + 100);
+        let out = status.regions.iter().filter(|r| r.state != Availability::Healthy).count();
+        assert!(out <= 1, "at most one region out at {t}: {:?}", status.regions);
+    }
+    let status = sim.router.status(60_000);
+    assert_eq!(status.regions[DUBLIN].state, Availability::Healthy);
+    assert!(status.counters.ejections >= 2, "Frankfurt re-ejected after failed trials");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Retry budget
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn retry_budget_caps_retries_during_a_total_outage() {
+    // Both regions answer 503 to everything. Ejection is set out of reach so that both stay in
+    // every plan: the budget alone must keep the edge from doubling the load on them.
+    let ratio = 0.2;
+    let floor_per_s = 10.0;
+    let routing = format!(
+        r#"{{"consecutive_failures":1000000,"ejection_jitter_ms":{EJECTION_JITTER_MS},"retry_ratio":{ratio},"retry_floor_per_s":{floor_per_s}}}"#
+    );
+    let mut sim = Sim::new(
+        config(TWO_REGIONS, &routing),
+        vec![always(answer(503, 8)), always(answer(503, 8))],
+    );
+    let initial_balance = sim.router.status(0).retry_budget;
+    let requests = 1_000u64;
+    let step = 10;
+    let mut denied_halfway = 0;
+    let mut retried = Vec::new();
+    for (n, t) in every(0, requests * step, step).enumerate() {
+        let s = sim.request(&read(NEAR_FRANKFURT), t);
+        assert_eq!(s.plan.order.len(), 2);
+        assert_eq!(s.status, None);
+        retried.push(s.attempts.len() > 1);
+        if n as u64 == requests / 2 {
+            denied_halfway = sim.router.status(t).counters.retries_denied_by_budget;
+        }
+    }
+    let c = sim.router.status(requests * step).counters;
+    assert_eq!(c.requests, requests);
+    assert_eq!(c.attempts, c.requests + c.retries);
+    let elapsed_s = (requests * step) as f64 / 1000.0;
+    let bound = requests as f64 * (1.0 + ratio) + initial_balance + floor_per_s * elapsed_s;
+    assert!((c.attempts as f64) <= bound, "{} attempts for {requests} requests, bound {bound}", c.attempts);
+    assert!(c.attempts < 2 * requests * 3 / 4, "well below one retry per request: {}", c.attempts);
+    // The first requests spend the initial balance; after that retries stop for most requests.
+    assert!(retried[..initial_balance as usize / 2].iter().all(|&r| r));
+    let late = &retried[requests as usize / 2..];
+    let late_share = late.iter().filter(|&&r| r).count() as f64 / late.len() as f64;
+    let steady_share = ratio + floor_per_s * step as f64 / 1000.0;
+    assert!(late_share <= steady_share + 0.01, "{late_share} of late requests retried");
+    assert!(c.retries_denied_by_budget > denied_halfway && denied_halfway > 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hedging
+// ---------------------------------------------------------------------------------------------
+
+/// A fresh two-region router in which Frankfurt answered in `frankfurt_ms` and Dublin in
+/// `dublin_ms`; the hedge delay of a Frankfurt client's read (Frankfurt must come first).
+fn hedge_after(routing: &str, frankfurt_ms: f64, dublin_ms: f64) -> Option<u64> {
+    let mut router = EdgeRouter::new(config(TWO_REGIONS, routing));
+    for (region, ms) in [(FRANKFURT, frankfurt_ms), (DUBLIN, dublin_ms)] {
+        router.on_attempt(region, 0);
+        router.record(region, ok(0).outcome, ms, 0, JITTER);
+    }
+    let plan = router.plan(&read(NEAR_FRANKFURT), 0);
+    assert_eq!(plan.order[0], FRANKFURT);
+    plan.hedge_after_ms
+}
+
+#[test]
+fn hedge_delay_is_for_reads_and_follows_the_first_regions_latency() {
+    let fresh = |regions: &str, routing: &str, method: &'static str| {
+        EdgeRouter::new(config(regions, routing)).plan(&request(method, NEAR_FRANKFURT), 0).hedge_after_ms
+    };
+    // Before any sample, the delay is the ceiling: half the per-try timeout (default 2000 ms).
+    assert_eq!(fresh(TWO_REGIONS, &routing(), "GET"), Some(1000));
+    assert_eq!(fresh(TWO_REGIONS, &routing(), "HEAD"), Some(1000));
+    for method in ["POST", "PUT", "DELETE", "PATCH", "OPTIONS"] {
+        assert_eq!(fresh(TWO_REGIONS, &routing(), method), None, "{method}");
+    }
+    let one_region = r#"[{"name":"eu-central-1","origin":"http://127.0.0.1:9002","lat":50.11,"lon":8.68}]"#;
+    assert_eq!(fresh(one_region, &routing(), "GET"), None);
+    assert_eq!(fresh(TWO_REGIONS, &routing_with(r#""hedge":false"#), "GET"), None);
+    assert_eq!(fresh(TWO_REGIONS, &routing_with(r#""max_attempts":1"#), "GET"), None);
+    assert_eq!(fresh(TWO_REGIONS, &routing_with(r#""hedge_delay_ms":120"#), "GET"), Some(120));
+
+    // Automatic: three times the first region's EWMA, within [hedge_min_ms, per_try / 2].
+    assert_eq!(hedge_after(&routing(), 20.0, 30.0), Some(60));
+    assert_eq!(hedge_after(&routing(), 5.0, 30.0), Some(50));
+    assert_eq!(hedge_after(&routing_with(r#""hedge_min_ms":10"#), 5.0, 30.0), Some(15));
+    assert_eq!(hedge_after(&routing(), 900.0, 1000.0), Some(1000));
+    assert_eq!(hedge_after(&routing_with(r#""per_try_timeout_ms":3000"#), 900.0, 1000.0), Some(1500));
+    assert_eq!(hedge_after(&routing_with(r#""hedge_delay_ms":120"#), 20.0, 30.0), Some(120));
+
+    // With the other region out, there is nothing to hedge to.
+    let mut sim = dublin_and(always(ok(20)), &routing());
+    sim.probes(&[("eu-west-1", Some(503), 0)], 0);
+    assert_eq!(sim.router.plan(&read(NEAR_FRANKFURT), 0).hedge_after_ms, None);
+}
+
+#[test]
+fn a_slow_first_region_is_hedged_and_a_fast_one_is_not() {
+    // Frankfurt answers in 20 ms, except the request sent at 5 s, which takes 400 ms.
+    for (routing, delay) in [(routing(), 60), (routing_with(r#""hedge_delay_ms":100"#), 100)] {
+        let mut sim = dublin_and(between(5_000, 5_001, ok(400), ok(20)), &routing);
+        let facts = read(NEAR_FRANKFURT);
+        let log = sim.run(&facts, every(0, 5_000, 100));
+        assert!(log.iter().all(|s| !s.hedged), "fast answers come before the hedge delay");
+        assert_eq!(sim.router.status(5_000).counters.hedges, 0);
+
+        let slow = sim.request(&facts, 5_000);
+        assert_eq!(slow.plan.hedge_after_ms, Some(delay));
+        assert!(slow.hedged);
+        assert_eq!(slow.attempts, [FRANKFURT, DUBLIN]);
+        assert_eq!((slow.status, slow.region), (Some(200), Some(DUBLIN)));
+        assert_eq!(slow.latency_ms, delay + 30, "the client waits the delay plus Dublin, not 400 ms");
+
+        let fast = sim.request(&facts, 5_500);
+        assert!(!fast.hedged);
+        assert_eq!((fast.attempts.as_slice(), fast.latency_ms), ([FRANKFURT].as_slice(), 20));
+        let c = sim.router.status(5_600).counters;
+        assert_eq!((c.hedges, c.retries), (1, 0));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Read-your-writes affinity
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn a_write_pins_the_writers_reads_to_its_region_until_the_token_expires() {
+    // Frankfurt fails the write sent at 5 s; the write is retried and served by Dublin.
+    let mut sim = dublin_and(between(5_000, 5_001, answer(503, 8), ok(20)), &routing());
+    sim.run(&read(NEAR_FRANKFURT), every(0, 5_000, 100));
+    let write = sim.request(&request("PUT", NEAR_FRANKFURT), 5_000);
+    assert_eq!((write.attempts.as_slice(), write.status), ([FRANKFURT, DUBLIN].as_slice(), Some(200)));
+    let written_at = write.at + write.latency_ms;
+    let affinity = sim.router.affinity_for_write(DUBLIN, written_at);
+    assert_eq!(affinity.expires_ms, written_at + 10_000);
+    let token = affinity.token();
+
+    // Within the window the writer reads from Dublin, though Frankfurt is nearer and healthy.
+    let log = sim.run(&read_with(NEAR_FRANKFURT, &token), every(5_100, affinity.expires_ms, 100));
+    assert!(log.iter().all(|s| s.attempts == [DUBLIN] && s.status == Some(200)));
+    // Other clients still read from Frankfurt, and the writer's writes ignore the token.
+    assert_eq!(sim.request(&read(NEAR_FRANKFURT), 6_000).attempts, [FRANKFURT]);
+    let write_with_token = RequestFacts {
+        affinity: Some(&token),
+        ..request("PUT", NEAR_FRANKFURT)
+    };
+    assert_eq!(sim.request(&write_with_token, 6_050).attempts, [FRANKFURT]);
+    // Once it expires, the token is ignored.
+    let log = sim.run(&read_with(NEAR_FRANKFURT, &token), every(affinity.expires_ms, 20_000, 100));
+    assert!(log.iter().all(|s| s.attempts == [FRANKFURT]));
+
+    // With three regions a token may name a region an ocean away; it is still honoured.
+    let mut router = EdgeRouter::new(config(THREE_REGIONS, &routing()));
+    let token = router.affinity_for_write(VIRGINIA, 0).token();
+    assert_eq!(router.plan(&read_with(NEAR_FRANKFURT, &token), 1).order[0], VIRGINIA);
+}
+
+#[test]
+fn affinity_yields_to_an_ejected_or_drained_region_and_ignores_unknown_ones() {
+    // Dublin refuses connections from 5 s; a reader pinned to Dublin is served by Frankfurt.
+    let routing = routing();
+    let mut sim = Sim::new(
+        config(TWO_REGIONS, &routing),
+        vec![between(5_000, u64::MAX, refused(), ok(30)), always(ok(20))],
+    );
+    let token = sim.router.affinity_for_write(DUBLIN, 4_000).token();
+    let pinned = read_with(NEAR_FRANKFURT, &token);
+    let log = sim.run(&pinned, every(4_000, 5_000, 100));
+    assert!(log.iter().all(|s| s.attempts == [DUBLIN]));
+    let log = sim.run(&pinned, every(5_000, 6_000, 100));
+    assert!(log.iter().all(|s| s.status == Some(200) && s.region == Some(FRANKFURT)));
+    assert!(log[..3].iter().all(|s| s.attempts == [DUBLIN, FRANKFURT]));
+    assert!(matches!(sim.state(DUBLIN, 6_000), Availability::Ejected { .. }));
+    assert!(log[3..].iter().all(|s| s.attempts == [FRANKFURT]), "the ejected region is skipped");
+
+    // A drained region is skipped too.
+    let mut sim = dublin_and(always(ok(20)), &routing);
+    let token = sim.router.affinity_for_write(DUBLIN, 0).token();
+    assert_eq!(sim.request(&read_with(NEAR_FRANKFURT, &token), 100).attempts, [DUBLIN]);
+    sim.probes(&[("eu-west-1", Some(503), 150)], 200);
+    assert_eq!(sim.request(&read_with(NEAR_FRANKFURT, &token), 300).attempts, [FRANKFURT]);
+
+    // Tokens naming no configured region, or malformed, change nothing.
+    let far_future = Affinity {
+        region: "ap-south-1".into(),
+        expires_ms: u64::MAX,
+    };
+    for token in [far_future.token(), "eu-west-1".into(), "eu-west-1.soon".into(), String::new()] {
+        let mut sim = dublin_and(always(ok(20)), &routing);
+        let plan = sim.router.plan(&read_with(NEAR_FRANKFURT, &token), 0);
+        assert_eq!(plan.order, [FRANKFURT, DUBLIN], "{token:?}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Drain
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn x_region_status_drains_a_region_until_a_newer_probe_passes() {
+    // At 5 s Frankfurt answers a request but says, in `x-region-status`, that it is draining.
+    let draining = Reply {
+        outcome: Outcome::Answered {
+            status: 200,
+            region_status: Some(404),
+        },
+        latency_ms: 20,
+    };
+    let mut sim = dublin_and(between(5_000, 5_001, draining, ok(20)), &routing());
+    let facts = read(NEAR_FRANKFURT);
+    sim.run(&facts, every(0, 1_000, 100));
+    sim.probes(&[("eu-central-1", Some(200), 1_000)], 1_000);
+    sim.run(&facts, every(1_000, 5_000, 100));
+
+    let s = sim.request(&facts, 5_000);
+    assert_eq!((s.region, s.status), (Some(FRANKFURT), Some(200)), "the answer itself is delivered");
+    assert_eq!(sim.state(FRANKFURT, 5_100), Availability::Drained);
+    let log = sim.run(&facts, every(5_100, 6_000, 100));
+    assert!(log.iter().all(|s| s.attempts == [DUBLIN] && s.status == Some(200)));
+
+    // The probe result from before the drain, read again, does not bring Frankfurt back.
+    sim.probes(&[("eu-central-1", Some(200), 1_000)], 6_000);
+    assert_eq!(sim.request(&facts, 6_000).attempts, [DUBLIN]);
+    // A newer passing probe does.
+    sim.probes(&[("eu-central-1", Some(200), 6_050)], 6_100);
+    assert_eq!(sim.state(FRANKFURT, 6_100), Availability::Healthy);
+    assert_eq!(sim.request(&facts, 6_100).attempts, [FRANKFURT]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Distance, weight and latency
+// ---------------------------------------------------------------------------------------------
+
+fn first_choice(regions: &str, facts: &RequestFacts<'_>) -> Vec<usize> {
+    EdgeRouter::new(config(regions, &routing())).plan(facts, 0).order
+}
+
+#[test]
+fn nearest_region_comes_first() {
+    assert_eq!(first_choice(THREE_REGIONS, &read(NEAR_FRANKFURT))[0], FRANKFURT);
+    assert_eq!(first_choice(THREE_REGIONS, &read(NEAR_DUBLIN))[0], DUBLIN);
+    assert_eq!(first_choice(THREE_REGIONS, &read(BOSTON))[0], VIRGINIA);
+    // Without coordinates, the continent's centre (Europe: 50 N 10 E).
+    let by_continent = |code: &'static str| RequestFacts {
+        method: "GET",
+        continent: Some(code),
+        ..RequestFacts::default()
+    };
+    assert_eq!(first_choice(THREE_REGIONS, &by_continent("EU"))[0], FRANKFURT);
+    assert_eq!(first_choice(THREE_REGIONS, &by_continent("NA"))[0], VIRGINIA);
+    // Coordinates win over the continent.
+    let both = RequestFacts {
+        continent: Some("EU"),
+        ..read(NEAR_DUBLIN)
+    };
+    assert_eq!(first_choice(THREE_REGIONS, &both)[0], DUBLIN);
+    // Nothing known (or an unknown continent): the configured order.
+    assert_eq!(first_choice(THREE_REGIONS, &by_continent("XX")), [DUBLIN, FRANKFURT, VIRGINIA]);
+    let nothing = RequestFacts {
+        method: "GET",
+        ..RequestFacts::default()
+    };
+    assert_eq!(first_choice(THREE_REGIONS, &nothing), [DUBLIN, FRANKFURT, VIRGINIA]);
+    // max_attempts (default 3) bounds the plan.
+    let bounded = EdgeRouter::new(config(THREE_REGIONS, &routing_with(r#""max_attempts":2"#)))
+        .plan(&read(NEAR_FRANKFURT), 0)
+        .order;
+    assert_eq!(bounded, [FRANKFURT, DUBLIN]);
+}
+
+#[test]
+fn a_region_of_weight_two_looks_half_as_far() {
+    let weighted = THREE_REGIONS.replace(r#""lon":8.68}"#, r#""lon":8.68,"weight":2}"#);
+    // London: Dublin 460 km, Frankfurt 640 km; halved, Frankfurt's 320 km wins.
+    assert_eq!(first_choice(THREE_REGIONS, &read(LONDON))[0], DUBLIN);
+    assert_eq!(first_choice(&weighted, &read(LONDON))[0], FRANKFURT);
+    // Cork: Dublin 220 km, Frankfurt 1 250 km; halved, 625 km still loses.
+    assert_eq!(first_choice(&weighted, &read(NEAR_DUBLIN))[0], DUBLIN);
+}
+
+#[test]
+fn a_much_slower_near_region_goes_behind_a_fast_far_one() {
+    // Frankfurt is 0.3 ms of fibre from the client, Dublin 11 ms.
+    let order_after = |frankfurt_ms: f64, dublin_ms: f64| {
+        let mut router = EdgeRouter::new(config(TWO_REGIONS, &routing()));
+        for (region, ms) in [(FRANKFURT, frankfurt_ms), (DUBLIN, dublin_ms)] {
+            router.on_attempt(region, 0);
+            router.record(region, ok(0).outcome, ms, 0, JITTER);
+        }
+        router.plan(&read(NEAR_FRANKFURT), 1).order
+    };
+    assert_eq!(order_after(25.0, 20.0), [FRANKFURT, DUBLIN], "a small difference: distance decides");
+    assert_eq!(order_after(100.0, 20.0), [DUBLIN, FRANKFURT], "a large one: latency decides");
+}
+
+#[test]
+fn one_slow_answer_does_not_cost_the_nearest_region_its_traffic_for_good() {
+    // Frankfurt takes 1.5 s for the write sent at 1 s (a cold start), then answers in 20 ms again.
+    // Writes are not hedged, so the slow answer is recorded and Frankfurt goes behind Dublin.
+    let mut sim = dublin_and(between(1_000, 1_001, ok(1_500), ok(20)), &routing());
+    sim.run(&read(NEAR_FRANKFURT), every(0, 1_000, 100));
+    let cold = sim.request(&request("PUT", NEAR_FRANKFURT), 1_000);
+    assert_eq!((cold.attempts.as_slice(), cold.latency_ms), ([FRANKFURT].as_slice(), 1_500));
+    let log = sim.run(&read(NEAR_FRANKFURT), every(2_500, 5_000, 100));
+    assert!(log.iter().all(|s| s.attempts == [DUBLIN]), "a much slower region goes behind");
+
+    // Frankfurt is only measured again if it gets a request. It must get one while its bad
+    // sample is still recent enough to matter, and then win its neighbours back.
+    let log = sim.run(&read(NEAR_FRANKFURT), every(5_000, 120_000, 100));
+    let back = log
+        .iter()
+        .position(|s| s.region == Some(FRANKFURT))
+        .map(|i| log[i].at)
+        .expect("Frankfurt serves its neighbours again");
+    assert!(back <= 60_000, "Frankfurt back at {back} ms");
+    let settled: Vec<&Served> = log.iter().filter(|s| s.at > back).take(100).collect();
+    assert!(settled.iter().all(|s| s.region == Some(FRANKFURT)), "and stays first");
+}

@@ -1,0 +1,163 @@
+"""Benchmarks of the figures named in the issues, printed as a table (see docs/benchmarks.md).
+
+Run through scripts/bench.sh, which builds the release binary, the overhead bench and the edge.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import gzip
+import os
+import platform
+import re
+import statistics
+import subprocess
+import time
+from pathlib import Path
+
+import boto3
+import requests
+
+from . import edge, procs, regional
+
+ROOT = procs.ROOT
+RELEASE = ROOT / "target" / "release" / "regional"
+TABLE = "bench"
+ITEM = "bench-item"
+
+
+def machine() -> str:
+    model = ""
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    return f"{os.cpu_count()} cores, {model}, {platform.system()} {platform.release()}"
+
+
+def start_dynalite() -> procs.Proc:
+    port = procs.free_port()
+    proc = procs.start(f"dynalite-{port}", [str(ROOT / "node_modules/.bin/dynalite"), "--port", str(port),
+                                            "--createTableMs", "0"], port=port)
+    procs.wait_http(proc, "/", timeout=20)
+    db = boto3.client("dynamodb", endpoint_url=proc.url, region_name="eu-west-1",
+                      aws_access_key_id="local", aws_secret_access_key="local")
+    db.create_table(TableName=TABLE, KeySchema=[{"AttributeName": "item_id", "KeyType": "HASH"}],
+                    AttributeDefinitions=[{"AttributeName": "item_id", "AttributeType": "S"}],
+                    BillingMode="PAY_PER_REQUEST")
+    db.get_waiter("table_exists").wait(TableName=TABLE)
+    db.put_item(TableName=TABLE, Item={
+        "item_id": {"S": ITEM}, "name": {"S": "bench"}, "n": {"N": "42"}, "region": {"S": "eu-west-1"},
+        "created_at": {"S": "2026-11-29T10:00:00.000Z"}, "updated_at": {"S": "2026-11-29T10:00:00.000Z"},
+        "version": {"N": "1"}})
+    return proc
+
+
+def regional_env(endpoint: str, port: int) -> dict:
+    return {"AWS_REGION": "eu-west-1", "TABLE_NAME": TABLE, "LISTEN_ADDR": f"127.0.0.1:{port}",
+            "AWS_ENDPOINT_URL_DYNAMODB": endpoint, "AWS_ACCESS_KEY_ID": "local",
+            "AWS_SECRET_ACCESS_KEY": "local", "AWS_EC2_METADATA_DISABLED": "true", "RUST_LOG": "warn"}
+
+
+def startup_ms(endpoint: str, runs: int = 20) -> list[float]:
+    """Process start to the first 200 from /health, polled over a raw socket."""
+    import socket
+    results = []
+    for _ in range(runs):
+        port = procs.free_port()
+        env = dict(os.environ, **regional_env(endpoint, port))
+        started = time.perf_counter()
+        p = subprocess.Popen([str(RELEASE)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            while True:
+                try:
+                    with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                        s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                        if s.recv(64).startswith(b"HTTP/1.1 200"):
+                            break
+                except OSError:
+                    pass
+                if time.perf_counter() - started > 10:
+                    raise RuntimeError("regional did not start")
+            results.append((time.perf_counter() - started) * 1000)
+        finally:
+            p.terminate()
+            p.wait(5)
+    return results
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def wrk(url: str, connections: int, seconds: int = 10) -> dict:
+    out = subprocess.run(["wrk", f"-t{min(connections, 2)}", f"-c{connections}", f"-d{seconds}s", "--latency", url],
+                         capture_output=True, text=True, timeout=seconds + 30).stdout
+    def ms(label):
+        m = re.search(rf"^\s+{label}\s+([\d.]+)(us|ms|s)", out, re.M)
+        if not m:
+            return float("nan")
+        v, unit = float(m.group(1)), m.group(2)
+        return v / 1000 if unit == "us" else v * 1000 if unit == "s" else v
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {"p50": ms("50%"), "p99": ms("99%"), "rps": float(rps.group(1)) if rps else float("nan"),
+            "non2xx": int(errors.group(1)) if errors else 0}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--requests", type=int, default=20000)
+    args = ap.parse_args()
+    print(f"machine: {machine()}")
+    size = RELEASE.stat().st_size
+    print(f"regional release binary (stripped): {size / 1e6:.2f} MB ({size} bytes)")
+    wasm = (ROOT / "edge/build/index_bg.wasm").read_bytes()
+    print(f"edge wasm: {len(wasm) / 1024:.0f} KiB raw, {len(gzip.compress(wasm, 9)) / 1024:.0f} KiB gzip -9")
+
+    dyn = start_dynalite()
+    running = [dyn]
+    try:
+        starts = startup_ms(dyn.url)
+        print(f"start-up to first 200 /health: median {statistics.median(starts):.1f} ms, "
+              f"min {min(starts):.1f}, max {max(starts):.1f} (n={len(starts)})")
+
+        port = procs.free_port()
+        svc = procs.start(f"bench-regional-{port}", [str(RELEASE)], env=regional_env(dyn.url, port), port=port)
+        running.append(svc)
+        procs.wait_http(svc, "/health")
+        session = requests.Session()
+        for _ in range(10_000):
+            session.get(f"{svc.url}/items/{ITEM}").raise_for_status()
+        print(f"RSS after 10k GET /items/{{id}}: {rss_mib(svc.pid):.1f} MiB")
+
+        bench_bin = sorted(glob.glob(str(ROOT / "target/release/deps/overhead-*")), key=os.path.getmtime)
+        bench_bin = [b for b in bench_bin if os.access(b, os.X_OK) and not b.endswith(".d")][-1]
+        env = dict(os.environ, BENCH_DYNAMODB_ENDPOINT=dyn.url, BENCH_SERVICE_ADDR=f"127.0.0.1:{port}",
+                   BENCH_TABLE=TABLE, BENCH_ITEM_ID=ITEM, BENCH_REQUESTS=str(args.requests),
+                   AWS_ACCESS_KEY_ID="local", AWS_SECRET_ACCESS_KEY="local", AWS_EC2_METADATA_DISABLED="true")
+        print("service overhead over direct GetItem (dynalite):")
+        print(subprocess.run([bench_bin], env=env, capture_output=True, text=True, check=True, timeout=600).stdout,
+              end="")
+
+        e = edge.start_edge({"eu-west-1": svc.url}, routing={"hedge": False})
+        running.append(e)
+        print("edge added latency (wrk, 10 s each, GET /items/{id}):")
+        for c in (1, 16):
+            direct = wrk(f"{svc.url}/items/{ITEM}", c)
+            via = wrk(f"{e.url}/items/{ITEM}", c)
+            print(f"  c={c:<2} direct p50={direct['p50']:.3f} ms p99={direct['p99']:.3f} ms {direct['rps']:.0f} req/s"
+                  f" | via edge p50={via['p50']:.3f} ms p99={via['p99']:.3f} ms {via['rps']:.0f} req/s"
+                  f" | added p50={via['p50'] - direct['p50']:.3f} ms p99={via['p99'] - direct['p99']:.3f} ms"
+                  f" | non-2xx {direct['non2xx']}/{via['non2xx']}")
+    finally:
+        for p in reversed(running):
+            p.stop()
+
+
+if __name__ == "__main__":
+    main()
