@@ -51,7 +51,11 @@ fn routing() -> String {
 
 /// `routing()` plus extra `ROUTING` fields, e.g. `r#""hedge":false"#`.
 fn routing_with(extra: &str) -> String {
-    let extra = if extra.is_empty() { String::new() } else { format!(",{extra}") };
+    let extra = if extra.is_empty() {
+        String::new()
+    } else {
+        format!(",{extra}")
+    };
     format!(
         r#"{{"consecutive_failures":{CONSECUTIVE_FAILURES},"base_ejection_ms":{BASE_EJECTION_MS},"max_ejection_ms":{MAX_EJECTION_MS},"ejection_jitter_ms":{EJECTION_JITTER_MS}{extra}}}"#
     )
@@ -71,13 +75,25 @@ fn config(regions: &str, routing: &str) -> EdgeConfig {
 // ---------------------------------------------------------------------------------------------
 
 /// Mainz, 30 km from Frankfurt, 1 100 km from Dublin.
-const NEAR_FRANKFURT: Coordinates = Coordinates { lat: 50.0, lon: 8.27 };
+const NEAR_FRANKFURT: Coordinates = Coordinates {
+    lat: 50.0,
+    lon: 8.27,
+};
 /// Cork, 220 km from Dublin.
-const NEAR_DUBLIN: Coordinates = Coordinates { lat: 51.9, lon: -8.47 };
+const NEAR_DUBLIN: Coordinates = Coordinates {
+    lat: 51.9,
+    lon: -8.47,
+};
 /// London: 460 km from Dublin, 640 km from Frankfurt.
-const LONDON: Coordinates = Coordinates { lat: 51.51, lon: -0.13 };
+const LONDON: Coordinates = Coordinates {
+    lat: 51.51,
+    lon: -0.13,
+};
 /// Boston, 650 km from us-east-1.
-const BOSTON: Coordinates = Coordinates { lat: 42.36, lon: -71.06 };
+const BOSTON: Coordinates = Coordinates {
+    lat: 42.36,
+    lon: -71.06,
+};
 
 fn request(method: &'static str, client: Coordinates) -> RequestFacts<'static> {
     RequestFacts {
@@ -141,7 +157,13 @@ fn always(reply: Reply) -> Region {
 
 /// `during` while `from <= t < until`, `otherwise` at any other time.
 fn between(from: Millis, until: Millis, during: Reply, otherwise: Reply) -> Region {
-    Box::new(move |t| if (from..until).contains(&t) { during } else { otherwise })
+    Box::new(move |t| {
+        if (from..until).contains(&t) {
+            during
+        } else {
+            otherwise
+        }
+    })
 }
 
 /// Request times from `from` (inclusive) to `until` (exclusive), `step` apart.
@@ -183,7 +205,11 @@ struct Sim {
 
 impl Sim {
     fn new(config: EdgeConfig, world: Vec<Region>) -> Self {
-        assert_eq!(config.regions.len(), world.len(), "one behaviour per region");
+        assert_eq!(
+            config.regions.len(),
+            world.len(),
+            "one behaviour per region"
+        );
         Self {
             router: EdgeRouter::new(config),
             world,
@@ -210,7 +236,8 @@ impl Sim {
     /// One request, start to finish, as the adapter handles it: plan; first attempt (with a hedge
     /// to the plan's second region if the first has not answered after `hedge_after_ms` and the
     /// budget allows); on a failure, the next region if the budget allows; every finished attempt
-    /// reported with the time it finished. A hedge's loser is aborted and not reported.
+    /// reported with the time it finished. A hedge's loser is aborted; when the loser is the first
+    /// region (it had a head start), it is reported as a timeout, as the adapter does.
     fn request(&mut self, facts: &RequestFacts<'_>, at: Millis) -> Served {
         let settings = self.router.config().settings.clone();
         let plan = self.router.plan(facts, at);
@@ -257,12 +284,31 @@ impl Sim {
                     } else {
                         (first, second)
                     };
-                    finished = if early.outcome.is_failure() { vec![early, late] } else { vec![early] };
+                    finished = if early.outcome.is_failure() {
+                        vec![early, late]
+                    } else if early.region == next {
+                        // The first region lost despite its head start: reported as a timeout.
+                        let lost = Finished {
+                            region,
+                            outcome: Outcome::Timeout,
+                            latency_ms: early.done_at - now,
+                            done_at: early.done_at,
+                        };
+                        vec![early, lost]
+                    } else {
+                        vec![early]
+                    };
                 }
             }
             for f in finished {
                 now = now.max(f.done_at);
-                let verdict = self.router.record(f.region, f.outcome, f.latency_ms as f64, f.done_at, self.jitter);
+                let verdict = self.router.record(
+                    f.region,
+                    f.outcome,
+                    f.latency_ms as f64,
+                    f.done_at,
+                    self.jitter,
+                );
                 if served.status.is_none()
                     && let Outcome::Answered { status, .. } = f.outcome
                     && (verdict == Verdict::Deliver || !plan.retryable)
@@ -284,7 +330,11 @@ impl Sim {
     }
 
     /// Sends the same request at each of `times`, one after the other.
-    fn run(&mut self, facts: &RequestFacts<'_>, times: impl IntoIterator<Item = Millis>) -> Vec<Served> {
+    fn run(
+        &mut self,
+        facts: &RequestFacts<'_>,
+        times: impl IntoIterator<Item = Millis>,
+    ) -> Vec<Served> {
         times.into_iter().map(|t| self.request(facts, t)).collect()
     }
 
@@ -311,7 +361,10 @@ impl Sim {
 
 /// Two regions; Dublin answers in 30 ms, Frankfurt as `frankfurt` says.
 fn dublin_and(frankfurt: Region, routing: &str) -> Sim {
-    Sim::new(config(TWO_REGIONS, routing), vec![always(ok(30)), frankfurt])
+    Sim::new(
+        config(TWO_REGIONS, routing),
+        vec![always(ok(30)), frankfurt],
+    )
 }
 
 /// The first requests of a fresh router explore: a region with no latency sample counts as 0 ms,
@@ -330,19 +383,39 @@ fn nearest_region_failing_is_invisible_to_clients_and_gets_ejected() {
         let log = sim.run(&read(NEAR_FRANKFURT), every(0, 15_000, 100));
 
         for s in &log {
-            assert_eq!(s.status, Some(200), "{failure:?}: the client saw an error at {}: {s:?}", s.at);
+            assert_eq!(
+                s.status,
+                Some(200),
+                "{failure:?}: the client saw an error at {}: {s:?}",
+                s.at
+            );
         }
         for s in log.iter().filter(|s| (WARM_UP_MS..10_000).contains(&s.at)) {
-            assert_eq!(s.attempts, [FRANKFURT], "{failure:?}: Frankfurt serves its neighbours at {}", s.at);
+            assert_eq!(
+                s.attempts,
+                [FRANKFURT],
+                "{failure:?}: Frankfurt serves its neighbours at {}",
+                s.at
+            );
         }
         let after: Vec<&Served> = log.iter().filter(|s| s.at >= 10_000).collect();
         let failing = CONSECUTIVE_FAILURES as usize;
         for s in &after[..failing] {
-            assert_eq!(s.attempts, [FRANKFURT, DUBLIN], "{failure:?}: retried on Dublin at {}", s.at);
+            assert_eq!(
+                s.attempts,
+                [FRANKFURT, DUBLIN],
+                "{failure:?}: retried on Dublin at {}",
+                s.at
+            );
             assert_eq!(s.region, Some(DUBLIN));
         }
         for s in &after[failing..] {
-            assert_eq!(s.attempts, [DUBLIN], "{failure:?}: straight to Dublin at {}", s.at);
+            assert_eq!(
+                s.attempts,
+                [DUBLIN],
+                "{failure:?}: straight to Dublin at {}",
+                s.at
+            );
         }
 
         let ejected_at = after[failing - 1].at + failure.latency_ms;
@@ -368,7 +441,12 @@ fn ejected_region_gets_a_single_trial_and_its_traffic_back_once_it_recovers() {
     assert!(log.iter().all(|s| s.status == Some(200)));
     // The third failure, at 10.2 s + 3 ms, ejected Frankfurt for 5 s plus jitter.
     let first_until = 10_203 + BASE_EJECTION_MS + JITTER_MS;
-    assert_eq!(sim.state(FRANKFURT, 15_699), Availability::Ejected { until_ms: first_until });
+    assert_eq!(
+        sim.state(FRANKFURT, 15_699),
+        Availability::Ejected {
+            until_ms: first_until
+        }
+    );
     assert_eq!(sim.state(FRANKFURT, first_until), Availability::TrialDue);
 
     // The next request after the ejection is Frankfurt's trial...
@@ -384,18 +462,36 @@ fn ejected_region_gets_a_single_trial_and_its_traffic_back_once_it_recovers() {
     // Frankfurt is still down: the trial fails, and Frankfurt is ejected again, for twice as long.
     let trial = refused();
     let failed_at = t + trial.latency_ms;
-    let verdict = sim.router.record(FRANKFURT, trial.outcome, trial.latency_ms as f64, failed_at, JITTER);
+    let verdict = sim.router.record(
+        FRANKFURT,
+        trial.outcome,
+        trial.latency_ms as f64,
+        failed_at,
+        JITTER,
+    );
     assert_eq!(verdict, Verdict::TryElsewhere);
     let second_until = failed_at + 2 * BASE_EJECTION_MS + JITTER_MS;
-    assert_eq!(sim.state(FRANKFURT, failed_at), Availability::Ejected { until_ms: second_until });
+    assert_eq!(
+        sim.state(FRANKFURT, failed_at),
+        Availability::Ejected {
+            until_ms: second_until
+        }
+    );
     // The trial's request is not lost: it goes on to Dublin.
     assert!(sim.router.allow_retry(failed_at, false));
     sim.router.on_attempt(DUBLIN, failed_at);
-    assert_eq!(sim.router.record(DUBLIN, ok(30).outcome, 30.0, failed_at + 30, JITTER), Verdict::Deliver);
+    assert_eq!(
+        sim.router
+            .record(DUBLIN, ok(30).outcome, 30.0, failed_at + 30, JITTER),
+        Verdict::Deliver
+    );
 
     // Frankfurt recovers at 20 s but stays out until its second ejection is over.
     let log = sim.run(&facts, every(15_900, second_until, 100));
-    assert!(log.iter().all(|s| s.status == Some(200) && s.attempts == [DUBLIN]));
+    assert!(
+        log.iter()
+            .all(|s| s.status == Some(200) && s.attempts == [DUBLIN])
+    );
 
     // The next trial succeeds: Frankfurt is healthy again and serves its neighbours.
     let trial = sim.request(&facts, 26_400);
@@ -403,7 +499,10 @@ fn ejected_region_gets_a_single_trial_and_its_traffic_back_once_it_recovers() {
     assert_eq!(trial.status, Some(200));
     assert_eq!(sim.state(FRANKFURT, 26_421), Availability::Healthy);
     let log = sim.run(&facts, every(26_500, 30_000, 100));
-    assert!(log.iter().all(|s| s.attempts == [FRANKFURT] && s.status == Some(200)));
+    assert!(
+        log.iter()
+            .all(|s| s.attempts == [FRANKFURT] && s.status == Some(200))
+    );
     assert_eq!(sim.router.status(30_000).counters.ejections, 2);
 }
 
@@ -419,7 +518,10 @@ fn each_ejection_lasts_longer_up_to_the_cap() {
         if let Availability::Ejected { until_ms } = sim.state(FRANKFURT, failed_at)
             && ejections.last().is_none_or(|&(_, until)| until != until_ms)
         {
-            assert_eq!(s.attempts[0], FRANKFURT, "ejected by this request's attempt");
+            assert_eq!(
+                s.attempts[0], FRANKFURT,
+                "ejected by this request's attempt"
+            );
             ejections.push((failed_at, until_ms));
         }
     }
@@ -434,7 +536,10 @@ fn each_ejection_lasts_longer_up_to_the_cap() {
     for pair in ejections.windows(2) {
         let (_, until) = pair[0];
         let (next_failed_at, _) = pair[1];
-        assert!(next_failed_at >= until && next_failed_at < until + 100 + 3, "{pair:?}");
+        assert!(
+            next_failed_at >= until && next_failed_at < until + 100 + 3,
+            "{pair:?}"
+        );
     }
 }
 
@@ -447,7 +552,12 @@ fn a_lone_failing_region_is_never_ejected() {
 
     let log = sim.run(&read(NEAR_FRANKFURT), every(0, 10_000, 100));
     for s in &log {
-        assert_eq!(s.plan.order, [FRANKFURT], "Frankfurt stays in the plan at {}", s.at);
+        assert_eq!(
+            s.plan.order,
+            [FRANKFURT],
+            "Frankfurt stays in the plan at {}",
+            s.at
+        );
         assert_eq!(s.attempts, [FRANKFURT]);
         assert_eq!(s.status, None);
     }
@@ -460,26 +570,52 @@ fn a_lone_failing_region_is_never_ejected() {
     // Dublin's probe passes again: Frankfurt's next failure ejects it and Dublin takes over.
     sim.probes(&[("eu-west-1", Some(200), 10_000)], 10_000);
     let s = sim.request(&read(NEAR_FRANKFURT), 10_000);
-    assert_eq!((s.attempts.as_slice(), s.status), ([FRANKFURT, DUBLIN].as_slice(), Some(200)));
-    assert!(matches!(sim.state(FRANKFURT, 10_100), Availability::Ejected { .. }));
+    assert_eq!(
+        (s.attempts.as_slice(), s.status),
+        ([FRANKFURT, DUBLIN].as_slice(), Some(200))
+    );
+    assert!(matches!(
+        sim.state(FRANKFURT, 10_100),
+        Availability::Ejected { .. }
+    ));
     let s = sim.request(&read(NEAR_FRANKFURT), 10_100);
-    assert_eq!((s.attempts.as_slice(), s.status), ([DUBLIN].as_slice(), Some(200)));
+    assert_eq!(
+        (s.attempts.as_slice(), s.status),
+        ([DUBLIN].as_slice(), Some(200))
+    );
 }
 
 #[test]
 fn with_every_region_failing_only_one_is_ejected() {
     let down = |from| between(from, u64::MAX, answer(503, 8), ok(20));
-    let mut sim = Sim::new(config(TWO_REGIONS, &routing()), vec![down(10_000), down(10_000)]);
+    let mut sim = Sim::new(
+        config(TWO_REGIONS, &routing()),
+        vec![down(10_000), down(10_000)],
+    );
     for t in every(0, 60_000, 100) {
         let s = sim.request(&read(NEAR_FRANKFURT), t);
-        assert!(!s.plan.order.is_empty() && !s.attempts.is_empty(), "a region is always tried at {t}");
+        assert!(
+            !s.plan.order.is_empty() && !s.attempts.is_empty(),
+            "a region is always tried at {t}"
+        );
         let status = sim.router.status(t + 100);
-        let out = status.regions.iter().filter(|r| r.state != Availability::Healthy).count();
-        assert!(out <= 1, "at most one region out at {t}: {:?}", status.regions);
+        let out = status
+            .regions
+            .iter()
+            .filter(|r| r.state != Availability::Healthy)
+            .count();
+        assert!(
+            out <= 1,
+            "at most one region out at {t}: {:?}",
+            status.regions
+        );
     }
     let status = sim.router.status(60_000);
     assert_eq!(status.regions[DUBLIN].state, Availability::Healthy);
-    assert!(status.counters.ejections >= 2, "Frankfurt re-ejected after failed trials");
+    assert!(
+        status.counters.ejections >= 2,
+        "Frankfurt re-ejected after failed trials"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -518,14 +654,25 @@ fn retry_budget_caps_retries_during_a_total_outage() {
     assert_eq!(c.attempts, c.requests + c.retries);
     let elapsed_s = (requests * step) as f64 / 1000.0;
     let bound = requests as f64 * (1.0 + ratio) + initial_balance + floor_per_s * elapsed_s;
-    assert!((c.attempts as f64) <= bound, "{} attempts for {requests} requests, bound {bound}", c.attempts);
-    assert!(c.attempts < 2 * requests * 3 / 4, "well below one retry per request: {}", c.attempts);
+    assert!(
+        (c.attempts as f64) <= bound,
+        "{} attempts for {requests} requests, bound {bound}",
+        c.attempts
+    );
+    assert!(
+        c.attempts < 2 * requests * 3 / 4,
+        "well below one retry per request: {}",
+        c.attempts
+    );
     // The first requests spend the initial balance; after that retries stop for most requests.
     assert!(retried[..initial_balance as usize / 2].iter().all(|&r| r));
     let late = &retried[requests as usize / 2..];
     let late_share = late.iter().filter(|&&r| r).count() as f64 / late.len() as f64;
     let steady_share = ratio + floor_per_s * step as f64 / 1000.0;
-    assert!(late_share <= steady_share + 0.01, "{late_share} of late requests retried");
+    assert!(
+        late_share <= steady_share + 0.01,
+        "{late_share} of late requests retried"
+    );
     assert!(c.retries_denied_by_budget > denied_halfway && denied_halfway > 0);
 }
 
@@ -549,42 +696,72 @@ fn hedge_after(routing: &str, frankfurt_ms: f64, dublin_ms: f64) -> Option<u64> 
 #[test]
 fn hedge_delay_is_for_reads_and_follows_the_first_regions_latency() {
     let fresh = |regions: &str, routing: &str, method: &'static str| {
-        EdgeRouter::new(config(regions, routing)).plan(&request(method, NEAR_FRANKFURT), 0).hedge_after_ms
+        EdgeRouter::new(config(regions, routing))
+            .plan(&request(method, NEAR_FRANKFURT), 0)
+            .hedge_after_ms
     };
-    // Before any sample, the delay is the ceiling: half the per-try timeout (default 2000 ms).
-    assert_eq!(fresh(TWO_REGIONS, &routing(), "GET"), Some(1000));
-    assert_eq!(fresh(TWO_REGIONS, &routing(), "HEAD"), Some(1000));
+    // Before any sample, the delay is the minimum: an unknown region is hedged early.
+    assert_eq!(fresh(TWO_REGIONS, &routing(), "GET"), Some(50));
+    assert_eq!(fresh(TWO_REGIONS, &routing(), "HEAD"), Some(50));
     for method in ["POST", "PUT", "DELETE", "PATCH", "OPTIONS"] {
         assert_eq!(fresh(TWO_REGIONS, &routing(), method), None, "{method}");
     }
-    let one_region = r#"[{"name":"eu-central-1","origin":"http://127.0.0.1:9002","lat":50.11,"lon":8.68}]"#;
+    let one_region =
+        r#"[{"name":"eu-central-1","origin":"http://127.0.0.1:9002","lat":50.11,"lon":8.68}]"#;
     assert_eq!(fresh(one_region, &routing(), "GET"), None);
-    assert_eq!(fresh(TWO_REGIONS, &routing_with(r#""hedge":false"#), "GET"), None);
-    assert_eq!(fresh(TWO_REGIONS, &routing_with(r#""max_attempts":1"#), "GET"), None);
-    assert_eq!(fresh(TWO_REGIONS, &routing_with(r#""hedge_delay_ms":120"#), "GET"), Some(120));
+    assert_eq!(
+        fresh(TWO_REGIONS, &routing_with(r#""hedge":false"#), "GET"),
+        None
+    );
+    assert_eq!(
+        fresh(TWO_REGIONS, &routing_with(r#""max_attempts":1"#), "GET"),
+        None
+    );
+    assert_eq!(
+        fresh(TWO_REGIONS, &routing_with(r#""hedge_delay_ms":120"#), "GET"),
+        Some(120)
+    );
 
     // Automatic: three times the first region's EWMA, within [hedge_min_ms, per_try / 2].
     assert_eq!(hedge_after(&routing(), 20.0, 30.0), Some(60));
     assert_eq!(hedge_after(&routing(), 5.0, 30.0), Some(50));
-    assert_eq!(hedge_after(&routing_with(r#""hedge_min_ms":10"#), 5.0, 30.0), Some(15));
+    assert_eq!(
+        hedge_after(&routing_with(r#""hedge_min_ms":10"#), 5.0, 30.0),
+        Some(15)
+    );
     assert_eq!(hedge_after(&routing(), 900.0, 1000.0), Some(1000));
-    assert_eq!(hedge_after(&routing_with(r#""per_try_timeout_ms":3000"#), 900.0, 1000.0), Some(1500));
-    assert_eq!(hedge_after(&routing_with(r#""hedge_delay_ms":120"#), 20.0, 30.0), Some(120));
+    assert_eq!(
+        hedge_after(&routing_with(r#""per_try_timeout_ms":3000"#), 900.0, 1000.0),
+        Some(1500)
+    );
+    assert_eq!(
+        hedge_after(&routing_with(r#""hedge_delay_ms":120"#), 20.0, 30.0),
+        Some(120)
+    );
 
     // With the other region out, there is nothing to hedge to.
     let mut sim = dublin_and(always(ok(20)), &routing());
     sim.probes(&[("eu-west-1", Some(503), 0)], 0);
-    assert_eq!(sim.router.plan(&read(NEAR_FRANKFURT), 0).hedge_after_ms, None);
+    assert_eq!(
+        sim.router.plan(&read(NEAR_FRANKFURT), 0).hedge_after_ms,
+        None
+    );
 }
 
 #[test]
 fn a_slow_first_region_is_hedged_and_a_fast_one_is_not() {
     // Frankfurt answers in 20 ms, except the request sent at 5 s, which takes 400 ms.
-    for (routing, delay) in [(routing(), 60), (routing_with(r#""hedge_delay_ms":100"#), 100)] {
+    for (routing, delay) in [
+        (routing(), 60),
+        (routing_with(r#""hedge_delay_ms":100"#), 100),
+    ] {
         let mut sim = dublin_and(between(5_000, 5_001, ok(400), ok(20)), &routing);
         let facts = read(NEAR_FRANKFURT);
         let log = sim.run(&facts, every(0, 5_000, 100));
-        assert!(log.iter().all(|s| !s.hedged), "fast answers come before the hedge delay");
+        assert!(
+            log.iter().all(|s| !s.hedged),
+            "fast answers come before the hedge delay"
+        );
         assert_eq!(sim.router.status(5_000).counters.hedges, 0);
 
         let slow = sim.request(&facts, 5_000);
@@ -592,14 +769,55 @@ fn a_slow_first_region_is_hedged_and_a_fast_one_is_not() {
         assert!(slow.hedged);
         assert_eq!(slow.attempts, [FRANKFURT, DUBLIN]);
         assert_eq!((slow.status, slow.region), (Some(200), Some(DUBLIN)));
-        assert_eq!(slow.latency_ms, delay + 30, "the client waits the delay plus Dublin, not 400 ms");
+        assert_eq!(
+            slow.latency_ms,
+            delay + 30,
+            "the client waits the delay plus Dublin, not 400 ms"
+        );
 
+        // The lost race counted as a slow failure for Frankfurt (peak EWMA), so the next read
+        // goes to Dublin, unhedged and fast; the estimate decays and Frankfurt gets it back.
         let fast = sim.request(&facts, 5_500);
         assert!(!fast.hedged);
-        assert_eq!((fast.attempts.as_slice(), fast.latency_ms), ([FRANKFURT].as_slice(), 20));
+        assert_eq!(
+            (fast.attempts.as_slice(), fast.latency_ms),
+            ([DUBLIN].as_slice(), 30)
+        );
         let c = sim.router.status(5_600).counters;
         assert_eq!((c.hedges, c.retries), (1, 0));
     }
+}
+
+#[test]
+fn a_region_that_stops_answering_reads_costs_clients_at_most_the_hedge_delay() {
+    // Frankfurt stops answering at 10 s: an attempt would time out. The read is hedged to Dublin
+    // after 3 × Frankfurt's 20 ms and the lost race counts against Frankfurt like a timeout.
+    let mut sim = dublin_and(between(10_000, u64::MAX, ok(60_000), ok(20)), &routing());
+    let log = sim.run(&read(NEAR_FRANKFURT), every(0, 70_000, 100));
+    for s in log.iter().filter(|s| s.at >= 10_000) {
+        assert_eq!(
+            (s.status, s.region),
+            (Some(200), Some(DUBLIN)),
+            "at {}",
+            s.at
+        );
+        assert!(
+            s.latency_ms <= 60 + 30,
+            "the client waited {} ms at {}: {s:?}",
+            s.latency_ms,
+            s.at
+        );
+    }
+    // The lost race makes Frankfurt look slow, so reads go straight to Dublin; Frankfurt is
+    // re-tried (hedged early) only when its estimate ages out, about every 30 s.
+    let tried_frankfurt = log
+        .iter()
+        .filter(|s| s.at >= 10_000 && s.attempts.contains(&FRANKFURT))
+        .count();
+    assert!(
+        (1..=3).contains(&tried_frankfurt),
+        "Frankfurt tried {tried_frankfurt} times in 60 s"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -612,30 +830,48 @@ fn a_write_pins_the_writers_reads_to_its_region_until_the_token_expires() {
     let mut sim = dublin_and(between(5_000, 5_001, answer(503, 8), ok(20)), &routing());
     sim.run(&read(NEAR_FRANKFURT), every(0, 5_000, 100));
     let write = sim.request(&request("PUT", NEAR_FRANKFURT), 5_000);
-    assert_eq!((write.attempts.as_slice(), write.status), ([FRANKFURT, DUBLIN].as_slice(), Some(200)));
+    assert_eq!(
+        (write.attempts.as_slice(), write.status),
+        ([FRANKFURT, DUBLIN].as_slice(), Some(200))
+    );
     let written_at = write.at + write.latency_ms;
     let affinity = sim.router.affinity_for_write(DUBLIN, written_at);
     assert_eq!(affinity.expires_ms, written_at + 10_000);
     let token = affinity.token();
 
     // Within the window the writer reads from Dublin, though Frankfurt is nearer and healthy.
-    let log = sim.run(&read_with(NEAR_FRANKFURT, &token), every(5_100, affinity.expires_ms, 100));
-    assert!(log.iter().all(|s| s.attempts == [DUBLIN] && s.status == Some(200)));
+    let log = sim.run(
+        &read_with(NEAR_FRANKFURT, &token),
+        every(5_100, affinity.expires_ms, 100),
+    );
+    assert!(
+        log.iter()
+            .all(|s| s.attempts == [DUBLIN] && s.status == Some(200))
+    );
     // Other clients still read from Frankfurt, and the writer's writes ignore the token.
-    assert_eq!(sim.request(&read(NEAR_FRANKFURT), 6_000).attempts, [FRANKFURT]);
+    assert_eq!(
+        sim.request(&read(NEAR_FRANKFURT), 6_000).attempts,
+        [FRANKFURT]
+    );
     let write_with_token = RequestFacts {
         affinity: Some(&token),
         ..request("PUT", NEAR_FRANKFURT)
     };
     assert_eq!(sim.request(&write_with_token, 6_050).attempts, [FRANKFURT]);
     // Once it expires, the token is ignored.
-    let log = sim.run(&read_with(NEAR_FRANKFURT, &token), every(affinity.expires_ms, 20_000, 100));
+    let log = sim.run(
+        &read_with(NEAR_FRANKFURT, &token),
+        every(affinity.expires_ms, 20_000, 100),
+    );
     assert!(log.iter().all(|s| s.attempts == [FRANKFURT]));
 
     // With three regions a token may name a region an ocean away; it is still honoured.
     let mut router = EdgeRouter::new(config(THREE_REGIONS, &routing()));
     let token = router.affinity_for_write(VIRGINIA, 0).token();
-    assert_eq!(router.plan(&read_with(NEAR_FRANKFURT, &token), 1).order[0], VIRGINIA);
+    assert_eq!(
+        router.plan(&read_with(NEAR_FRANKFURT, &token), 1).order[0],
+        VIRGINIA
+    );
 }
 
 #[test]
@@ -651,24 +887,46 @@ fn affinity_yields_to_an_ejected_or_drained_region_and_ignores_unknown_ones() {
     let log = sim.run(&pinned, every(4_000, 5_000, 100));
     assert!(log.iter().all(|s| s.attempts == [DUBLIN]));
     let log = sim.run(&pinned, every(5_000, 6_000, 100));
-    assert!(log.iter().all(|s| s.status == Some(200) && s.region == Some(FRANKFURT)));
+    assert!(
+        log.iter()
+            .all(|s| s.status == Some(200) && s.region == Some(FRANKFURT))
+    );
     assert!(log[..3].iter().all(|s| s.attempts == [DUBLIN, FRANKFURT]));
-    assert!(matches!(sim.state(DUBLIN, 6_000), Availability::Ejected { .. }));
-    assert!(log[3..].iter().all(|s| s.attempts == [FRANKFURT]), "the ejected region is skipped");
+    assert!(matches!(
+        sim.state(DUBLIN, 6_000),
+        Availability::Ejected { .. }
+    ));
+    assert!(
+        log[3..].iter().all(|s| s.attempts == [FRANKFURT]),
+        "the ejected region is skipped"
+    );
 
     // A drained region is skipped too.
     let mut sim = dublin_and(always(ok(20)), &routing);
     let token = sim.router.affinity_for_write(DUBLIN, 0).token();
-    assert_eq!(sim.request(&read_with(NEAR_FRANKFURT, &token), 100).attempts, [DUBLIN]);
+    assert_eq!(
+        sim.request(&read_with(NEAR_FRANKFURT, &token), 100)
+            .attempts,
+        [DUBLIN]
+    );
     sim.probes(&[("eu-west-1", Some(503), 150)], 200);
-    assert_eq!(sim.request(&read_with(NEAR_FRANKFURT, &token), 300).attempts, [FRANKFURT]);
+    assert_eq!(
+        sim.request(&read_with(NEAR_FRANKFURT, &token), 300)
+            .attempts,
+        [FRANKFURT]
+    );
 
     // Tokens naming no configured region, or malformed, change nothing.
     let far_future = Affinity {
         region: "ap-south-1".into(),
         expires_ms: u64::MAX,
     };
-    for token in [far_future.token(), "eu-west-1".into(), "eu-west-1.soon".into(), String::new()] {
+    for token in [
+        far_future.token(),
+        "eu-west-1".into(),
+        "eu-west-1.soon".into(),
+        String::new(),
+    ] {
         let mut sim = dublin_and(always(ok(20)), &routing);
         let plan = sim.router.plan(&read_with(NEAR_FRANKFURT, &token), 0);
         assert_eq!(plan.order, [FRANKFURT, DUBLIN], "{token:?}");
@@ -696,10 +954,17 @@ fn x_region_status_drains_a_region_until_a_newer_probe_passes() {
     sim.run(&facts, every(1_000, 5_000, 100));
 
     let s = sim.request(&facts, 5_000);
-    assert_eq!((s.region, s.status), (Some(FRANKFURT), Some(200)), "the answer itself is delivered");
+    assert_eq!(
+        (s.region, s.status),
+        (Some(FRANKFURT), Some(200)),
+        "the answer itself is delivered"
+    );
     assert_eq!(sim.state(FRANKFURT, 5_100), Availability::Drained);
     let log = sim.run(&facts, every(5_100, 6_000, 100));
-    assert!(log.iter().all(|s| s.attempts == [DUBLIN] && s.status == Some(200)));
+    assert!(
+        log.iter()
+            .all(|s| s.attempts == [DUBLIN] && s.status == Some(200))
+    );
 
     // The probe result from before the drain, read again, does not bring Frankfurt back.
     sim.probes(&[("eu-central-1", Some(200), 1_000)], 6_000);
@@ -715,12 +980,17 @@ fn x_region_status_drains_a_region_until_a_newer_probe_passes() {
 // ---------------------------------------------------------------------------------------------
 
 fn first_choice(regions: &str, facts: &RequestFacts<'_>) -> Vec<usize> {
-    EdgeRouter::new(config(regions, &routing())).plan(facts, 0).order
+    EdgeRouter::new(config(regions, &routing()))
+        .plan(facts, 0)
+        .order
 }
 
 #[test]
 fn nearest_region_comes_first() {
-    assert_eq!(first_choice(THREE_REGIONS, &read(NEAR_FRANKFURT))[0], FRANKFURT);
+    assert_eq!(
+        first_choice(THREE_REGIONS, &read(NEAR_FRANKFURT))[0],
+        FRANKFURT
+    );
     assert_eq!(first_choice(THREE_REGIONS, &read(NEAR_DUBLIN))[0], DUBLIN);
     assert_eq!(first_choice(THREE_REGIONS, &read(BOSTON))[0], VIRGINIA);
     // Without coordinates, the continent's centre (Europe: 50 N 10 E).
@@ -729,8 +999,14 @@ fn nearest_region_comes_first() {
         continent: Some(code),
         ..RequestFacts::default()
     };
-    assert_eq!(first_choice(THREE_REGIONS, &by_continent("EU"))[0], FRANKFURT);
-    assert_eq!(first_choice(THREE_REGIONS, &by_continent("NA"))[0], VIRGINIA);
+    assert_eq!(
+        first_choice(THREE_REGIONS, &by_continent("EU"))[0],
+        FRANKFURT
+    );
+    assert_eq!(
+        first_choice(THREE_REGIONS, &by_continent("NA"))[0],
+        VIRGINIA
+    );
     // Coordinates win over the continent.
     let both = RequestFacts {
         continent: Some("EU"),
@@ -738,12 +1014,18 @@ fn nearest_region_comes_first() {
     };
     assert_eq!(first_choice(THREE_REGIONS, &both)[0], DUBLIN);
     // Nothing known (or an unknown continent): the configured order.
-    assert_eq!(first_choice(THREE_REGIONS, &by_continent("XX")), [DUBLIN, FRANKFURT, VIRGINIA]);
+    assert_eq!(
+        first_choice(THREE_REGIONS, &by_continent("XX")),
+        [DUBLIN, FRANKFURT, VIRGINIA]
+    );
     let nothing = RequestFacts {
         method: "GET",
         ..RequestFacts::default()
     };
-    assert_eq!(first_choice(THREE_REGIONS, &nothing), [DUBLIN, FRANKFURT, VIRGINIA]);
+    assert_eq!(
+        first_choice(THREE_REGIONS, &nothing),
+        [DUBLIN, FRANKFURT, VIRGINIA]
+    );
     // max_attempts (default 3) bounds the plan.
     let bounded = EdgeRouter::new(config(THREE_REGIONS, &routing_with(r#""max_attempts":2"#)))
         .plan(&read(NEAR_FRANKFURT), 0)
@@ -772,8 +1054,16 @@ fn a_much_slower_near_region_goes_behind_a_fast_far_one() {
         }
         router.plan(&read(NEAR_FRANKFURT), 1).order
     };
-    assert_eq!(order_after(25.0, 20.0), [FRANKFURT, DUBLIN], "a small difference: distance decides");
-    assert_eq!(order_after(100.0, 20.0), [DUBLIN, FRANKFURT], "a large one: latency decides");
+    assert_eq!(
+        order_after(25.0, 20.0),
+        [FRANKFURT, DUBLIN],
+        "a small difference: distance decides"
+    );
+    assert_eq!(
+        order_after(100.0, 20.0),
+        [DUBLIN, FRANKFURT],
+        "a large one: latency decides"
+    );
 }
 
 #[test]
@@ -783,9 +1073,15 @@ fn one_slow_answer_does_not_cost_the_nearest_region_its_traffic_for_good() {
     let mut sim = dublin_and(between(1_000, 1_001, ok(1_500), ok(20)), &routing());
     sim.run(&read(NEAR_FRANKFURT), every(0, 1_000, 100));
     let cold = sim.request(&request("PUT", NEAR_FRANKFURT), 1_000);
-    assert_eq!((cold.attempts.as_slice(), cold.latency_ms), ([FRANKFURT].as_slice(), 1_500));
+    assert_eq!(
+        (cold.attempts.as_slice(), cold.latency_ms),
+        ([FRANKFURT].as_slice(), 1_500)
+    );
     let log = sim.run(&read(NEAR_FRANKFURT), every(2_500, 5_000, 100));
-    assert!(log.iter().all(|s| s.attempts == [DUBLIN]), "a much slower region goes behind");
+    assert!(
+        log.iter().all(|s| s.attempts == [DUBLIN]),
+        "a much slower region goes behind"
+    );
 
     // Frankfurt is only measured again if it gets a request. It must get one while its bad
     // sample is still recent enough to matter, and then win its neighbours back.
@@ -797,5 +1093,8 @@ fn one_slow_answer_does_not_cost_the_nearest_region_its_traffic_for_good() {
         .expect("Frankfurt serves its neighbours again");
     assert!(back <= 60_000, "Frankfurt back at {back} ms");
     let settled: Vec<&Served> = log.iter().filter(|s| s.at > back).take(100).collect();
-    assert!(settled.iter().all(|s| s.region == Some(FRANKFURT)), "and stays first");
+    assert!(
+        settled.iter().all(|s| s.region == Some(FRANKFURT)),
+        "and stays first"
+    );
 }

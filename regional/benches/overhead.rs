@@ -16,7 +16,9 @@ fn env(name: &str) -> String {
 
 /// One keep-alive HTTP/1.1 connection doing sequential GETs; returns each latency.
 async fn http_client(addr: String, path: String, count: usize) -> Vec<Duration> {
-    let stream = TcpStream::connect(&addr).await.expect("connect to the service");
+    let stream = TcpStream::connect(&addr)
+        .await
+        .expect("connect to the service");
     stream.set_nodelay(true).expect("nodelay");
     let (read, mut write) = stream.into_split();
     let mut read = BufReader::new(read);
@@ -49,7 +51,12 @@ async fn http_client(addr: String, path: String, count: usize) -> Vec<Duration> 
     latencies
 }
 
-async fn sdk_client(client: aws_sdk_dynamodb::Client, table: String, id: String, count: usize) -> Vec<Duration> {
+async fn sdk_client(
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+    id: String,
+    count: usize,
+) -> Vec<Duration> {
     let mut latencies = Vec::with_capacity(count);
     for _ in 0..count {
         let started = Instant::now();
@@ -88,7 +95,10 @@ async fn main() {
     let addr = env("BENCH_SERVICE_ADDR");
     let table = env("BENCH_TABLE");
     let id = env("BENCH_ITEM_ID");
-    let total: usize = std::env::var("BENCH_REQUESTS").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000);
+    let total: usize = std::env::var("BENCH_REQUESTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
     let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new("eu-west-1"))
         .endpoint_url(&endpoint)
@@ -104,7 +114,17 @@ async fn main() {
             let warm = run(mode, concurrency, 100, &client, &table, &id, &addr, &path).await;
             drop(warm);
             let started = Instant::now();
-            let latencies = run(mode, concurrency, per_client, &client, &table, &id, &addr, &path).await;
+            let latencies = run(
+                mode,
+                concurrency,
+                per_client,
+                &client,
+                &table,
+                &id,
+                &addr,
+                &path,
+            )
+            .await;
             report(mode, concurrency, started.elapsed(), latencies);
         }
     }
@@ -124,7 +144,12 @@ async fn run(
     let tasks: Vec<_> = (0..concurrency)
         .map(|_| {
             if mode == "direct" {
-                tokio::spawn(sdk_client(client.clone(), table.to_owned(), id.to_owned(), per_client))
+                tokio::spawn(sdk_client(
+                    client.clone(),
+                    table.to_owned(),
+                    id.to_owned(),
+                    per_client,
+                ))
             } else {
                 tokio::spawn(http_client(addr.to_owned(), path.to_owned(), per_client))
             }

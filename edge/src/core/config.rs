@@ -50,7 +50,8 @@ pub struct Settings {
     pub max_attempts: u32,
     /// Send a second copy of a slow GET to the next region (default true).
     pub hedge: bool,
-    /// Hedge delay; 0 means automatic: three times the region's latency EWMA, within
+    /// Hedge delay; 0 means automatic: three times the region's recent latency EWMA (`hedge_min_ms` when
+    /// unknown, stale or on trial), within
     /// `hedge_min_ms..=per_try_timeout_ms / 2` (default 0).
     pub hedge_delay_ms: u64,
     /// Lower bound of the automatic hedge delay (default 50 ms).

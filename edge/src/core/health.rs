@@ -55,6 +55,8 @@ pub struct RegionHealth {
     ejected_until: Option<Millis>,
     trial_started: Option<Millis>,
     drained: bool,
+    /// When a live response last carried the region's `x-region-status`.
+    region_said_at: Option<Millis>,
     last_probe: Option<ProbeResult>,
     latency: PeakEwma,
 }
@@ -67,6 +69,7 @@ impl RegionHealth {
             ejected_until: None,
             trial_started: None,
             drained: false,
+            region_said_at: None,
             last_probe: None,
             latency: PeakEwma::new(settings.ewma_decay_ms),
         }
@@ -112,9 +115,13 @@ impl RegionHealth {
         self.drained
     }
 
-    /// The latency estimate at `now` (see [`PeakEwma::get`]).
-    pub fn latency_ms(&self, now: Millis) -> Option<f64> {
-        self.latency.get(now)
+    pub fn latency_ms(&self) -> Option<f64> {
+        self.latency.get()
+    }
+
+    /// The latency estimate if it is recent at `now` (see [`PeakEwma::recent`]).
+    pub fn recent_latency_ms(&self, now: Millis) -> Option<f64> {
+        self.latency.recent(now)
     }
 
     pub fn consecutive_failures(&self) -> u32 {
@@ -166,8 +173,9 @@ impl RegionHealth {
     }
 
     /// The region's own word on its health, from a live response's `x-region-status`.
-    pub fn record_region_status(&mut self, status: u16) {
+    pub fn record_region_status(&mut self, status: u16, now: Millis) {
         self.drained = !(200..300).contains(&status);
+        self.region_said_at = Some(now);
     }
 
     /// A probe result (shared across isolates). Stale results are ignored.
@@ -176,7 +184,10 @@ impl RegionHealth {
             return;
         }
         self.last_probe = Some(probe);
-        if now.saturating_sub(probe.at_ms) > settings.probe_stale_ms {
+        let stale = now.saturating_sub(probe.at_ms) > settings.probe_stale_ms;
+        // The region's own word on live traffic is newer than this probe: it stands.
+        let superseded = self.region_said_at.is_some_and(|at| at > probe.at_ms);
+        if stale || superseded {
             return;
         }
         self.drained = !probe.ok();
@@ -276,6 +287,33 @@ mod tests {
     }
 
     #[test]
+    fn a_probe_older_than_the_regions_own_word_does_not_undo_a_drain() {
+        let s = settings();
+        let mut h = RegionHealth::new(&s);
+        h.record_region_status(404, 1000);
+        h.record_probe(
+            ProbeResult {
+                at_ms: 900,
+                status: Some(200),
+                latency_ms: 1,
+            },
+            1100,
+            &s,
+        );
+        assert!(h.is_drained());
+        h.record_probe(
+            ProbeResult {
+                at_ms: 1200,
+                status: Some(200),
+                latency_ms: 1,
+            },
+            1200,
+            &s,
+        );
+        assert!(!h.is_drained());
+    }
+
+    #[test]
     fn drain_by_probe_and_by_region_status() {
         let s = settings();
         let mut h = RegionHealth::new(&s);
@@ -310,9 +348,9 @@ mod tests {
             &s,
         );
         assert!(!h.is_drained());
-        h.record_region_status(404);
+        h.record_region_status(404, 250);
         assert!(h.is_drained());
-        h.record_region_status(200);
+        h.record_region_status(200, 260);
         assert!(!h.is_drained());
         // A stale probe is kept for the status page but not acted on.
         h.record_probe(

@@ -3,6 +3,7 @@
 //! The adapter asks; this decides. Nothing here sends, sleeps or reads a clock.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -81,7 +82,7 @@ pub struct StatusReport {
 /// The routing state of one isolate.
 #[derive(Debug, Clone)]
 pub struct EdgeRouter {
-    config: EdgeConfig,
+    config: Arc<EdgeConfig>,
     health: Vec<RegionHealth>,
     budget: RetryBudget,
     counters: Counters,
@@ -100,7 +101,7 @@ impl EdgeRouter {
             config.settings.retry_floor_per_s,
         );
         Self {
-            config,
+            config: Arc::new(config),
             health,
             budget,
             counters: Counters::default(),
@@ -112,6 +113,11 @@ impl EdgeRouter {
         &self.config
     }
 
+    /// The configuration, shared (cheap to keep across an await).
+    pub fn shared_config(&self) -> Arc<EdgeConfig> {
+        Arc::clone(&self.config)
+    }
+
     pub fn region_name(&self, index: usize) -> &str {
         &self.config.regions[index].name
     }
@@ -121,13 +127,13 @@ impl EdgeRouter {
     }
 
     /// Estimated cost of sending this client to region `i`: fibre round trip plus observed
-    /// latency, divided by the region's weight.
-    fn cost(&self, i: usize, client: Option<Coordinates>) -> f64 {
+    /// latency (if recent: an idle region gets measured again), divided by the region's weight.
+    fn cost(&self, i: usize, client: Option<Coordinates>, now: Millis) -> f64 {
         let region = &self.config.regions[i];
         let distance = client.map_or(0.0, |c| {
             geo::rtt_ms(geo::distance_km(c, region.coordinates()))
         });
-        (distance + self.health[i].latency_ms().unwrap_or(0.0)) / region.weight
+        (distance + self.health[i].recent_latency_ms(now).unwrap_or(0.0)) / region.weight
     }
 
     /// Decides where a request goes. Counts the request and credits the retry budget.
@@ -138,10 +144,12 @@ impl EdgeRouter {
         let client = facts
             .client
             .or_else(|| facts.continent.and_then(geo::continent_centre));
-        let mut order: Vec<usize> = (0..self.health.len())
+        let mut ranked: Vec<(usize, f64)> = (0..self.health.len())
             .filter(|&i| self.health[i].admits(now, settings))
+            .map(|i| (i, self.cost(i, client, now)))
             .collect();
-        order.sort_by(|&a, &b| self.cost(a, client).total_cmp(&self.cost(b, client)));
+        ranked.sort_by(|a, b| a.1.total_cmp(&b.1));
+        let mut order: Vec<usize> = ranked.into_iter().map(|(i, _)| i).collect();
 
         let read = outcome::is_read(facts.method);
         if read && let Some(token) = facts.affinity {
@@ -163,7 +171,7 @@ impl EdgeRouter {
         order.truncate(settings.max_attempts as usize);
 
         let hedge_after_ms =
-            (read && settings.hedge && order.len() >= 2).then(|| self.hedge_delay(order[0]));
+            (read && settings.hedge && order.len() >= 2).then(|| self.hedge_delay(order[0], now));
         Plan {
             order,
             retryable: outcome::method_is_retryable(facts.method, facts.has_idempotency_key),
@@ -171,17 +179,22 @@ impl EdgeRouter {
         }
     }
 
-    /// The hedge delay for a region: configured, or about its p95 (3 × EWMA) within bounds.
-    fn hedge_delay(&self, i: usize) -> u64 {
+    /// The hedge delay for a region: configured, or about its p95 (3 × its recent latency EWMA)
+    /// within `hedge_min_ms..=per_try_timeout_ms / 2`; the minimum for a trial or an unknown region.
+    fn hedge_delay(&self, i: usize, now: Millis) -> u64 {
         let s = &self.config.settings;
         if s.hedge_delay_ms > 0 {
             return s.hedge_delay_ms;
         }
+        // A region on trial after an ejection, or whose latency is unknown or no longer recent,
+        // is hedged early: the client pays at most `hedge_min_ms` to learn how it is doing.
+        let recent = self.health[i].recent_latency_ms(now);
+        let trial = self.health[i].availability(now, s) == Availability::TrialDue;
         let ceiling = (s.per_try_timeout_ms / 2).max(s.hedge_min_ms);
-        let estimate = self.health[i]
-            .latency_ms()
-            .map_or(ceiling, |ms| (ms * 3.0) as u64);
-        estimate.clamp(s.hedge_min_ms, ceiling)
+        match recent {
+            Some(ms) if !trial => ((ms * 3.0) as u64).clamp(s.hedge_min_ms, ceiling),
+            _ => s.hedge_min_ms,
+        }
     }
 
     /// Notes that an attempt is being sent to region `i` (it may be the region's trial).
@@ -221,7 +234,7 @@ impl EdgeRouter {
             ..
         } = outcome
         {
-            self.health[i].record_region_status(s);
+            self.health[i].record_region_status(s, now);
         }
         if outcome.is_failure() {
             let others_in_service = (0..self.health.len())

@@ -9,11 +9,12 @@ mod proxy;
 mod reply;
 
 use std::cell::RefCell;
+use std::sync::Arc;
 
 use worker::{Context, Env, Request, Response, Result, ScheduleContext, ScheduledEvent, event};
 
 use crate::core::Millis;
-use crate::core::config::EdgeConfig;
+use crate::core::config::{ConfigError, EdgeConfig};
 use crate::core::router::EdgeRouter;
 
 /// KV namespace binding shared by every isolate (probe results).
@@ -38,11 +39,9 @@ fn var(env: &Env, name: &str) -> Option<String> {
     env.var(name).ok().map(|v| v.to_string())
 }
 
-/// Runs `f` on this isolate's router, building it from the vars first if needed.
-pub fn with_router<T>(
-    env: &Env,
-    f: impl FnOnce(&mut EdgeRouter) -> T,
-) -> std::result::Result<T, crate::core::config::ConfigError> {
+/// Makes sure this isolate has a router for the current vars (built once; rebuilt only when the
+/// vars change) and returns its configuration. Called once per event.
+pub fn ensure_router(env: &Env) -> std::result::Result<Arc<EdgeConfig>, ConfigError> {
     let names = ["REGIONS", "FALLBACK_ORIGIN", "ROUTING", "CORS_ORIGINS"];
     let fingerprint: String = names
         .iter()
@@ -51,19 +50,21 @@ pub fn with_router<T>(
         .join("\u{0}");
     ROUTER.with(|cell| {
         let mut slot = cell.borrow_mut();
-        let stale = slot.as_ref().is_none_or(|(fp, _)| *fp != fingerprint);
-        if stale {
-            let config = EdgeConfig::from_vars(|name| var(env, name))?;
-            *slot = Some((fingerprint, EdgeRouter::new(config)));
-        }
-        match slot.as_mut() {
-            Some((_, router)) => Ok(f(router)),
-            None => Err(crate::core::config::ConfigError {
-                field: "REGIONS".into(),
-                reason: "router missing".into(),
-            }),
+        match slot.as_ref() {
+            Some((fp, router)) if *fp == fingerprint => Ok(router.shared_config()),
+            _ => {
+                let router = EdgeRouter::new(EdgeConfig::from_vars(|name| var(env, name))?);
+                let config = router.shared_config();
+                *slot = Some((fingerprint, router));
+                Ok(config)
+            }
         }
     })
+}
+
+/// Runs `f` on this isolate's router (`None` until [`ensure_router`] has succeeded).
+pub fn with_router<T>(f: impl FnOnce(&mut EdgeRouter) -> T) -> Option<T> {
+    ROUTER.with(|cell| cell.borrow_mut().as_mut().map(|(_, router)| f(router)))
 }
 
 #[event(start)]
@@ -78,5 +79,11 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
 
 #[event(scheduled)]
 async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
-    probe::probe_all(&env).await;
+    match ensure_router(&env) {
+        Ok(_) => probe::probe_all(&env).await,
+        Err(e) => worker::console_error!(
+            "{}",
+            serde_json::json!({"event": "edge_config_invalid", "field": e.field, "reason": e.reason})
+        ),
+    }
 }

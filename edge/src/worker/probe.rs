@@ -40,7 +40,7 @@ async fn probe_one(url: String, timeout_ms: u64) -> ProbeResult {
 
 /// Probes every region, applies the results here and shares them through KV.
 pub async fn probe_all(env: &Env) {
-    let Ok(targets) = with_router(env, |r| {
+    let Some(targets) = with_router(|r| {
         let s = &r.config().settings;
         let targets: Vec<(String, String)> = r
             .config()
@@ -55,7 +55,7 @@ pub async fn probe_all(env: &Env) {
             .collect();
         (targets, s.probe_timeout_ms)
     }) else {
-        worker::console_error!("probe skipped: edge configuration is invalid");
+        worker::console_error!("probe skipped: no router");
         return;
     };
     let (targets, timeout_ms) = targets;
@@ -73,7 +73,7 @@ pub async fn probe_all(env: &Env) {
             .collect(),
     };
     let now = now_ms();
-    let _ = with_router(env, |r| r.apply_probes(&report, now));
+    with_router(|r| r.apply_probes(&report, now));
     worker::console_log!(
         "{}",
         serde_json::json!({"event": "probe", "report": &report})
@@ -96,7 +96,7 @@ pub async fn probe_all(env: &Env) {
 /// Re-reads the shared probe results when they are due.
 pub async fn refresh(env: &Env) {
     let now = now_ms();
-    if !with_router(env, |r| r.probes_due(now)).unwrap_or(false) {
+    if !with_router(|r| r.probes_due(now)).unwrap_or(false) {
         return;
     }
     let report = match env.kv(KV_BINDING) {
@@ -109,5 +109,5 @@ pub async fn refresh(env: &Env) {
         Err(_) => None,
     };
     let report = report.unwrap_or_default();
-    let _ = with_router(env, |r| r.apply_probes(&report, now));
+    with_router(|r| r.apply_probes(&report, now));
 }

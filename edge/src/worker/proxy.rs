@@ -11,11 +11,11 @@ use worker::{
     Result,
 };
 
-use super::{now_ms, random, reply, with_router};
+use super::{ensure_router, now_ms, random, reply, with_router};
 use crate::core::affinity::{self, Affinity};
 use crate::core::geo::Coordinates;
 use crate::core::outcome::{self, Outcome, Verdict};
-use crate::core::router::{EdgeRouter, RequestFacts};
+use crate::core::router::{EdgeRouter, Plan, RequestFacts};
 
 /// An origin's full answer (body buffered so the edge can decide before the client sees it).
 struct Answer {
@@ -152,7 +152,7 @@ pub async fn handle(mut req: Request, env: Env, _ctx: Context) -> Result<Respons
     let request_id = header(&req, "x-request-id")
         .filter(|v| v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
         .unwrap_or_else(new_request_id);
-    let config = match with_router(&env, |r| r.config().clone()) {
+    let config = match ensure_router(&env) {
         Ok(c) => c,
         Err(e) => {
             worker::console_error!(
@@ -184,8 +184,7 @@ pub async fn handle(mut req: Request, env: Env, _ctx: Context) -> Result<Respons
     }
     if path == "/_edge/status" {
         super::probe::refresh(&env).await;
-        let status = with_router(&env, |r| r.status(now_ms()))
-            .map_err(|e| worker::Error::RustError(e.to_string()))?;
+        let status = with_router(|r| r.status(now_ms()));
         let mut response = Response::from_json(&status)?;
         response.headers_mut().set("x-served-by", reply::EDGE)?;
         response.headers_mut().set("cache-control", "no-store")?;
@@ -270,14 +269,12 @@ pub async fn handle(mut req: Request, env: Env, _ctx: Context) -> Result<Respons
         affinity: affinity_token.as_deref(),
         has_idempotency_key: has_key,
     };
-    let plan = with_router(&env, |r| r.plan(&facts, started))
-        .map_err(|e| worker::Error::RustError(e.to_string()))?;
-    let origins: Vec<String> = with_router(&env, |r| {
-        (0..r.config().regions.len())
-            .map(|i| r.region_origin(i).to_owned())
-            .collect()
-    })
-    .map_err(|e| worker::Error::RustError(e.to_string()))?;
+    let plan = with_router(|r| r.plan(&facts, started)).unwrap_or(Plan {
+        order: Vec::new(),
+        retryable: false,
+        hedge_after_ms: None,
+    });
+    let origins: Vec<&str> = config.regions.iter().map(|r| r.origin.as_str()).collect();
     let deadline = started + config.settings.deadline_ms;
     let per_try = config.settings.per_try_timeout_ms;
 
@@ -292,9 +289,7 @@ pub async fn handle(mut req: Request, env: Env, _ctx: Context) -> Result<Respons
         if now >= deadline {
             break;
         }
-        if n > 0
-            && !(plan.retryable
-                && with_router(&env, |r| r.allow_retry(now, false)).unwrap_or(false))
+        if n > 0 && !(plan.retryable && with_router(|r| r.allow_retry(now, false)).unwrap_or(false))
         {
             break;
         }
@@ -303,13 +298,17 @@ pub async fn handle(mut req: Request, env: Env, _ctx: Context) -> Result<Respons
             (0, Some(delay), Some(&next)) if delay < timeout => Some((delay, next)),
             _ => None,
         };
-        let _ = with_router(&env, |r| r.on_attempt(region, now));
+        with_router(|r| r.on_attempt(region, now));
         attempts += 1;
         let finished = match hedge {
-            None => vec![send(&out, &origins[region], region, timeout).1.await],
+            None => vec![
+                send(&out, origin_of(&origins, region), region, timeout)
+                    .1
+                    .await,
+            ],
             Some((delay, next)) => {
                 let (hedged, results) =
-                    hedged_read(&env, &out, &origins, region, next, delay, timeout).await;
+                    hedged_read(&out, &origins, region, next, delay, timeout).await;
                 if hedged {
                     attempts += 1;
                     skip = Some(next);
@@ -319,7 +318,7 @@ pub async fn handle(mut req: Request, env: Env, _ctx: Context) -> Result<Respons
         };
         for attempt in finished {
             let outcome = attempt.outcome();
-            let verdict = with_router(&env, |r| {
+            let verdict = with_router(|r| {
                 r.record(
                     attempt.region,
                     outcome,
@@ -345,7 +344,7 @@ pub async fn handle(mut req: Request, env: Env, _ctx: Context) -> Result<Respons
         && (plan.retryable || attempts == 0)
         && let Some(fallback) = &config.fallback_origin
     {
-        let _ = with_router(&env, EdgeRouter::on_fallback);
+        with_router(EdgeRouter::on_fallback);
         let timeout = per_try.min(deadline.saturating_sub(now_ms()).max(1));
         attempts += 1;
         let attempt = send(&out, fallback, usize::MAX, timeout).1.await;
@@ -359,7 +358,7 @@ pub async fn handle(mut req: Request, env: Env, _ctx: Context) -> Result<Respons
 
     let total_ms = now_ms().saturating_sub(started);
     let Some((region, answer)) = delivered else {
-        let _ = with_router(&env, EdgeRouter::on_unavailable);
+        with_router(EdgeRouter::on_unavailable);
         log(
             &request_id,
             &method_name,
@@ -382,7 +381,11 @@ pub async fn handle(mut req: Request, env: Env, _ctx: Context) -> Result<Respons
     };
 
     let region_name = match region {
-        Some(i) => with_router(&env, |r| r.region_name(i).to_owned()).unwrap_or_default(),
+        Some(i) => config
+            .regions
+            .get(i)
+            .map(|r| r.name.clone())
+            .unwrap_or_default(),
         None => answer
             .headers
             .get("x-served-by")
@@ -408,13 +411,13 @@ pub async fn handle(mut req: Request, env: Env, _ctx: Context) -> Result<Respons
         && (200..300).contains(&answer.status)
     {
         let now = now_ms();
-        let affinity = with_router(&env, |r| r.affinity_for_write(i, now))
-            .map_err(|e| worker::Error::RustError(e.to_string()))?;
-        headers.set(affinity::HEADER, &affinity.token())?;
-        headers.append(
-            "set-cookie",
-            &affinity.set_cookie(config.settings.affinity_window_ms, url.scheme() == "https"),
-        )?;
+        if let Some(affinity) = with_router(|r| r.affinity_for_write(i, now)) {
+            headers.set(affinity::HEADER, &affinity.token())?;
+            headers.append(
+                "set-cookie",
+                &affinity.set_cookie(config.settings.affinity_window_ms, url.scheme() == "https"),
+            )?;
+        }
     }
     log(
         &request_id,
@@ -443,15 +446,15 @@ pub async fn handle(mut req: Request, env: Env, _ctx: Context) -> Result<Respons
 /// permitting). The first good answer wins and the other is aborted. Returns whether the hedge
 /// was sent, and the finished attempts (one or two).
 async fn hedged_read(
-    env: &Env,
     out: &Outgoing,
-    origins: &[String],
+    origins: &[&str],
     first: usize,
     second: usize,
     delay_ms: u64,
     timeout_ms: u64,
 ) -> (bool, Vec<Attempt>) {
-    let (first_ctl, first_fut) = send(out, &origins[first], first, timeout_ms);
+    let first_started = now_ms();
+    let (first_ctl, first_fut) = send(out, origin_of(origins, first), first, timeout_ms);
     futures_util::pin_mut!(first_fut);
     let timer = Delay::from(Duration::from_millis(delay_ms));
     let first_fut = match select(first_fut, timer).await {
@@ -459,13 +462,13 @@ async fn hedged_read(
         Either::Right((_, pending)) => pending,
     };
     let now = now_ms();
-    if !with_router(env, |r| r.allow_retry(now, true)).unwrap_or(false) {
+    if !with_router(|r| r.allow_retry(now, true)).unwrap_or(false) {
         return (false, vec![first_fut.await]);
     }
-    let _ = with_router(env, |r| r.on_attempt(second, now));
+    with_router(|r| r.on_attempt(second, now));
     let (second_ctl, second_fut) = send(
         out,
-        &origins[second],
+        origin_of(origins, second),
         second,
         timeout_ms.saturating_sub(delay_ms).max(1),
     );
@@ -482,12 +485,26 @@ async fn hedged_read(
         Either::Right((attempt, other)) => {
             if good(&attempt) {
                 first_ctl.fire();
-                (true, vec![attempt])
+                // The first region had a head start and still lost: that counts against its
+                // health like a timeout, so a region that stops answering is ejected even when
+                // only reads (always hedged around) reach it. A losing hedge is not counted.
+                let lost = Attempt {
+                    region: first,
+                    answer: Err(Outcome::Timeout),
+                    latency_ms: now_ms().saturating_sub(first_started) as f64,
+                };
+                (true, vec![attempt, lost])
             } else {
                 (true, vec![attempt, other.await])
             }
         }
     }
+}
+
+/// A region's origin (plan indexes come from the same configuration; an impossible index gives an
+/// empty origin, which fails as a connection error rather than a panic).
+fn origin_of<'a>(origins: &[&'a str], region: usize) -> &'a str {
+    origins.get(region).copied().unwrap_or_default()
 }
 
 fn good(attempt: &Attempt) -> bool {
