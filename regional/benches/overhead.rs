@@ -100,6 +100,7 @@ async fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(20_000);
     let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(regional::store::http_client())
         .region(aws_config::Region::new("eu-west-1"))
         .endpoint_url(&endpoint)
         .load()

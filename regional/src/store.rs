@@ -54,6 +54,14 @@ pub struct ItemStore {
     table: String,
 }
 
+/// The SDK's HTTP client: hyper with rustls on ring (HTTPS to DynamoDB, plain HTTP locally).
+pub fn http_client() -> aws_sdk_dynamodb::config::SharedHttpClient {
+    use aws_smithy_http_client::tls;
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring))
+        .build_https()
+}
+
 /// The SDK timeouts: one attempt may take 2 s, a whole call (with retries) 5 s.
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
 pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
@@ -68,6 +76,7 @@ impl ItemStore {
             .connect_timeout(Duration::from_secs(1))
             .build();
         let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .http_client(http_client())
             .region(aws_config::Region::new(region.to_owned()))
             .timeout_config(timeouts)
             .load()
