@@ -284,7 +284,12 @@ impl Sim {
                     } else {
                         (first, second)
                     };
-                    finished = if early.outcome.is_failure() {
+                    finished = if early.region == next
+                        && !edge::core::outcome::hedge_may_win(&early.outcome)
+                    {
+                        // A hedge's 4xx (a lagging replica) never beats the first region.
+                        vec![late, early]
+                    } else if early.outcome.is_failure() {
                         vec![early, late]
                     } else if early.region == next {
                         // The first region lost despite its head start: reported as a timeout.

@@ -48,6 +48,19 @@ impl Outcome {
     }
 }
 
+/// Whether a hedge's answer may end the race before the first region answers. Only a success:
+/// a 4xx from the hedge may come from a replica that has not caught up (a 404 for an item just
+/// written in the first region), so the first region's answer is awaited instead.
+pub fn hedge_may_win(outcome: &Outcome) -> bool {
+    matches!(
+        outcome,
+        Outcome::Answered {
+            status: 200..=399,
+            ..
+        }
+    )
+}
+
 /// Whether a request with this method may be sent again to another region. POST only with an
 /// `Idempotency-Key` (the edge adds one to every POST that lacks it).
 pub fn method_is_retryable(method: &str, has_idempotency_key: bool) -> bool {
@@ -106,6 +119,15 @@ mod tests {
         assert_eq!(answered(500).verdict(false), Verdict::Deliver);
         assert_eq!(answered(500).verdict(true), Verdict::TryElsewhere);
         assert!(answered(500).is_failure());
+    }
+
+    #[test]
+    fn only_a_successful_hedge_ends_the_race() {
+        assert!(hedge_may_win(&answered(200)));
+        assert!(hedge_may_win(&answered(304)));
+        assert!(!hedge_may_win(&answered(404)));
+        assert!(!hedge_may_win(&answered(503)));
+        assert!(!hedge_may_win(&Outcome::Timeout));
     }
 
     #[test]

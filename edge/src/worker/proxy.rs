@@ -482,8 +482,8 @@ async fn hedged_read(
                 (true, vec![attempt, other.await])
             }
         }
-        Either::Right((attempt, other)) => {
-            if good(&attempt) {
+        Either::Right((hedge, first_pending)) => {
+            if outcome::hedge_may_win(&hedge.outcome()) {
                 first_ctl.fire();
                 // The first region had a head start and still lost: that counts against its
                 // health like a timeout, so a region that stops answering is ejected even when
@@ -493,9 +493,11 @@ async fn hedged_read(
                     answer: Err(Outcome::Timeout),
                     latency_ms: now_ms().saturating_sub(first_started) as f64,
                 };
-                (true, vec![attempt, lost])
+                (true, vec![hedge, lost])
             } else {
-                (true, vec![attempt, other.await])
+                // A hedge's 4xx may be a replica that has not caught up: the first region's
+                // answer comes first, the hedge's is the fallback.
+                (true, vec![first_pending.await, hedge])
             }
         }
     }
