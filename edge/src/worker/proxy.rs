@@ -12,7 +12,9 @@ use worker::{
 };
 
 use super::{ensure_router, now_ms, random, reply, with_router};
+use crate::core::Millis;
 use crate::core::affinity::{self, Affinity};
+use crate::core::config::EdgeConfig;
 use crate::core::geo::Coordinates;
 use crate::core::outcome::{self, Outcome, Verdict};
 use crate::core::router::{EdgeRouter, Plan, RequestFacts};
@@ -159,18 +161,12 @@ pub async fn handle(mut req: Request, env: Env, _ctx: Context) -> Result<Respons
                 "{}",
                 serde_json::json!({"event": "edge_config_invalid", "field": e.field, "reason": e.reason})
             );
-            return reply::error(
-                500,
-                "edge_config_invalid",
-                &format!("edge configuration is invalid: {e}"),
-                &request_id,
-            );
+            let message = format!("edge configuration is invalid: {e}");
+            return reply::error(500, "edge_config_invalid", &message, &request_id);
         }
     };
     let method = req.method();
-    let path = req.path();
     let cors = reply::cors_origin(&config, header(&req, "origin").as_deref());
-
     if method == Method::Options && header(&req, "access-control-request-method").is_some() {
         return match cors {
             Some(origin) => reply::preflight(&origin),
@@ -182,59 +178,80 @@ pub async fn handle(mut req: Request, env: Env, _ctx: Context) -> Result<Respons
             ),
         };
     }
-    if path == "/_edge/status" {
-        super::probe::refresh(&env).await;
-        let status = with_router(|r| r.status(now_ms()));
-        let mut response = Response::from_json(&status)?;
+    super::probe::refresh(&env).await;
+    if req.path() == "/_edge/status" {
+        let mut response = Response::from_json(&with_router(|r| r.status(now_ms())))?;
         response.headers_mut().set("x-served-by", reply::EDGE)?;
         response.headers_mut().set("cache-control", "no-store")?;
         return Ok(response);
     }
-    super::probe::refresh(&env).await;
 
-    // Buffer the body so it can be re-sent to another region.
     let limit = config.settings.max_body_bytes;
-    let declared = header(&req, "content-length").and_then(|v| v.parse::<usize>().ok());
-    let body = if matches!(method, Method::Get | Method::Head) {
-        None
-    } else if declared.is_some_and(|n| n > limit) {
-        return finish(
-            reply::error(
-                413,
-                "payload_too_large",
-                &format!("request body is larger than {limit} bytes"),
-                &request_id,
-            )?,
-            cors.as_deref(),
-        );
-    } else {
-        let bytes = req.bytes().await.unwrap_or_default();
-        if bytes.len() > limit {
-            return finish(
-                reply::error(
-                    413,
-                    "payload_too_large",
-                    &format!("request body is larger than {limit} bytes"),
-                    &request_id,
-                )?,
-                cors.as_deref(),
-            );
-        }
-        Some(bytes)
+    let Some(body) = buffer_body(&mut req, limit).await else {
+        let message = format!("request body is larger than {limit} bytes");
+        let response = reply::error(413, "payload_too_large", &message, &request_id)?;
+        return finish(response, cors.as_deref());
     };
+    let (out, has_key) = outgoing(&req, body, &request_id)?;
+    let method_name = method.to_string();
+    let client = ClientFacts::of(&req);
+    let facts = RequestFacts {
+        method: &method_name,
+        client: client.coordinates,
+        continent: client.continent.as_deref(),
+        affinity: client.affinity.as_deref(),
+        has_idempotency_key: has_key,
+    };
+    let plan = with_router(|r| r.plan(&facts, started)).unwrap_or(Plan {
+        order: Vec::new(),
+        retryable: false,
+        hedge_after_ms: None,
+    });
+    let (attempts, delivered) = run_plan(&out, &plan, &config, started).await;
+    let served = Served {
+        request_id: &request_id,
+        method: &method_name,
+        path: &req.path(),
+        attempts,
+        total_ms: now_ms().saturating_sub(started),
+        secure: req.url().is_ok_and(|u| u.scheme() == "https"),
+    };
+    let response = match delivered {
+        Some((region, answer)) => served.answer(&config, region, answer)?,
+        None => served.unavailable()?,
+    };
+    finish(response, cors.as_deref())
+}
 
+/// The request body, read whole so it can be re-sent (`None` when over `limit`).
+async fn buffer_body(req: &mut Request, limit: usize) -> Option<Option<Vec<u8>>> {
+    if matches!(req.method(), Method::Get | Method::Head) {
+        return Some(None);
+    }
+    let declared = header(req, "content-length").and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return None;
+    }
+    let bytes = req.bytes().await.ok()?;
+    (bytes.len() <= limit).then_some(Some(bytes))
+}
+
+/// What is sent to the regions: the client's request without hop-by-hop headers, with the
+/// request id, and with an `Idempotency-Key` added to a POST that lacks one (so a retry in
+/// another region is the same create). Returns whether the request carries a key.
+fn outgoing(req: &Request, body: Option<Vec<u8>>, request_id: &str) -> Result<(Outgoing, bool)> {
     let headers = Headers::new();
     for (name, value) in req.headers().entries() {
         if !reply::hop_by_hop(&name) {
             headers.append(&name, &value)?;
         }
     }
-    headers.set("x-request-id", &request_id)?;
-    if let Some(ip) = header(&req, "cf-connecting-ip") {
+    headers.set("x-request-id", request_id)?;
+    if let Some(ip) = header(req, "cf-connecting-ip") {
         headers.set("x-forwarded-for", &ip)?;
     }
-    let method_name = method.to_string();
-    let mut has_key = header(&req, "idempotency-key").is_some();
+    let method = req.method();
+    let mut has_key = header(req, "idempotency-key").is_some();
     if method == Method::Post && !has_key {
         headers.set("idempotency-key", &format!("edge-{}", new_request_id()))?;
         has_key = true;
@@ -245,42 +262,54 @@ pub async fn handle(mut req: Request, env: Env, _ctx: Context) -> Result<Respons
         None => url.path().to_owned(),
     };
     let out = Outgoing {
-        method: method.clone(),
+        method,
         path_and_query,
         headers,
         body,
     };
+    Ok((out, has_key))
+}
 
-    let cf = req.cf();
-    let client = cf
-        .and_then(|cf| cf.coordinates())
-        .map(|(lat, lon)| Coordinates {
-            lat: f64::from(lat),
-            lon: f64::from(lon),
-        });
-    let continent = cf.and_then(|cf| cf.continent());
-    let affinity_token = header(&req, affinity::HEADER).or_else(|| {
-        header(&req, "cookie").and_then(|c| Affinity::from_cookie_header(&c).map(str::to_owned))
-    });
-    let facts = RequestFacts {
-        method: &method_name,
-        client,
-        continent: continent.as_deref(),
-        affinity: affinity_token.as_deref(),
-        has_idempotency_key: has_key,
-    };
-    let plan = with_router(|r| r.plan(&facts, started)).unwrap_or(Plan {
-        order: Vec::new(),
-        retryable: false,
-        hedge_after_ms: None,
-    });
+/// Where the client is and what affinity it carries, from `request.cf` and its headers.
+struct ClientFacts {
+    coordinates: Option<Coordinates>,
+    continent: Option<String>,
+    affinity: Option<String>,
+}
+
+impl ClientFacts {
+    fn of(req: &Request) -> Self {
+        let cf = req.cf();
+        Self {
+            coordinates: cf
+                .and_then(|cf| cf.coordinates())
+                .map(|(lat, lon)| Coordinates {
+                    lat: f64::from(lat),
+                    lon: f64::from(lon),
+                }),
+            continent: cf.and_then(|cf| cf.continent()),
+            affinity: header(req, affinity::HEADER).or_else(|| {
+                header(req, "cookie")
+                    .and_then(|c| Affinity::from_cookie_header(&c).map(str::to_owned))
+            }),
+        }
+    }
+}
+
+/// Carries out a plan: attempts in order (the first hedged if the plan says so), retries while
+/// the plan, budget and deadline allow, then the fallback origin once. Returns the number of
+/// attempts and the answer to deliver (with the region index; `None` for the fallback).
+async fn run_plan(
+    out: &Outgoing,
+    plan: &Plan,
+    config: &EdgeConfig,
+    started: Millis,
+) -> (u32, Option<(Option<usize>, Answer)>) {
     let origins: Vec<&str> = config.regions.iter().map(|r| r.origin.as_str()).collect();
     let deadline = started + config.settings.deadline_ms;
     let per_try = config.settings.per_try_timeout_ms;
-
     let mut attempts = 0u32;
     let mut skip: Option<usize> = None;
-    let mut delivered: Option<(Option<usize>, Answer)> = None;
     for (n, &region) in plan.order.iter().enumerate() {
         if Some(region) == skip {
             continue;
@@ -294,28 +323,25 @@ pub async fn handle(mut req: Request, env: Env, _ctx: Context) -> Result<Respons
             break;
         }
         let timeout = per_try.min(deadline - now);
-        let hedge = match (n, plan.hedge_after_ms, plan.order.get(1)) {
-            (0, Some(delay), Some(&next)) if delay < timeout => Some((delay, next)),
-            _ => None,
-        };
         with_router(|r| r.on_attempt(region, now));
         attempts += 1;
-        let finished = match hedge {
-            None => vec![
-                send(&out, origin_of(&origins, region), region, timeout)
-                    .1
-                    .await,
-            ],
-            Some((delay, next)) => {
+        let finished = match (n, plan.hedge_after_ms, plan.order.get(1)) {
+            (0, Some(delay), Some(&next)) if delay < timeout => {
                 let (hedged, results) =
-                    hedged_read(&out, &origins, region, next, delay, timeout).await;
+                    hedged_read(out, &origins, region, next, delay, timeout).await;
                 if hedged {
                     attempts += 1;
                     skip = Some(next);
                 }
                 results
             }
+            _ => vec![
+                send(out, origin_of(&origins, region), region, timeout)
+                    .1
+                    .await,
+            ],
         };
+        let mut delivered = None;
         for attempt in finished {
             let outcome = attempt.outcome();
             let verdict = with_router(|r| {
@@ -336,110 +362,113 @@ pub async fn handle(mut req: Request, env: Env, _ctx: Context) -> Result<Respons
             }
         }
         if delivered.is_some() || !plan.retryable {
-            break;
+            return (attempts, delivered);
         }
     }
+    let Some(fallback) = config.fallback_origin.as_deref() else {
+        return (attempts, None);
+    };
+    if !(plan.retryable || attempts == 0) {
+        return (attempts, None);
+    }
+    with_router(EdgeRouter::on_fallback);
+    let timeout = per_try.min(deadline.saturating_sub(now_ms()).max(1));
+    let attempt = send(out, fallback, usize::MAX, timeout).1.await;
+    let deliver = attempt.outcome().verdict(false) == Verdict::Deliver;
+    (
+        attempts + 1,
+        attempt.answer.ok().filter(|_| deliver).map(|a| (None, a)),
+    )
+}
 
-    if delivered.is_none()
-        && (plan.retryable || attempts == 0)
-        && let Some(fallback) = &config.fallback_origin
-    {
-        with_router(EdgeRouter::on_fallback);
-        let timeout = per_try.min(deadline.saturating_sub(now_ms()).max(1));
-        attempts += 1;
-        let attempt = send(&out, fallback, usize::MAX, timeout).1.await;
-        let outcome = attempt.outcome();
-        if let Ok(answer) = attempt.answer
-            && outcome.verdict(false) == Verdict::Deliver
+/// What the client is told about how its request was served.
+struct Served<'a> {
+    request_id: &'a str,
+    method: &'a str,
+    path: &'a str,
+    attempts: u32,
+    total_ms: u64,
+    secure: bool,
+}
+
+impl Served<'_> {
+    /// The region's answer, with the edge's headers (and an affinity token after a write).
+    fn answer(
+        &self,
+        config: &EdgeConfig,
+        region: Option<usize>,
+        answer: Answer,
+    ) -> Result<Response> {
+        let region_name = match region {
+            Some(i) => config
+                .regions
+                .get(i)
+                .map(|r| r.name.clone())
+                .unwrap_or_default(),
+            None => answer
+                .headers
+                .get("x-served-by")
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| "fallback".to_owned()),
+        };
+        let headers = Headers::new();
+        for (name, value) in answer.headers.entries() {
+            if !reply::not_copied(&name) {
+                headers.append(&name, &value)?;
+            }
+        }
+        headers.set("x-served-by", &region_name)?;
+        headers.set("x-request-id", self.request_id)?;
+        headers.set("x-edge-attempts", &self.attempts.to_string())?;
+        let timing = format!("edge;dur={};desc=\"{region_name}\"", self.total_ms);
+        headers.set("server-timing", &timing)?;
+        if let Some(i) = region
+            && outcome::is_write(self.method)
+            && (200..300).contains(&answer.status)
         {
-            delivered = Some((None, answer));
+            let now = now_ms();
+            if let Some(affinity) = with_router(|r| r.affinity_for_write(i, now)) {
+                let window = config.settings.affinity_window_ms;
+                headers.set(affinity::HEADER, &affinity.token())?;
+                headers.append("set-cookie", &affinity.set_cookie(window, self.secure))?;
+            }
         }
+        self.log(answer.status, &region_name);
+        let empty = matches!(answer.status, 204 | 304) || self.method == "HEAD";
+        let response = if empty {
+            Response::empty()?
+        } else {
+            Response::from_bytes(answer.body)?
+        };
+        Ok(response.with_status(answer.status).with_headers(headers))
     }
 
-    let total_ms = now_ms().saturating_sub(started);
-    let Some((region, answer)) = delivered else {
+    /// No region (nor the fallback) could serve: 503 with `Retry-After`.
+    fn unavailable(&self) -> Result<Response> {
         with_router(EdgeRouter::on_unavailable);
-        log(
-            &request_id,
-            &method_name,
-            &path,
-            503,
-            "edge",
-            attempts,
-            total_ms,
-        );
+        self.log(503, reply::EDGE);
         let mut response = reply::error(
             503,
             "no_region_available",
             "no region could serve this request; retry shortly",
-            &request_id,
+            self.request_id,
         )?;
         response
             .headers_mut()
-            .set("x-edge-attempts", &attempts.to_string())?;
-        return finish(response, cors.as_deref());
-    };
+            .set("x-edge-attempts", &self.attempts.to_string())?;
+        Ok(response)
+    }
 
-    let region_name = match region {
-        Some(i) => config
-            .regions
-            .get(i)
-            .map(|r| r.name.clone())
-            .unwrap_or_default(),
-        None => answer
-            .headers
-            .get("x-served-by")
-            .ok()
-            .flatten()
-            .unwrap_or_else(|| "fallback".to_owned()),
-    };
-    let headers = Headers::new();
-    for (name, value) in answer.headers.entries() {
-        if !reply::not_copied(&name) {
-            headers.append(&name, &value)?;
-        }
+    /// The one log line for this request.
+    fn log(&self, status: u16, region: &str) {
+        worker::console_log!(
+            "{}",
+            serde_json::json!({"request_id": self.request_id, "method": self.method, "path": self.path,
+                               "status": status, "region": region, "attempts": self.attempts,
+                               "latency_ms": self.total_ms})
+        );
     }
-    headers.set("x-served-by", &region_name)?;
-    headers.set("x-request-id", &request_id)?;
-    headers.set("x-edge-attempts", &attempts.to_string())?;
-    headers.set(
-        "server-timing",
-        &format!("edge;dur={total_ms};desc=\"{region_name}\""),
-    )?;
-    if let Some(i) = region
-        && outcome::is_write(&method_name)
-        && (200..300).contains(&answer.status)
-    {
-        let now = now_ms();
-        if let Some(affinity) = with_router(|r| r.affinity_for_write(i, now)) {
-            headers.set(affinity::HEADER, &affinity.token())?;
-            headers.append(
-                "set-cookie",
-                &affinity.set_cookie(config.settings.affinity_window_ms, url.scheme() == "https"),
-            )?;
-        }
-    }
-    log(
-        &request_id,
-        &method_name,
-        &path,
-        answer.status,
-        &region_name,
-        attempts,
-        total_ms,
-    );
-    let body = if answer.status == 204 || answer.status == 304 || method == Method::Head {
-        None
-    } else {
-        Some(answer.body)
-    };
-    let response = match body {
-        Some(bytes) => Response::from_bytes(bytes)?,
-        None => Response::empty()?,
-    }
-    .with_status(answer.status)
-    .with_headers(headers);
-    finish(response, cors.as_deref())
 }
 
 /// Sends a read to `first`; if it has not answered after `delay_ms`, also to `second` (budget
@@ -518,20 +547,4 @@ fn finish(mut response: Response, cors: Option<&str>) -> Result<Response> {
         reply::add_cors(response.headers_mut(), origin)?;
     }
     Ok(response)
-}
-
-fn log(
-    request_id: &str,
-    method: &str,
-    path: &str,
-    status: u16,
-    region: &str,
-    attempts: u32,
-    latency_ms: u64,
-) {
-    worker::console_log!(
-        "{}",
-        serde_json::json!({"request_id": request_id, "method": method, "path": path, "status": status,
-                           "region": region, "attempts": attempts, "latency_ms": latency_ms})
-    );
 }
