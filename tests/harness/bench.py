@@ -109,9 +109,22 @@ def wrk(url: str, connections: int, seconds: int = 10) -> dict:
             "non2xx": int(errors.group(1)) if errors else 0}
 
 
+def start_miniflare(regions: dict[str, str], routing: dict) -> procs.Proc:
+    """The edge in workerd through Miniflare (no wrangler dev proxy in front)."""
+    import json
+    port = procs.free_port()
+    variables = {"REGIONS": edge.regions_var(regions), "ROUTING": json.dumps(routing),
+                 "CORS_ORIGINS": "[]", "FALLBACK_ORIGIN": ""}
+    proc = procs.start(f"bench-miniflare-{port}", ["node", str(ROOT / "tests/edge/serve.mjs")],
+                       env={"EDGE_VARS": json.dumps(variables), "PORT": str(port)}, port=port)
+    procs.wait_http(proc, "/_edge/status", timeout=30)
+    return proc
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=20000)
+    ap.add_argument("--only-edge", action="store_true", help="skip to the edge latency figures")
     args = ap.parse_args()
     print(f"machine: {machine()}")
     size = RELEASE.stat().st_size
@@ -144,16 +157,21 @@ def main() -> None:
         print(subprocess.run([bench_bin], env=env, capture_output=True, text=True, check=True, timeout=600).stdout,
               end="")
 
-        e = edge.start_edge({"eu-west-1": svc.url}, routing={"hedge": False})
-        running.append(e)
-        print("edge added latency (wrk, 10 s each, GET /items/{id}):")
+        regions = {"eu-west-1": svc.url}
+        routing = {"hedge": False}
+        served = start_miniflare(regions, routing)
+        running.append(served)
+        dev = edge.start_edge(regions, routing=routing)
+        running.append(dev)
+        print("edge added latency (wrk, 10 s each, GET /items/{id}; workerd via Miniflare, and via wrangler dev):")
         for c in (1, 16):
             direct = wrk(f"{svc.url}/items/{ITEM}", c)
-            via = wrk(f"{e.url}/items/{ITEM}", c)
-            print(f"  c={c:<2} direct p50={direct['p50']:.3f} ms p99={direct['p99']:.3f} ms {direct['rps']:.0f} req/s"
-                  f" | via edge p50={via['p50']:.3f} ms p99={via['p99']:.3f} ms {via['rps']:.0f} req/s"
-                  f" | added p50={via['p50'] - direct['p50']:.3f} ms p99={via['p99'] - direct['p99']:.3f} ms"
-                  f" | non-2xx {direct['non2xx']}/{via['non2xx']}")
+            for label, proc in (("workerd", served), ("wrangler dev", dev)):
+                via = wrk(f"{proc.url}/items/{ITEM}", c)
+                print(f"  c={c:<2} {label:<12} direct p50={direct['p50']:.3f} p99={direct['p99']:.3f} ms"
+                      f" {direct['rps']:.0f} req/s | via edge p50={via['p50']:.3f} p99={via['p99']:.3f} ms"
+                      f" {via['rps']:.0f} req/s | added p50={via['p50'] - direct['p50']:.3f} ms"
+                      f" p99={via['p99'] - direct['p99']:.3f} ms | non-2xx {direct['non2xx']}/{via['non2xx']}")
     finally:
         for p in reversed(running):
             p.stop()
