@@ -4,10 +4,9 @@
 # only. Usage: scripts/bench.sh [--requests N]
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
-scripts/install-tools.sh python node wasm
-command -v wrk >/dev/null || { log "installing wrk (Debian)"; apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+scripts/install-tools.sh python node wasm system
 cargo build -p regional --release --locked
-cargo bench -p regional --bench overhead --no-run --locked
+cargo bench --profile measure -p regional --bench overhead --no-run --locked
 [ -f edge/build/index.js ] || scripts/build-edge.sh
-cargo bench -p edge --bench routing --locked -- --noplot 2>&1 | grep -E "^routing|time:" || true
+cargo bench --profile measure -p edge --bench routing --locked -- --noplot 2>&1 | grep -E "^routing|time:" || true
 cd "$ROOT/tests" && exec "$VENV/bin/python" -m harness.bench "$@"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs every tool the project needs, pinned, into the user-level cache (idempotent, quick when
-# already there). Usage: scripts/install-tools.sh [rust|wasm|python|node|infra|all]...
+# already there). Usage: scripts/install-tools.sh [rust|wasm|python|node|infra|system|all]...
 source "$(dirname "$0")/lib.sh"
 
 cargo_tool() { # name version binary [extra cargo-install flags]
@@ -49,12 +49,23 @@ install_infra() {
   fi
 }
 
+install_system() { # Debian packages: haproxy (the drill's comparison), wrk (benchmarks)
+  local missing=()
+  command -v haproxy >/dev/null 2>&1 || missing+=(haproxy)
+  command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "installing ${missing[*]} (apt-get)"
+  local sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
 [ $# -gt 0 ] || set -- all
 for what in "$@"; do
   case $what in
     rust) install_rust ;; wasm) install_wasm ;; python) install_python ;;
-    node) install_node ;; infra) install_infra ;;
-    all) install_rust; install_python; install_node; install_wasm; install_infra ;;
+    node) install_node ;; infra) install_infra ;; system) install_system ;;
+    all) install_rust; install_python; install_node; install_wasm; install_infra; install_system ;;
     *) echo "unknown: $what" >&2; exit 2 ;;
   esac
 done

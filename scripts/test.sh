@@ -8,7 +8,7 @@ started=$(date +%s)
 step() { log "== $* ($(( $(date +%s) - started ))s)"; }
 
 step "install tools"
-scripts/install-tools.sh rust python node wasm infra
+scripts/install-tools.sh rust python node wasm infra system
 
 step "format and lints"
 cargo fmt --all -- --check

@@ -124,7 +124,6 @@ def start_miniflare(regions: dict[str, str], routing: dict) -> procs.Proc:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=20000)
-    ap.add_argument("--only-edge", action="store_true", help="skip to the edge latency figures")
     args = ap.parse_args()
     print(f"machine: {machine()}")
     size = RELEASE.stat().st_size
@@ -148,7 +147,7 @@ def main() -> None:
             session.get(f"{svc.url}/items/{ITEM}").raise_for_status()
         print(f"RSS after 10k GET /items/{{id}}: {rss_mib(svc.pid):.1f} MiB")
 
-        bench_bin = sorted(glob.glob(str(ROOT / "target/release/deps/overhead-*")), key=os.path.getmtime)
+        bench_bin = sorted(glob.glob(str(ROOT / "target/measure/deps/overhead-*")), key=os.path.getmtime)
         bench_bin = [b for b in bench_bin if os.access(b, os.X_OK) and not b.endswith(".d")][-1]
         env = dict(os.environ, BENCH_DYNAMODB_ENDPOINT=dyn.url, BENCH_SERVICE_ADDR=f"127.0.0.1:{port}",
                    BENCH_TABLE=TABLE, BENCH_ITEM_ID=ITEM, BENCH_REQUESTS=str(args.requests),

@@ -78,19 +78,23 @@ pub async fn probe_all(env: &Env) {
         "{}",
         serde_json::json!({"event": "probe", "report": &report})
     );
-    match env.kv(KV_BINDING) {
-        Ok(kv) => match kv.put(PROBES_KEY, &report) {
-            Ok(put) => {
-                if let Err(e) = put.execute().await {
-                    worker::console_error!("probe results not shared: {e}");
-                }
-            }
-            Err(e) => worker::console_error!("probe results not shared: {e}"),
-        },
-        Err(_) => {
-            worker::console_warn!("no {KV_BINDING} KV binding: probe results stay in this isolate")
-        }
+    if let Err(e) = share(env, &report).await {
+        worker::console_error!("probe results not shared: {e}");
     }
+}
+
+/// Writes the report to KV as JSON text. (Handing the struct to `put` would go through
+/// serde-wasm-bindgen, which makes the map a JS `Map` that KV stores as `{}`.)
+async fn share(env: &Env, report: &ProbeReport) -> std::result::Result<(), String> {
+    let kv = env
+        .kv(KV_BINDING)
+        .map_err(|_| format!("no {KV_BINDING} KV binding: results stay in this isolate"))?;
+    let text = serde_json::to_string(report).map_err(|e| e.to_string())?;
+    kv.put(PROBES_KEY, text)
+        .map_err(|e| e.to_string())?
+        .execute()
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// Re-reads the shared probe results when they are due.
