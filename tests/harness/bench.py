@@ -87,6 +87,12 @@ def startup_ms(endpoint: str, runs: int = 20) -> list[float]:
     return results
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -153,8 +159,11 @@ def main() -> None:
                    BENCH_TABLE=TABLE, BENCH_ITEM_ID=ITEM, BENCH_REQUESTS=str(args.requests),
                    AWS_ACCESS_KEY_ID="local", AWS_SECRET_ACCESS_KEY="local", AWS_EC2_METADATA_DISABLED="true")
         print("service overhead over direct GetItem (dynalite):")
+        cpu_before = cpu_seconds(svc.pid)
         print(subprocess.run([bench_bin], env=env, capture_output=True, text=True, check=True, timeout=600).stdout,
               end="")
+        handled = 2 * args.requests + 100 * (1 + 32)  # both concurrency levels and their warm-ups
+        print(f"service CPU per request (user+system): {(cpu_seconds(svc.pid) - cpu_before) / handled * 1e6:.0f} µs")
 
         regions = {"eu-west-1": svc.url}
         routing = {"hedge": False}
