@@ -3,22 +3,9 @@
 // Input (env): EDGE_VARS = JSON object of Worker vars; CASES = JSON array of
 // {"path", "cf"}; prints a JSON array of {"status", "served_by", "attempts"}.
 import { Miniflare } from "miniflare";
-import path from "node:path";
-import { fileURLToPath } from "node:url";
+import { workerOptions } from "./worker_options.mjs";
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
-const build = path.join(root, "edge", "build");
-const mf = new Miniflare({
-  modulesRoot: build,
-  modules: [
-    { type: "ESModule", path: path.join(build, "index.js") },
-    { type: "CompiledWasm", path: path.join(build, "index_bg.wasm") },
-  ],
-  compatibilityDate: "2026-04-26",
-  bindings: JSON.parse(process.env.EDGE_VARS),
-  kvNamespaces: ["EDGE_STATE"],
-  cf: false,
-});
+const mf = new Miniflare(workerOptions());
 try {
   const results = [];
   for (const c of JSON.parse(process.env.CASES)) {
