@@ -122,7 +122,7 @@ fn tokens(router: &EdgeRouter) -> Vec<String> {
     (0..router.config().regions.len())
         .map(|i| {
             Affinity {
-                region: router.region_name(i).to_owned(),
+                region: router.config().regions[i].name.clone(),
                 expires_ms: Millis::MAX,
             }
             .token()

@@ -1103,3 +1103,63 @@ fn one_slow_answer_does_not_cost_the_nearest_region_its_traffic_for_good() {
         "and stays first"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Found in review
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn a_read_pinned_to_the_writer_is_never_hedged() {
+    // A hedge to another replica could answer 200 with the item as it was before the write.
+    let mut sim = dublin_and(always(ok(20)), &routing());
+    sim.run(&read(NEAR_FRANKFURT), every(0, 1_000, 100));
+    let token = sim.router.affinity_for_write(DUBLIN, 1_000).token();
+    let pinned = sim.router.plan(&read_with(NEAR_FRANKFURT, &token), 1_100);
+    assert_eq!(pinned.order[0], DUBLIN);
+    assert_eq!(pinned.hedge_after_ms, None);
+    // Unpinned reads are still hedged.
+    assert!(
+        sim.router
+            .plan(&read(NEAR_FRANKFURT), 1_100)
+            .hedge_after_ms
+            .is_some()
+    );
+}
+
+#[test]
+fn a_trial_is_not_hedged_so_its_real_answer_decides() {
+    // Frankfurt is fast, fails from 1 s to 2 s, then answers slowly (200 ms): slower than any
+    // hedge delay, so a hedged trial would lose its race and be ejected again.
+    let frankfurt: Region = Box::new(|t| match t {
+        ..1_000 => ok(20),
+        1_000..2_000 => refused(),
+        _ => ok(200),
+    });
+    let mut sim = dublin_and(frankfurt, &routing());
+    sim.run(&read(NEAR_FRANKFURT), every(0, 1_000, 100));
+    sim.run(&read(NEAR_FRANKFURT), every(1_000, 1_300, 100));
+    let Availability::Ejected { until_ms } = sim.state(FRANKFURT, 1_300) else {
+        panic!("Frankfurt should be ejected");
+    };
+    let trial = sim.request(&read(NEAR_FRANKFURT), until_ms);
+    assert_eq!(trial.plan.order[0], FRANKFURT);
+    assert_eq!(trial.plan.hedge_after_ms, None);
+    assert_eq!(
+        (trial.attempts.as_slice(), trial.status),
+        ([FRANKFURT].as_slice(), Some(200))
+    );
+    assert_eq!(sim.state(FRANKFURT, until_ms + 300), Availability::Healthy);
+}
+
+#[test]
+fn with_every_region_drained_the_least_bad_is_still_tried() {
+    // Both probes time out once (a blip): rather than nothing but the fallback for a whole cron
+    // period, the nearest drained region is tried, and its answer readmits nobody by itself
+    // but serves the client.
+    let mut sim = dublin_and(always(ok(20)), &routing());
+    sim.probes(&[("eu-west-1", None, 0), ("eu-central-1", None, 0)], 0);
+    let s = sim.request(&read(NEAR_FRANKFURT), 100);
+    assert_eq!(s.plan.order, [FRANKFURT]);
+    assert_eq!((s.status, s.region), (Some(200), Some(FRANKFURT)));
+    assert_eq!(sim.router.status(100).counters.least_bad, 1);
+}

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
+from pathlib import Path
 
 from . import procs
 
@@ -56,7 +58,8 @@ def start_edge_raw(port: int, variables: dict[str, str], name: str = "edge",
                    state_dir: str | None = None) -> "procs.Proc":
     """Starts wrangler dev with exactly these vars; waits until it answers HTTP at all."""
     inspector = procs.free_port()
-    persist = state_dir or str(procs.STATE / f"wrangler-{port}")
+    # A fresh state directory per start (KV holds probe results), removed when the edge stops.
+    persist = state_dir or tempfile.mkdtemp(prefix=f"wrangler-{port}-", dir=procs.STATE)
     argv = [str(WRANGLER), "dev", "--local", "--ip", "127.0.0.1", "--port", str(port),
             "--inspector-port", str(inspector), "--show-interactive-dev-session=false",
             "--test-scheduled", "--persist-to", persist, "--log-level", "log"]
@@ -65,5 +68,7 @@ def start_edge_raw(port: int, variables: dict[str, str], name: str = "edge",
     env = dict(OFFLINE_ENV)
     env["PATH"] = os.environ.get("PATH", "")
     proc = procs.start(f"{name}-{port}", argv, env=env, port=port)
+    if not state_dir:
+        proc.cleanup.append(Path(persist))
     procs.wait_http(proc, "/_edge/status", timeout=60)
     return proc

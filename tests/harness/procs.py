@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -32,6 +33,8 @@ class Proc:
     log_path: Path
     port: int | None = None
     extra: dict = field(default_factory=dict)
+    #: Directories removed once the process has stopped (its private state).
+    cleanup: list[Path] = field(default_factory=list)
 
     @property
     def pid(self) -> int:
@@ -51,7 +54,13 @@ class Proc:
             return ""
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Ends the process group we created (SIGTERM, then SIGKILL), by its PID."""
+        """Ends the process group we created (SIGTERM, then SIGKILL), by its PID, and removes
+        its private state."""
+        self._end(timeout)
+        for path in self.cleanup:
+            shutil.rmtree(path, ignore_errors=True)
+
+    def _end(self, timeout: float) -> None:
         if self.popen.poll() is not None:
             return
         try:

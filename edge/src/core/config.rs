@@ -249,6 +249,18 @@ fn check_settings(s: &Settings) -> Result<(), ConfigError> {
     if !(s.retry_ratio.is_finite() && s.retry_ratio >= 0.0) {
         return Err(err("ROUTING.retry_ratio", "must be 0 or more"));
     }
+    if !(s.retry_floor_per_s.is_finite() && s.retry_floor_per_s >= 0.0) {
+        return Err(err("ROUTING.retry_floor_per_s", "must be 0 or more"));
+    }
+    if s.hedge_min_ms == 0 || s.hedge_min_ms > s.per_try_timeout_ms {
+        return Err(err(
+            "ROUTING.hedge_min_ms",
+            "must be above 0 and at most per_try_timeout_ms",
+        ));
+    }
+    if s.max_body_bytes == 0 {
+        return Err(err("ROUTING.max_body_bytes", "must be above 0"));
+    }
     if !s.probe_path.starts_with('/') {
         return Err(err("ROUTING.probe_path", "must start with '/'"));
     }

@@ -55,6 +55,8 @@ pub struct Counters {
     pub retries_denied_by_budget: u64,
     pub ejections: u64,
     pub fallbacks: u64,
+    /// Plans made when every region was drained or ejected (the least-bad region was tried).
+    pub least_bad: u64,
     pub unavailable: u64,
 }
 
@@ -118,14 +120,6 @@ impl EdgeRouter {
         Arc::clone(&self.config)
     }
 
-    pub fn region_name(&self, index: usize) -> &str {
-        &self.config.regions[index].name
-    }
-
-    pub fn region_origin(&self, index: usize) -> &str {
-        &self.config.regions[index].origin
-    }
-
     /// Estimated cost of sending this client to region `i`: fibre round trip plus observed
     /// latency (if recent: an idle region gets measured again), divided by the region's weight.
     fn cost(&self, i: usize, client: Option<Coordinates>, now: Millis) -> f64 {
@@ -148,10 +142,30 @@ impl EdgeRouter {
             .filter(|&i| self.health[i].admits(now, settings))
             .map(|i| (i, self.cost(i, client, now)))
             .collect();
+        let least_bad = ranked.is_empty();
+        if least_bad {
+            // Every region is drained or ejected: least-bad wins. A drained region (its probe or
+            // its own word) before an ejected one, then the one whose ejection ends first; the
+            // fallback origin still comes after it.
+            self.counters.least_bad += 1;
+            ranked = (0..self.health.len())
+                .map(|i| {
+                    let wait_ms = match self.health[i].availability(now, settings) {
+                        Availability::Ejected { until_ms } => until_ms.saturating_sub(now),
+                        _ => 0,
+                    };
+                    (i, wait_ms as f64 * 1e3 + self.cost(i, client, now))
+                })
+                .collect();
+        }
         ranked.sort_by(|a, b| a.1.total_cmp(&b.1));
+        if least_bad {
+            ranked.truncate(1);
+        }
         let mut order: Vec<usize> = ranked.into_iter().map(|(i, _)| i).collect();
 
         let read = outcome::is_read(facts.method);
+        let mut pinned = false;
         if read && let Some(token) = facts.affinity {
             let known: Vec<&str> = self
                 .config
@@ -166,12 +180,19 @@ impl EdgeRouter {
             {
                 let preferred = order.remove(pos);
                 order.insert(0, preferred);
+                pinned = true;
             }
         }
         order.truncate(settings.max_attempts as usize);
 
-        let hedge_after_ms =
-            (read && settings.hedge && order.len() >= 2).then(|| self.hedge_delay(order[0], now));
+        // No hedge for a read pinned to the writer's region (another replica may still hold the
+        // old item, and its 2xx would win), nor for a region's trial (its real answer decides).
+        let hedge_after_ms = (read && settings.hedge && order.len() >= 2 && !pinned)
+            .then_some(order[0])
+            .filter(|&first| {
+                self.health[first].availability(now, settings) != Availability::TrialDue
+            })
+            .map(|first| self.hedge_delay(first, now));
         Plan {
             order,
             retryable: outcome::method_is_retryable(facts.method, facts.has_idempotency_key),
@@ -180,21 +201,19 @@ impl EdgeRouter {
     }
 
     /// The hedge delay for a region: configured, or about its p95 (3 × its recent latency EWMA)
-    /// within `hedge_min_ms..=per_try_timeout_ms / 2`; the minimum for a trial or an unknown region.
+    /// within `hedge_min_ms..=per_try_timeout_ms / 2`; the minimum when its latency is unknown or
+    /// no longer recent (the client pays at most `hedge_min_ms` to learn how it is doing).
     fn hedge_delay(&self, i: usize, now: Millis) -> u64 {
         let s = &self.config.settings;
         if s.hedge_delay_ms > 0 {
             return s.hedge_delay_ms;
         }
-        // A region on trial after an ejection, or whose latency is unknown or no longer recent,
-        // is hedged early: the client pays at most `hedge_min_ms` to learn how it is doing.
-        let recent = self.health[i].recent_latency_ms(now);
-        let trial = self.health[i].availability(now, s) == Availability::TrialDue;
         let ceiling = (s.per_try_timeout_ms / 2).max(s.hedge_min_ms);
-        match recent {
-            Some(ms) if !trial => ((ms * 3.0) as u64).clamp(s.hedge_min_ms, ceiling),
-            _ => s.hedge_min_ms,
-        }
+        self.health[i]
+            .recent_latency_ms(now)
+            .map_or(s.hedge_min_ms, |ms| {
+                ((ms * 3.0) as u64).clamp(s.hedge_min_ms, ceiling)
+            })
     }
 
     /// Notes that an attempt is being sent to region `i` (it may be the region's trial).
@@ -253,8 +272,7 @@ impl EdgeRouter {
             self.health[i].record_success(latency_ms, now);
         }
         let h = &self.health[i];
-        let unhealthy = h.is_drained() || h.is_ejected() || h.last_probe().is_some_and(|p| !p.ok());
-        outcome.verdict(unhealthy)
+        outcome.verdict(h.is_drained() || h.is_ejected())
     }
 
     /// The affinity a write served by region `i` earns.

@@ -169,7 +169,7 @@ pub async fn handle(mut req: Request, env: Env, _ctx: Context) -> Result<Respons
     let cors = reply::cors_origin(&config, header(&req, "origin").as_deref());
     if method == Method::Options && header(&req, "access-control-request-method").is_some() {
         return match cors {
-            Some(origin) => reply::preflight(&origin),
+            Some(cors) => reply::preflight(&cors),
             None => reply::error(
                 403,
                 "cors_origin_not_allowed",
@@ -190,7 +190,7 @@ pub async fn handle(mut req: Request, env: Env, _ctx: Context) -> Result<Respons
     let Some(body) = buffer_body(&mut req, limit).await else {
         let message = format!("request body is larger than {limit} bytes");
         let response = reply::error(413, "payload_too_large", &message, &request_id)?;
-        return finish(response, cors.as_deref());
+        return finish(response, cors.as_ref());
     };
     let (out, has_key) = outgoing(&req, body, &request_id)?;
     let method_name = method.to_string();
@@ -220,7 +220,7 @@ pub async fn handle(mut req: Request, env: Env, _ctx: Context) -> Result<Respons
         Some((region, answer)) => served.answer(&config, region, answer)?,
         None => served.unavailable()?,
     };
-    finish(response, cors.as_deref())
+    finish(response, cors.as_ref())
 }
 
 /// The request body, read whole so it can be re-sent (`None` when over `limit`).
@@ -365,14 +365,20 @@ async fn run_plan(
             return (attempts, delivered);
         }
     }
+    // The fallback is one more attempt: only for a request that may be re-sent, inside the
+    // deadline, and (after a region was tried) only if the retry budget allows it.
     let Some(fallback) = config.fallback_origin.as_deref() else {
         return (attempts, None);
     };
-    if !(plan.retryable || attempts == 0) {
+    let now = now_ms();
+    let allowed = now < deadline
+        && (attempts == 0
+            || (plan.retryable && with_router(|r| r.allow_retry(now, false)).unwrap_or(false)));
+    if !allowed {
         return (attempts, None);
     }
     with_router(EdgeRouter::on_fallback);
-    let timeout = per_try.min(deadline.saturating_sub(now_ms()).max(1));
+    let timeout = per_try.min(deadline - now);
     let attempt = send(out, fallback, usize::MAX, timeout).1.await;
     let deliver = attempt.outcome().verdict(false) == Verdict::Deliver;
     (
@@ -542,9 +548,9 @@ fn good(attempt: &Attempt) -> bool {
     !attempt.outcome().is_failure()
 }
 
-fn finish(mut response: Response, cors: Option<&str>) -> Result<Response> {
-    if let Some(origin) = cors {
-        reply::add_cors(response.headers_mut(), origin)?;
+fn finish(mut response: Response, cors: Option<&reply::Cors>) -> Result<Response> {
+    if let Some(cors) = cors {
+        reply::add_cors(response.headers_mut(), cors)?;
     }
     Ok(response)
 }

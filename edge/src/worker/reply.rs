@@ -26,30 +26,45 @@ pub fn error(status: u16, code: &str, message: &str, request_id: &str) -> Result
     Ok(response)
 }
 
-/// The allowed origin to echo for a request's `Origin`, if CORS applies.
-pub fn cors_origin(config: &EdgeConfig, origin: Option<&str>) -> Option<String> {
+/// How CORS applies to a request's `Origin`.
+pub enum Cors {
+    /// The origin is listed: echo it and allow credentials (the affinity cookie).
+    Listed(String),
+    /// `*` is configured: any origin, without credentials.
+    Any,
+}
+
+/// CORS for a request's `Origin`, if it applies.
+pub fn cors_origin(config: &EdgeConfig, origin: Option<&str>) -> Option<Cors> {
     let origin = origin?;
-    if config.cors_origins.iter().any(|o| o == "*" || o == origin) {
-        Some(origin.to_owned())
+    if config.cors_origins.iter().any(|o| o == origin) {
+        Some(Cors::Listed(origin.to_owned()))
+    } else if config.cors_origins.iter().any(|o| o == "*") {
+        Some(Cors::Any)
     } else {
         None
     }
 }
 
 /// Adds CORS headers for an allowed origin.
-pub fn add_cors(headers: &Headers, origin: &str) -> Result<()> {
-    headers.set("access-control-allow-origin", origin)?;
-    headers.set("access-control-allow-credentials", "true")?;
+pub fn add_cors(headers: &Headers, cors: &Cors) -> Result<()> {
+    match cors {
+        Cors::Listed(origin) => {
+            headers.set("access-control-allow-origin", origin)?;
+            headers.set("access-control-allow-credentials", "true")?;
+        }
+        Cors::Any => headers.set("access-control-allow-origin", "*")?,
+    }
     headers.set("access-control-expose-headers", EXPOSED)?;
     headers.append("vary", "Origin")?;
     Ok(())
 }
 
 /// The answer to a CORS preflight from an allowed origin.
-pub fn preflight(origin: &str) -> Result<Response> {
+pub fn preflight(cors: &Cors) -> Result<Response> {
     let mut response = Response::empty()?.with_status(204);
     let headers = response.headers_mut();
-    add_cors(headers, origin)?;
+    add_cors(headers, cors)?;
     headers.set(
         "access-control-allow-methods",
         "GET, HEAD, POST, PUT, DELETE, OPTIONS",

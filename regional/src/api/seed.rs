@@ -21,7 +21,7 @@ pub async fn create(
         return Err(ItemError::MissingId.into());
     }
     let created = service::create(&state.store, &state.region, body, key.as_deref()).await?;
-    Ok(Json(json!({ "item_id": created.item[item::ID] })))
+    Ok(Json(json!({ "item_id": created.item.get(item::ID) })))
 }
 
 /// `GET /get/{item_id}`: the stored item and the region that read it.
