@@ -20,8 +20,8 @@ pub enum Outcome {
 pub enum Verdict {
     /// Give this answer to the client.
     Deliver,
-    /// Try another region (if method, budget and deadline allow); keep this answer as the
-    /// last resort if there is one.
+    /// Try another region (if method, budget and deadline allow). If none serves, the client
+    /// gets the edge's own 503, not this answer.
     TryElsewhere,
 }
 
