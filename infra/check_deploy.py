@@ -63,6 +63,12 @@ def steps(stdout):
     return blocks
 
 
+def kv_title(cfg):
+    cf = cfg.get("cloudflare", {})
+    env = cf.get("env") or ""
+    return f"{cf.get('worker_name') or 'tandem-edge'}{'-' + env if env else ''}-EDGE_STATE"
+
+
 def expected_deploy_headers(cfg):
     regions = [r["name"] for r in cfg["regions"]]
     p = cfg.get("stack_prefix", "tandem")
@@ -73,6 +79,7 @@ def expected_deploy_headers(cfg):
                  f"function {cfg['function']['name']} in {r}",
                  f"stack {p}-region-{r} in {r} from infra/templates/region.yaml"]
     want += [f"stack {p}-dns in us-east-1 from infra/templates/dns.yaml",
+             f"KV namespace {kv_title(cfg)} (binding EDGE_STATE)",
              f"edge Worker via wrangler ({cfg['cloudflare']['worker_dir']}/)"]
     return want
 
@@ -81,6 +88,7 @@ def expected_teardown_headers(cfg):
     regions = [r["name"] for r in cfg["regions"]]
     p = cfg.get("stack_prefix", "tandem")
     want = [f"delete the edge Worker ({cfg['cloudflare']['worker_dir']}/)",
+            f"KV namespace {kv_title(cfg)} (binding EDGE_STATE)",
             f"delete stack {p}-dns in us-east-1"]
     for r in reversed(regions):
         want += [f"delete stack {p}-region-{r} in {r}",
@@ -142,7 +150,7 @@ def check_plan(label, cfg, cfg_path, bin_dir, calls_log):
           and all(f"-region-{r}:ApiHost>" in h for r, h in zip(regions, dns_hosts.split(","))),
           f"Regions={dns_regions} ApiHosts={dns_hosts}")
 
-    wrangler = [l for l in out.splitlines() if l.startswith("+ ") and " deploy --var " in l
+    wrangler = [l for l in out.splitlines() if l.startswith("+ ") and " deploy --config wrangler.deploy.toml --var " in l
                 and "wrangler" in l]
     edge = next((lines for h, lines in blocks if h.startswith("edge Worker")), [])
     regions_line = next((l for l in edge if l.startswith("  REGIONS=")), "")
@@ -201,7 +209,7 @@ def main():
         # The unmodified example file itself also plans cleanly.
         code, out, err = run_deploy(["--config", str(EXAMPLE), "--dry-run"], bin_dir)
         check("infra/config.example.json as shipped: dry run exits 0 and ends with the edge",
-              code == 0 and "wrangler deploy --var 'REGIONS:" in out, f"exit {code}: {err.strip()}")
+              code == 0 and "wrangler deploy --config wrangler.deploy.toml --var 'REGIONS:" in out, f"exit {code}: {err.strip()}")
 
         # Broken configs: exit 2 and one clear line on stderr.
         def broken(name, mutate):

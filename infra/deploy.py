@@ -377,6 +377,53 @@ def wrangler_base(cfg):
     return [wrangler], env, cwd
 
 
+KV_BINDING = "EDGE_STATE"
+
+
+def kv_title(cfg):
+    """The title of the Worker's KV namespace (probe results shared by every isolate)."""
+    cf = cfg["cloudflare"]
+    return f"{cf['worker_name'] or 'tandem-edge'}{'-' + cf['env'] if cf['env'] else ''}-{KV_BINDING}"
+
+
+def kv_namespace(cfg, runner, create):
+    """The id of the Worker's KV namespace, looked up by title; created first when `create`.
+    In a dry run, a placeholder."""
+    argv, env, cwd = wrangler_base(cfg)
+    title = kv_title(cfg)
+    runner.header(f"KV namespace {title} (binding {KV_BINDING})")
+
+    def lookup():
+        listed = runner.run(argv + ["kv", "namespace", "list"], cwd=cwd, env=env, capture=True,
+                            may_fail=not create)
+        return next((ns["id"] for ns in json.loads(listed or "[]") if ns.get("title") == title), None)
+
+    found = lookup()
+    if runner.dry:
+        return f"<id of KV namespace {title}>"
+    if found or not create:
+        return found
+    runner.run(argv + ["kv", "namespace", "create", title], cwd=cwd, env=env)
+    found = lookup()
+    if not found:
+        raise StepFailed(f"KV namespace {title} was created but is not listed")
+    return found
+
+
+def deploy_config(cfg, runner, kv_id):
+    """wrangler.toml with the real KV namespace id, written beside it (ignored by git)."""
+    cwd = ROOT / cfg["cloudflare"]["worker_dir"]
+    source = (cwd / "wrangler.toml").read_text()
+    pattern = re.compile(r'(binding = "' + KV_BINDING + r'"\nid = ")[^"]*(")')
+    if not pattern.search(source):
+        raise StepFailed(f"wrangler.toml has no kv_namespaces entry for {KV_BINDING}")
+    target = cwd / "wrangler.deploy.toml"
+    print(f"  writing {os.path.relpath(target, ROOT)} with the KV namespace id")
+    if not runner.dry:
+        target.write_text(pattern.sub(lambda m: m.group(1) + kv_id + m.group(2), source))
+    return target.name
+
+
 def deploy(cfg, runner):
     names = stack_names(cfg)
     regions = [r["name"] for r in cfg["regions"]]
@@ -444,12 +491,15 @@ def deploy(cfg, runner):
 
     regions_json, fallback = edge_vars(cfg, {r: api_outputs[r]["ApiEndpoint"] for r in regions})
     cf = cfg["cloudflare"]
+    kv_id = kv_namespace(cfg, runner, create=True)
     argv, env, cwd = wrangler_base(cfg)
     runner.header(f"edge Worker via wrangler ({cf['worker_dir']}/)")
     runner.run([str(ROOT / "scripts" / "build-edge.sh")], cwd=ROOT, env=env)
     print(f"  REGIONS={regions_json}")
     print(f"  FALLBACK_ORIGIN={fallback}")
-    argv += ["deploy", "--var", f"REGIONS:{regions_json}", "--var", f"FALLBACK_ORIGIN:{fallback}"]
+    config_file = deploy_config(cfg, runner, kv_id)
+    argv += ["deploy", "--config", config_file,
+             "--var", f"REGIONS:{regions_json}", "--var", f"FALLBACK_ORIGIN:{fallback}"]
     if cf["worker_name"]:
         argv += ["--name", cf["worker_name"]]
     if cf["route"]:
@@ -475,6 +525,11 @@ def teardown(cfg, runner):
     if cf["env"]:
         argv += ["--env", cf["env"]]
     runner.run(argv, cwd=cwd, env=env, may_fail=True)
+    kv_id = kv_namespace(cfg, runner, create=False)
+    if kv_id:
+        argv, env, cwd = wrangler_base(cfg)
+        runner.run(argv + ["kv", "namespace", "delete", "--namespace-id", kv_id, "--skip-confirmation"],
+                   cwd=cwd, env=env, may_fail=True)
 
     runner.delete_stack(names["dns"], DNS_REGION)
     for name in reversed(regions):
