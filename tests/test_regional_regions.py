@@ -161,3 +161,13 @@ def test_bad_configuration_fails_with_one_line(tmp_path):
     assert out.stderr.strip() == ('regional: configuration error: STATUS must be an HTTP status code '
                                   'between 100 and 599, got "banana"')
     assert "panicked" not in out.stderr
+
+
+def test_a_key_reused_with_another_body_is_refused(west):
+    k = key()
+    first = requests.post(f"{west.url}/items", json={"n": 1}, headers={"Idempotency-Key": k})
+    assert first.status_code == 201
+    other = requests.post(f"{west.url}/items", json={"n": 2}, headers={"Idempotency-Key": k})
+    assert other.status_code == 409 and error_code(other) == "idempotency_key_reused"
+    stored = requests.get(f"{west.url}{first.headers['location']}").json()
+    assert stored["n"] == 1 and stored["version"] == 1

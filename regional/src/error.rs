@@ -22,6 +22,8 @@ pub enum ApiError {
     ItemNotFound(String),
     #[error("item {0:?} already exists")]
     ItemExists(String),
+    #[error("this Idempotency-Key was already used for a different request")]
+    IdempotencyKeyReused,
     #[error("item {0:?} changed while it was being written; retry")]
     Conflict(String),
     #[error("item {0:?} is not at the version given in If-Match")]
@@ -61,6 +63,7 @@ impl ApiError {
             Self::ItemNotFound(_) => ("item_not_found", S::NOT_FOUND),
             Self::ItemExists(_) => ("item_exists", S::CONFLICT),
             Self::Conflict(_) => ("write_conflict", S::CONFLICT),
+            Self::IdempotencyKeyReused => ("idempotency_key_reused", S::CONFLICT),
             Self::PreconditionFailed(_) => ("precondition_failed", S::PRECONDITION_FAILED),
             Self::BadIfMatch => ("invalid_if_match", S::BAD_REQUEST),
             Self::TooLarge { .. } => ("payload_too_large", S::PAYLOAD_TOO_LARGE),

@@ -5,7 +5,9 @@
 //! the item. When the body names no `item_id`, the id is derived from the key
 //! (`idem-` + the first 32 hex digits of sha256(K)), so the same create sent to any region lands on
 //! the same item. When the conditional write finds the id taken, an item carrying the same key hash
-//! is a replay (answered with the stored item, nothing written); any other item is a conflict (409).
+//! and the same request fingerprint is a replay (answered with the stored item as it is now,
+//! nothing written); the same key with another request is refused (409 `idempotency_key_reused`);
+//! any other item is a conflict (409 `item_exists`).
 
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -22,6 +24,8 @@ pub const UPDATED_AT: &str = "updated_at";
 pub const VERSION: &str = "version";
 /// Where the hash of a create's idempotency key is kept (never shown to clients).
 pub const IDEMPOTENCY: &str = "_idempotency";
+/// Where the hash of the create request that used that key is kept (never shown to clients).
+pub const REQUEST: &str = "_request";
 /// DynamoDB's item size limit (400 KB); larger items are refused before any write.
 pub const MAX_ITEM_BYTES: usize = 400 * 1024;
 /// DynamoDB's limit for a partition key value.
@@ -187,6 +191,14 @@ pub fn idempotency_hash(key: &str) -> String {
     hex(&Sha256::digest(key.as_bytes()))
 }
 
+/// A fingerprint of a create request (id and attributes as the client sent them), so a key
+/// reused with a different body is told apart from a replay. `Map` keeps keys sorted, so the
+/// JSON text is canonical.
+pub fn request_fingerprint(request: &ClientItem) -> String {
+    let canonical = serde_json::json!([request.id, request.attributes]).to_string();
+    hex(&Sha256::digest(canonical.as_bytes()))
+}
+
 /// The item id a keyed create gets when the body names none: the same in every region.
 pub fn id_for_idempotency_key(key: &str) -> String {
     format!("idem-{}", &idempotency_hash(key)[..32])
@@ -209,7 +221,7 @@ pub fn new_item(
     id: &str,
     attributes: Item,
     stamp: WriteStamp<'_>,
-    idempotency_key: Option<&str>,
+    idempotency: Option<Idempotency<'_>>,
 ) -> Item {
     let mut item = attributes;
     item.insert(ID.into(), Value::String(id.into()));
@@ -217,10 +229,43 @@ pub fn new_item(
     item.insert(CREATED_AT.into(), stamp.now.into());
     item.insert(UPDATED_AT.into(), stamp.now.into());
     item.insert(VERSION.into(), 1.into());
-    if let Some(key) = idempotency_key {
+    if let Some(Idempotency { key, request }) = idempotency {
         item.insert(IDEMPOTENCY.into(), idempotency_hash(key).into());
+        item.insert(REQUEST.into(), request.into());
     }
     item
+}
+
+/// A create's idempotency key and the fingerprint of its request.
+#[derive(Debug, Clone, Copy)]
+pub struct Idempotency<'a> {
+    pub key: &'a str,
+    pub request: &'a str,
+}
+
+/// What a create that found its id taken is, given the stored item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Collision {
+    /// The same key and the same request: answer with the stored item, write nothing.
+    Replay,
+    /// The same key with another request: refused.
+    KeyReused,
+    /// Another create's item.
+    Taken,
+}
+
+/// Classifies a create that found `stored` under its id.
+pub fn collision(stored: &Item, idempotency: Option<Idempotency<'_>>) -> Collision {
+    match idempotency {
+        Some(i) if created_with_key(stored, i.key) => {
+            if stored.get(REQUEST).and_then(Value::as_str) == Some(i.request) {
+                Collision::Replay
+            } else {
+                Collision::KeyReused
+            }
+        }
+        _ => Collision::Taken,
+    }
 }
 
 /// A replacement: the client's attributes, keeping `created_at` (and the idempotency hash) of the
@@ -238,8 +283,10 @@ pub fn replacement(
     if let Some(created) = previous.get(CREATED_AT) {
         item.insert(CREATED_AT.into(), created.clone());
     }
-    if let Some(hash) = previous.get(IDEMPOTENCY) {
-        item.insert(IDEMPOTENCY.into(), hash.clone());
+    for internal in [IDEMPOTENCY, REQUEST] {
+        if let Some(hash) = previous.get(internal) {
+            item.insert(internal.into(), hash.clone());
+        }
     }
     item.insert(VERSION.into(), (version_of(previous) + 1).into());
     item
@@ -346,18 +393,39 @@ mod tests {
 
     #[test]
     fn new_items_are_stamped() {
-        let item = new_item("a", obj(json!({"x": 1})), STAMP, Some("k"));
+        let idem = Idempotency {
+            key: "k",
+            request: "r1",
+        };
+        let item = new_item("a", obj(json!({"x": 1})), STAMP, Some(idem));
         assert_eq!(item[REGION], "eu-west-1");
         assert_eq!(item[CREATED_AT], STAMP.now);
         assert_eq!(item[VERSION], 1);
         assert!(created_with_key(&item, "k"));
         assert!(!created_with_key(&item, "other"));
-        assert!(!public_view(item).contains_key(IDEMPOTENCY));
+        assert_eq!(collision(&item, Some(idem)), Collision::Replay);
+        let other_body = Idempotency {
+            key: "k",
+            request: "r2",
+        };
+        assert_eq!(collision(&item, Some(other_body)), Collision::KeyReused);
+        let other_key = Idempotency {
+            key: "k2",
+            request: "r1",
+        };
+        assert_eq!(collision(&item, Some(other_key)), Collision::Taken);
+        assert_eq!(collision(&item, None), Collision::Taken);
+        let public = public_view(item);
+        assert!(!public.contains_key(IDEMPOTENCY) && !public.contains_key(REQUEST));
     }
 
     #[test]
     fn replacement_keeps_creation_and_bumps_version() {
-        let old = new_item("a", Item::new(), STAMP, Some("k"));
+        let idem = Idempotency {
+            key: "k",
+            request: "r1",
+        };
+        let old = new_item("a", Item::new(), STAMP, Some(idem));
         let later = WriteStamp {
             region: "eu-central-1",
             now: "2026-11-29T11:00:00.000Z",
@@ -367,8 +435,17 @@ mod tests {
         assert_eq!(new[UPDATED_AT], later.now);
         assert_eq!(new[REGION], "eu-central-1");
         assert_eq!(version_of(&new), 2);
-        assert!(created_with_key(&new, "k"));
+        assert_eq!(collision(&new, Some(idem)), Collision::Replay);
         assert!(!new.contains_key("x"));
+    }
+
+    #[test]
+    fn request_fingerprints_tell_bodies_apart() {
+        let a = client_item(obj(json!({"x": 1, "y": 2}))).unwrap();
+        let same = client_item(obj(json!({"y": 2, "x": 1}))).unwrap();
+        let other = client_item(obj(json!({"x": 1, "y": 3}))).unwrap();
+        assert_eq!(request_fingerprint(&a), request_fingerprint(&same));
+        assert_ne!(request_fingerprint(&a), request_fingerprint(&other));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use crate::attributes;
 use crate::error::ApiError;
-use crate::item::{self, ClientItem, Item, WriteStamp};
+use crate::item::{self, ClientItem, Collision, Idempotency, Item, WriteStamp};
 use crate::store::{ItemStore, Page, PutCondition, StoreError};
 
 /// Times a replace re-reads and retries when another writer moved the item under it.
@@ -39,6 +39,11 @@ pub async fn create(
     body: ClientItem,
     idempotency_key: Option<&str>,
 ) -> Result<Created, ApiError> {
+    let fingerprint = item::request_fingerprint(&body);
+    let idempotency = idempotency_key.map(|key| Idempotency {
+        key,
+        request: &fingerprint,
+    });
     let id = match (body.id, idempotency_key) {
         (Some(id), _) => id,
         (None, Some(key)) => item::id_for_idempotency_key(key),
@@ -46,21 +51,24 @@ pub async fn create(
     };
     let now = now();
     let stamp = WriteStamp { region, now: &now };
-    let new = item::new_item(&id, body.attributes, stamp, idempotency_key);
+    let new = item::new_item(&id, body.attributes, stamp, idempotency);
     let attrs = encode_checked(&new)?;
     match store.put(&attrs, PutCondition::MustNotExist).await {
         Ok(()) => Ok(Created {
             item: new,
             replayed: false,
         }),
-        Err(StoreError::ConditionFailed) => match (store.get(&id).await?, idempotency_key) {
-            (Some(existing), Some(key)) if item::created_with_key(&existing, key) => Ok(Created {
-                item: existing,
-                replayed: true,
-            }),
-            (Some(_), _) => Err(ApiError::ItemExists(id)),
+        Err(StoreError::ConditionFailed) => match store.get(&id).await? {
+            Some(existing) => match item::collision(&existing, idempotency) {
+                Collision::Replay => Ok(Created {
+                    item: existing,
+                    replayed: true,
+                }),
+                Collision::KeyReused => Err(ApiError::IdempotencyKeyReused),
+                Collision::Taken => Err(ApiError::ItemExists(id)),
+            },
             // Deleted between our write and our read: the client may simply retry.
-            (None, _) => Err(ApiError::Conflict(id)),
+            None => Err(ApiError::Conflict(id)),
         },
         Err(e) => Err(e.into()),
     }
