@@ -114,3 +114,45 @@ impl IntoResponse for ApiError {
         response
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body(response: Response) -> (StatusCode, Option<String>, serde_json::Value) {
+        let status = response.status();
+        let retry = response
+            .headers()
+            .get(header::RETRY_AFTER)
+            .map(|v| v.to_str().unwrap_or_default().to_owned());
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        (status, retry, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[tokio::test]
+    async fn throttling_after_the_sdk_retries_is_503_with_retry_after() {
+        let error: ApiError =
+            StoreError::Throttled("ProvisionedThroughputExceededException".into()).into();
+        let (status, retry, json) = body(error.into_response()).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(retry.as_deref(), Some("1"));
+        assert_eq!(json["error"]["code"], "throttled");
+    }
+
+    #[tokio::test]
+    async fn unexpected_errors_are_500_without_internals() {
+        let error: ApiError =
+            StoreError::Unexpected("AccessDenied: arn:aws:iam::123:role/x".into()).into();
+        let (status, _, json) = body(error.into_response()).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(json["error"]["code"], "internal");
+        let text = json.to_string();
+        assert!(
+            !text.contains("arn:aws") && !text.contains("AccessDenied"),
+            "{text}"
+        );
+        assert!(json["error"]["request_id"].is_string());
+    }
+}

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use futures_util::future::{Either, join_all, select};
-use worker::{Delay, Env, Fetch, Method, Request, RequestInit};
+use worker::{AbortController, Delay, Env, Fetch, Method, Request, RequestInit};
 
 use super::{KV_BINDING, now_ms, with_router};
 use crate::core::health::ProbeResult;
@@ -15,21 +15,26 @@ pub const PROBES_KEY: &str = "probes";
 
 async fn probe_one(url: String, timeout_ms: u64) -> ProbeResult {
     let at_ms = now_ms();
+    let controller = AbortController::default();
+    let signal = controller.signal();
     let status = async {
         let mut init = RequestInit::new();
         init.with_method(Method::Get);
         let request = Request::new_with_init(&url, &init).ok()?;
-        Fetch::Request(request)
-            .send()
+        let response = Fetch::Request(request)
+            .send_with_signal(&signal)
             .await
-            .ok()
-            .map(|r| r.status_code())
+            .ok()?;
+        Some(response.status_code())
     };
     futures_util::pin_mut!(status);
     let timer = Delay::from(Duration::from_millis(timeout_ms));
     let status = match select(status, timer).await {
         Either::Left((status, _)) => status,
-        Either::Right(_) => None,
+        Either::Right(_) => {
+            controller.abort();
+            None
+        }
     };
     ProbeResult {
         at_ms,
