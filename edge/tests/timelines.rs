@@ -9,6 +9,7 @@
 
 use edge::core::Millis;
 use edge::core::affinity::Affinity;
+use edge::core::attempts::{AttemptLoop, Step};
 use edge::core::config::EdgeConfig;
 use edge::core::geo::Coordinates;
 use edge::core::health::{Availability, ProbeResult};
@@ -241,7 +242,6 @@ impl Sim {
     fn request(&mut self, facts: &RequestFacts<'_>, at: Millis) -> Served {
         let settings = self.router.config().settings.clone();
         let plan = self.router.plan(facts, at);
-        let deadline = at + settings.deadline_ms;
         let mut served = Served {
             at,
             plan: plan.clone(),
@@ -251,34 +251,27 @@ impl Sim {
             hedged: false,
             latency_ms: 0,
         };
+        // The same attempt loop the Worker runs; only sending and timing are simulated here.
+        let mut attempts = AttemptLoop::new(plan, &settings, at, false);
         let mut now = at;
-        let mut skip = None;
-        for (n, &region) in plan.order.iter().enumerate() {
-            if Some(region) == skip {
-                continue;
-            }
-            if now >= deadline {
-                break;
-            }
-            if n > 0 && !(plan.retryable && self.router.allow_retry(now, false)) {
-                break;
-            }
-            let timeout = settings.per_try_timeout_ms.min(deadline - now);
-            self.router.on_attempt(region, now);
+        while let Step::Send {
+            region,
+            timeout_ms,
+            hedge,
+        } = attempts.next_step(&mut self.router, now)
+        {
             served.attempts.push(region);
-            let first = self.attempt(region, now, timeout);
+            let first = self.attempt(region, now, timeout_ms);
             let mut finished = vec![first];
-            if let (0, Some(delay), Some(&next)) = (n, plan.hedge_after_ms, plan.order.get(1))
-                && delay < timeout
+            if let Some((delay, next)) = hedge
                 && first.done_at > now + delay
             {
                 let fire = now + delay;
                 if self.router.allow_retry(fire, true) {
-                    self.router.on_attempt(next, fire);
+                    attempts.hedge_sent(&mut self.router, next, fire);
                     served.attempts.push(next);
                     served.hedged = true;
-                    skip = Some(next);
-                    let second = self.attempt(next, fire, timeout - delay);
+                    let second = self.attempt(next, fire, timeout_ms - delay);
                     let (early, late) = if second.done_at < first.done_at {
                         (second, first)
                     } else {
@@ -307,24 +300,19 @@ impl Sim {
             }
             for f in finished {
                 now = now.max(f.done_at);
-                let verdict = self.router.record(
+                let deliver = attempts.report(
+                    &mut self.router,
                     f.region,
                     f.outcome,
                     f.latency_ms as f64,
                     f.done_at,
                     self.jitter,
                 );
-                if served.status.is_none()
-                    && let Outcome::Answered { status, .. } = f.outcome
-                    && (verdict == Verdict::Deliver || !plan.retryable)
-                {
+                if deliver && let Outcome::Answered { status, .. } = f.outcome {
                     served.status = Some(status);
                     served.region = Some(f.region);
                     served.latency_ms = f.done_at - at;
                 }
-            }
-            if served.status.is_some() || !plan.retryable {
-                break;
             }
         }
         if served.status.is_none() {

@@ -10,8 +10,10 @@
 //! - `outcome`: what an attempt produced and whether to try another region.
 //! - `affinity`: read-your-writes tokens.
 //! - `router`: the per-isolate state that ties them together (plan, record, status).
+//! - `attempts`: one request's attempt loop (next region, hedge, retry, fallback, delivery).
 
 pub mod affinity;
+pub mod attempts;
 pub mod budget;
 pub mod config;
 pub mod ewma;

@@ -14,9 +14,10 @@ use worker::{
 use super::{ensure_router, now_ms, random, reply, with_router};
 use crate::core::Millis;
 use crate::core::affinity::{self, Affinity};
+use crate::core::attempts::{AttemptLoop, Step};
 use crate::core::config::EdgeConfig;
 use crate::core::geo::Coordinates;
-use crate::core::outcome::{self, Outcome, Verdict};
+use crate::core::outcome::{self, Outcome};
 use crate::core::router::{EdgeRouter, Plan, RequestFacts};
 
 /// An origin's full answer (body buffered so the edge can decide before the client sees it).
@@ -207,7 +208,7 @@ pub async fn handle(mut req: Request, env: Env, _ctx: Context) -> Result<Respons
         retryable: false,
         hedge_after_ms: None,
     });
-    let (attempts, delivered) = run_plan(&out, &plan, &config, started).await;
+    let (attempts, delivered) = run_plan(&out, plan, &config, started).await;
     let served = Served {
         request_id: &request_id,
         method: &method_name,
@@ -301,90 +302,74 @@ impl ClientFacts {
 /// attempts and the answer to deliver (with the region index; `None` for the fallback).
 async fn run_plan(
     out: &Outgoing,
-    plan: &Plan,
+    plan: Plan,
     config: &EdgeConfig,
     started: Millis,
 ) -> (u32, Option<(Option<usize>, Answer)>) {
     let origins: Vec<&str> = config.regions.iter().map(|r| r.origin.as_str()).collect();
-    let deadline = started + config.settings.deadline_ms;
-    let per_try = config.settings.per_try_timeout_ms;
-    let mut attempts = 0u32;
-    let mut skip: Option<usize> = None;
-    for (n, &region) in plan.order.iter().enumerate() {
-        if Some(region) == skip {
-            continue;
-        }
-        let now = now_ms();
-        if now >= deadline {
-            break;
-        }
-        if n > 0 && !(plan.retryable && with_router(|r| r.allow_retry(now, false)).unwrap_or(false))
-        {
-            break;
-        }
-        let timeout = per_try.min(deadline - now);
-        with_router(|r| r.on_attempt(region, now));
-        attempts += 1;
-        let finished = match (n, plan.hedge_after_ms, plan.order.get(1)) {
-            (0, Some(delay), Some(&next)) if delay < timeout => {
-                let (hedged, results) =
-                    hedged_read(out, &origins, region, next, delay, timeout).await;
-                if hedged {
-                    attempts += 1;
-                    skip = Some(next);
-                }
-                results
-            }
-            _ => vec![
-                send(out, origin_of(&origins, region), region, timeout)
+    let fallback = config.fallback_origin.as_deref();
+    let mut attempts = AttemptLoop::new(plan, &config.settings, started, fallback.is_some());
+    loop {
+        let step = with_router(|r| attempts.next_step(r, now_ms())).unwrap_or(Step::Stop);
+        match step {
+            Step::Stop => return (attempts.attempts(), None),
+            Step::Fallback { timeout_ms } => {
+                let attempt = send(out, fallback.unwrap_or_default(), usize::MAX, timeout_ms)
                     .1
-                    .await,
-            ],
-        };
-        let mut delivered = None;
-        for attempt in finished {
-            let outcome = attempt.outcome();
-            let verdict = with_router(|r| {
-                r.record(
-                    attempt.region,
-                    outcome,
-                    attempt.latency_ms,
-                    now_ms(),
-                    random(),
-                )
-            })
-            .unwrap_or(Verdict::Deliver);
-            if delivered.is_none()
-                && let Ok(answer) = attempt.answer
-                && (verdict == Verdict::Deliver || !plan.retryable)
-            {
-                delivered = Some((Some(attempt.region), answer));
+                    .await;
+                let delivered = attempts.report_fallback(attempt.outcome());
+                let answer = attempt.answer.ok().filter(|_| delivered);
+                return (attempts.attempts(), answer.map(|a| (None, a)));
+            }
+            Step::Send {
+                region,
+                timeout_ms,
+                hedge,
+            } => {
+                let finished = match hedge {
+                    Some((delay, other)) => {
+                        hedged_read(
+                            out,
+                            &origins,
+                            &mut attempts,
+                            region,
+                            other,
+                            delay,
+                            timeout_ms,
+                        )
+                        .await
+                    }
+                    None => vec![
+                        send(out, origin_of(&origins, region), region, timeout_ms)
+                            .1
+                            .await,
+                    ],
+                };
+                let mut delivered = None;
+                for attempt in finished {
+                    let outcome = attempt.outcome();
+                    let deliver = with_router(|r| {
+                        let now = now_ms();
+                        attempts.report(
+                            r,
+                            attempt.region,
+                            outcome,
+                            attempt.latency_ms,
+                            now,
+                            random(),
+                        )
+                    })
+                    .unwrap_or(false);
+                    if deliver && let Ok(answer) = attempt.answer {
+                        delivered = Some((Some(attempt.region), answer));
+                    }
+                }
+                if delivered.is_some() {
+                    return (attempts.attempts(), delivered);
+                }
             }
         }
-        if delivered.is_some() || !plan.retryable {
-            return (attempts, delivered);
-        }
     }
-    // The fallback is one more attempt: only for a request that may be re-sent, inside the
-    // deadline, and (after a region was tried) only if the retry budget allows it.
-    let Some(fallback) = config.fallback_origin.as_deref() else {
-        return (attempts, None);
-    };
-    let now = now_ms();
-    let allowed = now < deadline
-        && (attempts == 0
-            || (plan.retryable && with_router(|r| r.allow_retry(now, false)).unwrap_or(false)));
-    if !allowed {
-        return (attempts, None);
-    }
-    with_router(EdgeRouter::on_fallback);
-    let timeout = per_try.min(deadline - now);
-    let attempt = send(out, fallback, usize::MAX, timeout).1.await;
-    let deliver = attempt.outcome().verdict(false) == Verdict::Deliver;
-    (
-        attempts + 1,
-        attempt.answer.ok().filter(|_| deliver).map(|a| (None, a)),
-    )
 }
 
 /// What the client is told about how its request was served.
@@ -483,24 +468,25 @@ impl Served<'_> {
 async fn hedged_read(
     out: &Outgoing,
     origins: &[&str],
+    attempts: &mut AttemptLoop,
     first: usize,
     second: usize,
     delay_ms: u64,
     timeout_ms: u64,
-) -> (bool, Vec<Attempt>) {
+) -> Vec<Attempt> {
     let first_started = now_ms();
     let (first_ctl, first_fut) = send(out, origin_of(origins, first), first, timeout_ms);
     futures_util::pin_mut!(first_fut);
     let timer = Delay::from(Duration::from_millis(delay_ms));
     let first_fut = match select(first_fut, timer).await {
-        Either::Left((attempt, _)) => return (false, vec![attempt]),
+        Either::Left((attempt, _)) => return vec![attempt],
         Either::Right((_, pending)) => pending,
     };
     let now = now_ms();
     if !with_router(|r| r.allow_retry(now, true)).unwrap_or(false) {
-        return (false, vec![first_fut.await]);
+        return vec![first_fut.await];
     }
-    with_router(|r| r.on_attempt(second, now));
+    with_router(|r| attempts.hedge_sent(r, second, now));
     let (second_ctl, second_fut) = send(
         out,
         origin_of(origins, second),
@@ -512,9 +498,9 @@ async fn hedged_read(
         Either::Left((attempt, other)) => {
             if good(&attempt) {
                 second_ctl.fire();
-                (true, vec![attempt])
+                vec![attempt]
             } else {
-                (true, vec![attempt, other.await])
+                vec![attempt, other.await]
             }
         }
         Either::Right((hedge, first_pending)) => {
@@ -528,11 +514,11 @@ async fn hedged_read(
                     answer: Err(Outcome::Timeout),
                     latency_ms: now_ms().saturating_sub(first_started) as f64,
                 };
-                (true, vec![hedge, lost])
+                vec![hedge, lost]
             } else {
                 // A hedge's 4xx may be a replica that has not caught up: the first region's
                 // answer comes first, the hedge's is the fallback.
-                (true, vec![first_pending.await, hedge])
+                vec![first_pending.await, hedge]
             }
         }
     }
