@@ -21,8 +21,8 @@ use crate::core::router::EdgeRouter;
 pub const KV_BINDING: &str = "EDGE_STATE";
 
 thread_local! {
-    /// The router, with the raw vars it was built from (rebuilt when they change).
-    static ROUTER: RefCell<Option<(String, EdgeRouter)>> = const { RefCell::new(None) };
+    /// This isolate's router (health, latency and budget state live here).
+    static ROUTER: RefCell<Option<EdgeRouter>> = const { RefCell::new(None) };
 }
 
 /// The platform clock, as the core wants it.
@@ -39,32 +39,25 @@ fn var(env: &Env, name: &str) -> Option<String> {
     env.var(name).ok().map(|v| v.to_string())
 }
 
-/// Makes sure this isolate has a router for the current vars (built once; rebuilt only when the
-/// vars change) and returns its configuration. Called once per event.
+/// Makes sure this isolate has a router and returns its configuration. The vars are read once per
+/// isolate: new vars mean a new deployment, and so new isolates. An invalid configuration is
+/// not kept, so it is reported on every request until fixed.
 pub fn ensure_router(env: &Env) -> std::result::Result<Arc<EdgeConfig>, ConfigError> {
-    let names = ["REGIONS", "FALLBACK_ORIGIN", "ROUTING", "CORS_ORIGINS"];
-    let fingerprint: String = names
-        .iter()
-        .map(|n| var(env, n).unwrap_or_default())
-        .collect::<Vec<_>>()
-        .join("\u{0}");
     ROUTER.with(|cell| {
         let mut slot = cell.borrow_mut();
-        match slot.as_ref() {
-            Some((fp, router)) if *fp == fingerprint => Ok(router.shared_config()),
-            _ => {
-                let router = EdgeRouter::new(EdgeConfig::from_vars(|name| var(env, name))?);
-                let config = router.shared_config();
-                *slot = Some((fingerprint, router));
-                Ok(config)
-            }
+        if let Some(router) = slot.as_ref() {
+            return Ok(router.shared_config());
         }
+        let router = EdgeRouter::new(EdgeConfig::from_vars(|name| var(env, name))?);
+        let config = router.shared_config();
+        *slot = Some(router);
+        Ok(config)
     })
 }
 
 /// Runs `f` on this isolate's router (`None` until [`ensure_router`] has succeeded).
 pub fn with_router<T>(f: impl FnOnce(&mut EdgeRouter) -> T) -> Option<T> {
-    ROUTER.with(|cell| cell.borrow_mut().as_mut().map(|(_, router)| f(router)))
+    ROUTER.with(|cell| cell.borrow_mut().as_mut().map(f))
 }
 
 #[event(start)]
