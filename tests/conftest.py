@@ -8,7 +8,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -50,12 +49,7 @@ def central(moto_server, table):
 @pytest.fixture
 def admin():
     """Changes a running regional's faults through its admin route."""
-    def set_faults(proc, **settings):
-        r = requests.put(f"{proc.url}/admin/faults", json=settings,
-                         headers={"Authorization": f"Bearer {regional.ADMIN_TOKEN}"}, timeout=5)
-        assert r.status_code == 200, r.text
-        return r.json()
-    return set_faults
+    return regional.set_faults
 
 
 def error_code(response) -> str:

@@ -10,6 +10,7 @@ import pytest
 import requests
 from conftest import CENTRAL, WEST, error_code
 from harness import edge, moto, procs, regional
+from harness.regional import set_faults
 
 # West is preferred (weight) so a test knows which region is tried first.
 WEIGHTS = {WEST: 100.0, CENTRAL: 1.0}
@@ -51,11 +52,6 @@ def stack(moto_server, table, request):
     yield s
     s.stop()
 
-
-def set_faults(proc, **settings):
-    r = requests.put(f"{proc.url}/admin/faults", json=settings,
-                     headers={"Authorization": f"Bearer {regional.ADMIN_TOKEN}"}, timeout=5)
-    assert r.status_code == 200, r.text
 
 
 def test_seed_calls_through_the_edge_with_read_your_writes(stack):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import requests
+
 from . import procs
 
 ADMIN_TOKEN = "local-admin-token-0123456789"
@@ -41,3 +43,13 @@ def start_regional(endpoint: str, region: str, table: str, status: int | None = 
     proc.extra["region"] = region
     procs.wait_http(proc, "/health", timeout=20)
     return proc
+
+
+def set_faults(proc: procs.Proc, **settings) -> dict:
+    """Changes a running regional's faults through its admin route (status, latency_ms,
+    response_delay_ms, error_rate); fails loudly if the route refuses."""
+    r = requests.put(f"{proc.url}/admin/faults", json=settings, timeout=5,
+                     headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    if r.status_code != 200:
+        raise RuntimeError(f"admin route refused {settings}: {r.status_code} {r.text}")
+    return r.json()

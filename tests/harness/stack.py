@@ -132,10 +132,7 @@ class Stack:
 
     def set_faults(self, region: str, **settings) -> dict:
         """Changes a region's faults through its admin route (status, latency_ms, ...)."""
-        r = requests.put(f"{self.regional[region].url}/admin/faults", json=settings, timeout=5,
-                         headers={"Authorization": f"Bearer {regional.ADMIN_TOKEN}"})
-        r.raise_for_status()
-        return r.json()
+        return regional.set_faults(self.regional[region], **settings)
 
     def kill_region(self, region: str) -> None:
         """Ends a region's process at once (SIGKILL), as a crash would."""
