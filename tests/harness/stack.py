@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import secrets
 import shutil
 import signal
 import sys
@@ -54,6 +55,8 @@ class Stack:
         self.weights = weights
         self.routing = routing
         self.name = name
+        #: Signs the edge's affinity tokens; made fresh for each stack, kept across edge restarts.
+        self.affinity_secret = secrets.token_hex(32)
         self.started: list[procs.Proc] = []
         self.moto: procs.Proc | None = None
         self.replicator: procs.Proc | None = None
@@ -84,7 +87,7 @@ class Stack:
             self.edge = self._keep(edge.start_edge(
                 {r: self.regional[r].url for r in self.regions}, routing=self.routing,
                 port=self.edge_port, weights=self.weights,
-                state_dir=str(self._state_dir / "wrangler")))
+                state_dir=str(self._state_dir / "wrangler"), affinity_secret=self.affinity_secret))
             self.probe()
             if self.tick_s > 0:
                 self._ticker = threading.Thread(target=self._tick, name="cron-ticker", daemon=True)
@@ -153,11 +156,24 @@ class Stack:
         self.edge = self._keep(edge.start_edge(
             {r: self.regional[r].url for r in self.regions}, routing=self.routing,
             port=self.edge.port, weights=self.weights,
-            state_dir=str(self._state_dir / "wrangler")))
+            state_dir=str(self._state_dir / "wrangler"), affinity_secret=self.affinity_secret))
         return self.edge
 
     def replicator_status(self) -> dict:
         return requests.get(self.replicator.url + "/status", timeout=5).json()
+
+    def pause_replication(self) -> dict:
+        """Stops applying replicated changes (as FIS's global-table-pause-replication); they are
+        still read, and applied in order on `resume_replication`. Returns the status."""
+        return self._replicator_post("/pause")
+
+    def resume_replication(self) -> dict:
+        return self._replicator_post("/resume")
+
+    def _replicator_post(self, path: str) -> dict:
+        response = requests.post(self.replicator.url + path, timeout=5)
+        response.raise_for_status()
+        return response.json()
 
     def describe(self) -> dict:
         return {
