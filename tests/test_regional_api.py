@@ -60,7 +60,7 @@ def test_rest_create_generates_id_and_location(west):
     assert r.status_code == 201
     item = r.json()
     assert r.headers["location"] == f"/items/{item['item_id']}"
-    assert r.headers["etag"] == '"1"'
+    assert r.headers["etag"].startswith('"1-') and r.headers["etag"].endswith('"')
     assert item["name"] == "widget" and item["n"] == 3 and item["tags"] == ["a"] and item["m"] == {"k": None}
     got = requests.get(f"{west.url}{r.headers['location']}")
     assert got.status_code == 200 and got.json() == item
@@ -71,28 +71,47 @@ def test_rest_put_replace_and_if_match(west):
     r = requests.put(f"{west.url}/items/{item_id}", json={"v": 1})
     assert r.status_code == 201 and r.json()["version"] == 1
     created_at = r.json()["created_at"]
+    first_tag = r.headers["etag"]
+    assert requests.get(f"{west.url}/items/{item_id}").headers["etag"] == first_tag
 
-    r = requests.put(f"{west.url}/items/{item_id}", json={"v": 2}, headers={"If-Match": '"1"'})
+    # The version number alone is not a tag: the whole ETag is compared.
+    bare = requests.put(f"{west.url}/items/{item_id}", json={"v": 2}, headers={"If-Match": '"1"'})
+    assert bare.status_code == 412
+
+    r = requests.put(f"{west.url}/items/{item_id}", json={"v": 2}, headers={"If-Match": first_tag})
     assert r.status_code == 200
     assert r.json()["version"] == 2 and r.json()["v"] == 2 and r.json()["created_at"] == created_at
-    assert r.headers["etag"] == '"2"'
+    assert r.headers["etag"].startswith('"2-') and r.headers["etag"] != first_tag
 
-    stale = requests.put(f"{west.url}/items/{item_id}", json={"v": 3}, headers={"If-Match": '"1"'})
+    stale = requests.put(f"{west.url}/items/{item_id}", json={"v": 3}, headers={"If-Match": first_tag})
     assert stale.status_code == 412 and error_code(stale) == "precondition_failed"
     assert requests.get(f"{west.url}/items/{item_id}").json()["v"] == 2
+    weak = requests.put(f"{west.url}/items/{item_id}", json={"v": 3},
+                        headers={"If-Match": "W/" + r.headers["etag"]})
+    assert weak.status_code == 412, "a weak tag never matches"
+    listed = requests.put(f"{west.url}/items/{item_id}", json={"v": 3},
+                          headers={"If-Match": f'"nope", {r.headers["etag"]}'})
+    assert listed.status_code == 200, "any tag of a list may match"
+    star = requests.put(f"{west.url}/items/{item_id}", json={"v": 3.5}, headers={"If-Match": "*"})
+    assert star.status_code == 200 and star.json()["version"] == 4
 
     r = requests.put(f"{west.url}/items/{item_id}", json={"v": 4})
-    assert r.status_code == 200 and r.json()["version"] == 3
+    assert r.status_code == 200 and r.json()["version"] == 5
 
-    missing = requests.put(f"{west.url}/items/{uid('none')}", json={}, headers={"If-Match": '"1"'})
-    assert missing.status_code == 412
+    for tag in ('"1-000000000000"', "*"):
+        missing = requests.put(f"{west.url}/items/{uid('none')}", json={}, headers={"If-Match": tag})
+        assert missing.status_code == 412
 
 
 def test_rest_delete(west):
     item_id = uid("del")
-    requests.put(f"{west.url}/items/{item_id}", json={"x": 1})
-    stale = requests.delete(f"{west.url}/items/{item_id}", headers={"If-Match": '"9"'})
+    tag = requests.put(f"{west.url}/items/{item_id}", json={"x": 1}).headers["etag"]
+    stale = requests.delete(f"{west.url}/items/{item_id}", headers={"If-Match": '"9-000000000000"'})
     assert stale.status_code == 412
+    assert requests.put(f"{west.url}/items/{item_id}", json={"x": 2},
+                        headers={"If-Match": tag}).status_code == 200
+    old = requests.delete(f"{west.url}/items/{item_id}", headers={"If-Match": tag})
+    assert old.status_code == 412, "the tag of an overwritten write"
     r = requests.delete(f"{west.url}/items/{item_id}")
     assert r.status_code == 204 and r.content == b""
     assert requests.get(f"{west.url}/items/{item_id}").status_code == 404
@@ -165,6 +184,26 @@ def test_huge_number_is_400_and_not_stored(west):
     assert_not_stored(west, item_id)
 
 
+def test_numbers_are_kept_exactly_or_refused(west):
+    """DynamoDB keeps 38 digits; numbers the service cannot carry exactly are a 400, never
+    rounded silently."""
+    item_id = uid("digits")
+    exact = (f'{{"item_id": "{item_id}", "big": 18446744073709551615, "neg": -9223372036854775808, '
+             f'"f": 0.123456789012345}}')
+    r = requests.post(f"{west.url}/items", data=exact, headers={"Content-Type": "application/json"})
+    assert r.status_code == 201, r.text
+    got = requests.get(f"{west.url}/items/{item_id}").text
+    for literal in ("18446744073709551615", "-9223372036854775808", "0.123456789012345"):
+        assert literal in got, (literal, got)
+    for number in ("12345678901234567890123", "0.12345678901234567"):
+        other = uid("digits")
+        r = requests.post(f"{west.url}/items", data=f'{{"item_id": "{other}", "n": {number}}}',
+                          headers={"Content-Type": "application/json"})
+        assert r.status_code == 400 and error_code(r) == "invalid_attribute", (number, r.text)
+        assert number in r.json()["error"]["message"]
+        assert_not_stored(west, other)
+
+
 def test_unknown_route_is_404_json(west):
     r = requests.get(f"{west.url}/nowhere")
     assert r.status_code == 404 and error_code(r) == "route_not_found"
@@ -216,8 +255,9 @@ def test_bad_query_and_headers_are_400(west):
     for params in ({"limit": "0"}, {"limit": "abc"}, {"limit": "101"}, {"cursor": "!!notacursor"}):
         r = requests.get(f"{west.url}/items", params=params)
         assert r.status_code == 400 and error_code(r) == "invalid_query", params
-    r = requests.put(f"{west.url}/items/{uid()}", json={}, headers={"If-Match": "banana"})
-    assert r.status_code == 400 and error_code(r) == "invalid_if_match"
+    for bad in ("banana", "3", '"unterminated'):
+        r = requests.put(f"{west.url}/items/{uid()}", json={}, headers={"If-Match": bad})
+        assert r.status_code == 400 and error_code(r) == "invalid_if_match", bad
     r = requests.post(f"{west.url}/items", json={}, headers={"Idempotency-Key": "x" * 300})
     assert r.status_code == 400 and error_code(r) == "invalid_idempotency_key"
 

@@ -9,6 +9,7 @@ use axum::routing::{get, post};
 
 use crate::api::{self, AppState};
 use crate::config::Config;
+use crate::deadline;
 use crate::faults::{self, Faults};
 use crate::observability;
 use crate::store::ItemStore;
@@ -51,5 +52,7 @@ pub fn router(state: AppState) -> Router {
             state.region.clone(),
             observability::log_request,
         ))
+        // Outermost: the deadline counts from the request's arrival.
+        .layer(axum::middleware::from_fn(deadline::track))
         .with_state(state)
 }

@@ -24,6 +24,14 @@ pub enum ApiError {
     ItemExists(String),
     #[error("this Idempotency-Key was already used for a different request")]
     IdempotencyKeyReused,
+    #[error("a request with this Idempotency-Key is still being processed; retry shortly")]
+    IdempotencyInFlight,
+    #[error("another region wrote this item at the same time; retry")]
+    ReplicatedConflict,
+    #[error(
+        "the request's deadline passed before the work could be done; nothing was started after it"
+    )]
+    DeadlineExceeded,
     #[error("item {0:?} changed while it was being written; retry")]
     Conflict(String),
     #[error("item {0:?} is not at the version given in If-Match")]
@@ -63,7 +71,10 @@ impl ApiError {
             Self::ItemNotFound(_) => ("item_not_found", S::NOT_FOUND),
             Self::ItemExists(_) => ("item_exists", S::CONFLICT),
             Self::Conflict(_) => ("write_conflict", S::CONFLICT),
-            Self::IdempotencyKeyReused => ("idempotency_key_reused", S::CONFLICT),
+            Self::IdempotencyKeyReused => ("idempotency_key_reused", S::UNPROCESSABLE_ENTITY),
+            Self::IdempotencyInFlight => ("idempotency_request_in_flight", S::CONFLICT),
+            Self::ReplicatedConflict => ("write_conflict", S::CONFLICT),
+            Self::DeadlineExceeded => ("deadline_exceeded", S::GATEWAY_TIMEOUT),
             Self::PreconditionFailed(_) => ("precondition_failed", S::PRECONDITION_FAILED),
             Self::BadIfMatch => ("invalid_if_match", S::BAD_REQUEST),
             Self::TooLarge { .. } => ("payload_too_large", S::PAYLOAD_TOO_LARGE),
@@ -85,6 +96,8 @@ impl From<StoreError> for ApiError {
         match err {
             StoreError::Throttled(_) => Self::Throttled,
             StoreError::Unavailable(_) => Self::TableUnavailable,
+            StoreError::ReplicatedConflict => Self::ReplicatedConflict,
+            StoreError::DeadlineExceeded => Self::DeadlineExceeded,
             StoreError::Rejected(reason) if reason.contains("size") => Self::TooLarge {
                 limit: crate::item::MAX_ITEM_BYTES,
             },
@@ -106,7 +119,11 @@ impl IntoResponse for ApiError {
         };
         let body = json!({"error": {"code": code, "message": message, "request_id": request_id}});
         let mut response = (status, axum::Json(body)).into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        let retry_later = matches!(
+            self,
+            Self::IdempotencyInFlight | Self::ReplicatedConflict | Self::Conflict(_)
+        );
+        if status == StatusCode::SERVICE_UNAVAILABLE || retry_later {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -139,6 +156,19 @@ mod tests {
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(retry.as_deref(), Some("1"));
         assert_eq!(json["error"]["code"], "throttled");
+    }
+
+    #[tokio::test]
+    async fn strong_consistency_conflicts_are_409_with_retry_after() {
+        let error: ApiError = StoreError::ReplicatedConflict.into();
+        let (status, retry, json) = body(error.into_response()).await;
+        assert_eq!(status, StatusCode::CONFLICT);
+        assert_eq!(retry.as_deref(), Some("1"));
+        assert_eq!(json["error"]["code"], "write_conflict");
+        let late: ApiError = StoreError::DeadlineExceeded.into();
+        let (status, _, json) = body(late.into_response()).await;
+        assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
+        assert_eq!(json["error"]["code"], "deadline_exceeded");
     }
 
     #[tokio::test]

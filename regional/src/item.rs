@@ -1,13 +1,9 @@
 //! Item rules, free of I/O: what a valid item id and body are, which attributes the service owns,
 //! how a stored item is stamped, and how an idempotency key maps to an item id.
 //!
-//! Idempotency rule: a create carrying `Idempotency-Key: K` stores `_idempotency = sha256(K)` on
-//! the item. When the body names no `item_id`, the id is derived from the key
-//! (`idem-` + the first 32 hex digits of sha256(K)), so the same create sent to any region lands on
-//! the same item. When the conditional write finds the id taken, an item carrying the same key hash
-//! and the same request fingerprint is a replay (answered with the stored item as it is now,
-//! nothing written); the same key with another request is refused (409 `idempotency_key_reused`);
-//! any other item is a conflict (409 `item_exists`).
+//! A keyed create also stamps the item with its key's hash and the request's fingerprint (see
+//! [`crate::idempotency`]): when the same create reaches another region before the key record
+//! did, the item it finds tells a replay from a reused key.
 
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -62,6 +58,10 @@ pub enum ItemError {
     BadNumber(String),
     #[error("Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} visible ASCII characters")]
     BadIdempotencyKey,
+    #[error(
+        "number {0} cannot be kept exactly: send at most {MAX_EXACT_DIGITS} significant digits, a 64-bit integer, or a string"
+    )]
+    ImpreciseNumber(String),
 }
 
 impl ItemError {
@@ -77,7 +77,9 @@ impl ItemError {
             | Self::IdControlChars
             | Self::IdMismatch { .. } => "invalid_item_id",
             Self::Reserved(_) => "reserved_attribute",
-            Self::EmptyAttributeName | Self::BadNumber(_) => "invalid_attribute",
+            Self::EmptyAttributeName | Self::BadNumber(_) | Self::ImpreciseNumber(_) => {
+                "invalid_attribute"
+            }
             Self::BadIdempotencyKey => "invalid_idempotency_key",
         }
     }
@@ -97,13 +99,74 @@ pub fn validate_id(id: &str) -> Result<(), ItemError> {
     Ok(())
 }
 
-/// Parses a request body that must be a JSON object.
+/// Parses a request body that must be a JSON object. Numbers that would not come back exactly
+/// as sent are refused (see [`imprecise_number`]).
 pub fn parse_object(body: &[u8]) -> Result<Item, ItemError> {
-    match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(ItemError::NotAnObject),
-        Err(e) => Err(ItemError::InvalidJson(e.to_string())),
+    let map = match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) => map,
+        Ok(_) => return Err(ItemError::NotAnObject),
+        Err(e) => return Err(ItemError::InvalidJson(e.to_string())),
+    };
+    match imprecise_number(body) {
+        Some(literal) => Err(ItemError::ImpreciseNumber(literal)),
+        None => Ok(map),
     }
+}
+
+/// Most significant digits of a non-integer number kept exactly: every decimal of 15 digits
+/// survives the trip through a 64-bit float and back.
+pub const MAX_EXACT_DIGITS: usize = 15;
+
+/// The first number literal in a (valid) JSON text that would not be stored exactly: an integer
+/// outside the 64-bit range, or any other number with more than [`MAX_EXACT_DIGITS`]
+/// significant digits. DynamoDB keeps 38 digits, but the service reads JSON numbers as 64-bit
+/// values; refusing is better than rounding silently.
+pub fn imprecise_number(json: &[u8]) -> Option<String> {
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut i = 0;
+    while i < json.len() {
+        let b = json[i];
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            i += 1;
+            continue;
+        }
+        if b == b'"' {
+            in_string = true;
+            i += 1;
+            continue;
+        }
+        if b == b'-' || b.is_ascii_digit() {
+            let start = i;
+            while i < json.len()
+                && matches!(json[i], b'0'..=b'9' | b'+' | b'-' | b'.' | b'e' | b'E')
+            {
+                i += 1;
+            }
+            let literal = String::from_utf8_lossy(&json[start..i]).into_owned();
+            if !kept_exactly(&literal) {
+                return Some(literal);
+            }
+            continue;
+        }
+        i += 1;
+    }
+    None
+}
+
+fn kept_exactly(literal: &str) -> bool {
+    if !literal.contains(['.', 'e', 'E']) {
+        return literal.parse::<i64>().is_ok() || literal.parse::<u64>().is_ok();
+    }
+    let mantissa = literal.split(['e', 'E']).next().unwrap_or(literal);
+    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    digits.trim_start_matches('0').trim_end_matches('0').len() <= MAX_EXACT_DIGITS
 }
 
 /// The client's part of a write: the id it named (if any) and the attributes it may set.
@@ -186,24 +249,6 @@ pub fn validate_idempotency_key(key: &str) -> Result<(), ItemError> {
     }
 }
 
-/// The hash of an idempotency key, as stored on the item.
-pub fn idempotency_hash(key: &str) -> String {
-    hex(&Sha256::digest(key.as_bytes()))
-}
-
-/// A fingerprint of a create request (id and attributes as the client sent them), so a key
-/// reused with a different body is told apart from a replay. `Map` keeps keys sorted, so the
-/// JSON text is canonical.
-pub fn request_fingerprint(request: &ClientItem) -> String {
-    let canonical = serde_json::json!([request.id, request.attributes]).to_string();
-    hex(&Sha256::digest(canonical.as_bytes()))
-}
-
-/// The item id a keyed create gets when the body names none: the same in every region.
-pub fn id_for_idempotency_key(key: &str) -> String {
-    format!("idem-{}", &idempotency_hash(key)[..32])
-}
-
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -229,17 +274,17 @@ pub fn new_item(
     item.insert(CREATED_AT.into(), stamp.now.into());
     item.insert(UPDATED_AT.into(), stamp.now.into());
     item.insert(VERSION.into(), 1.into());
-    if let Some(Idempotency { key, request }) = idempotency {
-        item.insert(IDEMPOTENCY.into(), idempotency_hash(key).into());
+    if let Some(Idempotency { key_hash, request }) = idempotency {
+        item.insert(IDEMPOTENCY.into(), key_hash.into());
         item.insert(REQUEST.into(), request.into());
     }
     item
 }
 
-/// A create's idempotency key and the fingerprint of its request.
+/// A create's idempotency key (hashed in its scope) and the fingerprint of its request.
 #[derive(Debug, Clone, Copy)]
 pub struct Idempotency<'a> {
-    pub key: &'a str,
+    pub key_hash: &'a str,
     pub request: &'a str,
 }
 
@@ -257,7 +302,7 @@ pub enum Collision {
 /// Classifies a create that found `stored` under its id.
 pub fn collision(stored: &Item, idempotency: Option<Idempotency<'_>>) -> Collision {
     match idempotency {
-        Some(i) if created_with_key(stored, i.key) => {
+        Some(i) if created_with_key(stored, i.key_hash) => {
             if stored.get(REQUEST).and_then(Value::as_str) == Some(i.request) {
                 Collision::Replay
             } else {
@@ -297,9 +342,9 @@ pub fn version_of(item: &Item) -> u64 {
     item.get(VERSION).and_then(Value::as_u64).unwrap_or(0)
 }
 
-/// True when `item` was created with the idempotency key `key`.
-pub fn created_with_key(item: &Item, key: &str) -> bool {
-    item.get(IDEMPOTENCY).and_then(Value::as_str) == Some(idempotency_hash(key).as_str())
+/// True when `item` was created with the idempotency key whose hash is `key_hash`.
+pub fn created_with_key(item: &Item, key_hash: &str) -> bool {
+    item.get(IDEMPOTENCY).and_then(Value::as_str) == Some(key_hash)
 }
 
 /// The item as clients see it: without internal attributes.
@@ -308,16 +353,94 @@ pub fn public_view(mut item: Item) -> Item {
     item
 }
 
-/// Parses an `If-Match` value (`"3"`, `3`, or `W/"3"`) into a version.
-pub fn parse_if_match(raw: &str) -> Option<u64> {
-    let raw = raw.trim();
-    let raw = raw.strip_prefix("W/").unwrap_or(raw);
-    raw.trim_matches('"').parse().ok()
+/// What identifies one write of an item: the service-owned stamps. Two writes never share all
+/// three (a region writes each version once; two regions differ by name), so a tag derived from
+/// them names exactly one write, in every region.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteIdentity {
+    /// `None` for an item without a version (written by another tool).
+    pub version: Option<u64>,
+    pub region: Option<String>,
+    pub updated_at: Option<String>,
 }
 
-/// The `ETag` for a version.
-pub fn etag(version: u64) -> String {
-    format!("\"{version}\"")
+impl WriteIdentity {
+    /// The identity of a stored item.
+    pub fn of(item: &Item) -> Self {
+        let text = |name: &str| item.get(name).and_then(Value::as_str).map(str::to_owned);
+        Self {
+            version: item.get(VERSION).and_then(Value::as_u64),
+            region: text(REGION),
+            updated_at: text(UPDATED_AT),
+        }
+    }
+
+    /// The strong `ETag` for this write: `"<version>-<12 hex digits>"`, the digits from a
+    /// SHA-256 of version, region and write time. Clients treat it as opaque.
+    pub fn etag(&self) -> String {
+        let canonical = serde_json::json!([self.version, self.region, self.updated_at]).to_string();
+        let digest = hex(&Sha256::digest(canonical.as_bytes()));
+        format!("\"{}-{}\"", self.version.unwrap_or(0), &digest[..12])
+    }
+}
+
+/// The `ETag` of a stored item.
+pub fn etag(item: &Item) -> String {
+    WriteIdentity::of(item).etag()
+}
+
+/// A parsed `If-Match` header (RFC 9110 section 13.1.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IfMatch {
+    /// `*`: any current item.
+    Any,
+    /// A list of entity tags, as sent (quotes included); weak ones never match.
+    Tags(Vec<String>),
+}
+
+impl IfMatch {
+    /// Parses `*` or a comma-separated list of entity tags (`"x"` or `W/"x"`); `None` when
+    /// malformed.
+    pub fn parse(raw: &str) -> Option<Self> {
+        let raw = raw.trim();
+        if raw == "*" {
+            return Some(Self::Any);
+        }
+        let mut tags = Vec::new();
+        for part in raw.split(',') {
+            let part = part.trim();
+            let (weak, tag) = match part.strip_prefix("W/") {
+                Some(rest) => (true, rest),
+                None => (false, part),
+            };
+            let inner = tag.strip_prefix('"')?.strip_suffix('"')?;
+            let valid = inner
+                .bytes()
+                .all(|b| b == 0x21 || (0x23..=0x7e).contains(&b) || b >= 0x80);
+            if !valid {
+                return None;
+            }
+            if !weak {
+                tags.push(tag.to_owned());
+            }
+        }
+        if tags.is_empty() && !raw.contains("W/") {
+            return None;
+        }
+        Some(Self::Tags(tags))
+    }
+
+    /// Whether the stored item (if any) satisfies the condition (strong comparison).
+    pub fn matches(&self, current: Option<&Item>) -> bool {
+        match (self, current) {
+            (_, None) => false,
+            (Self::Any, Some(_)) => true,
+            (Self::Tags(tags), Some(item)) => {
+                let tag = etag(item);
+                tags.contains(&tag)
+            }
+        }
+    }
 }
 
 /// Percent-encodes an id for a URL path segment (unreserved characters stay as they are).
@@ -392,9 +515,34 @@ mod tests {
     }
 
     #[test]
+    fn numbers_are_kept_exactly_or_refused() {
+        let refused = |text: &str| parse_object(text.as_bytes()).unwrap_err();
+        for exact in [
+            r#"{"n": 12345678901234567890}"#,
+            r#"{"n": -9223372036854775808, "f": 0.1, "g": 1.5e10, "s": "123456789012345678901234"}"#,
+            r#"{"n": 123456789012345, "f": 0.000000000000000123456789012345}"#,
+            r#"{"a": [1, 2.25, {"b": -0.5}], "esc": "\\\" 1234567890123456789012"}"#,
+        ] {
+            assert!(parse_object(exact.as_bytes()).is_ok(), "{exact}");
+        }
+        assert_eq!(
+            refused(r#"{"n": 123456789012345678901}"#),
+            ItemError::ImpreciseNumber("123456789012345678901".into())
+        );
+        assert_eq!(
+            refused(r#"{"x": {"y": [0.1234567890123456]}}"#).code(),
+            "invalid_attribute"
+        );
+        assert_eq!(
+            refused(r#"{"n": 1.2345678901234567e3}"#),
+            ItemError::ImpreciseNumber("1.2345678901234567e3".into())
+        );
+    }
+
+    #[test]
     fn new_items_are_stamped() {
         let idem = Idempotency {
-            key: "k",
+            key_hash: "k",
             request: "r1",
         };
         let item = new_item("a", obj(json!({"x": 1})), STAMP, Some(idem));
@@ -405,12 +553,12 @@ mod tests {
         assert!(!created_with_key(&item, "other"));
         assert_eq!(collision(&item, Some(idem)), Collision::Replay);
         let other_body = Idempotency {
-            key: "k",
+            key_hash: "k",
             request: "r2",
         };
         assert_eq!(collision(&item, Some(other_body)), Collision::KeyReused);
         let other_key = Idempotency {
-            key: "k2",
+            key_hash: "k2",
             request: "r1",
         };
         assert_eq!(collision(&item, Some(other_key)), Collision::Taken);
@@ -422,7 +570,7 @@ mod tests {
     #[test]
     fn replacement_keeps_creation_and_bumps_version() {
         let idem = Idempotency {
-            key: "k",
+            key_hash: "k",
             request: "r1",
         };
         let old = new_item("a", Item::new(), STAMP, Some(idem));
@@ -440,30 +588,55 @@ mod tests {
     }
 
     #[test]
-    fn request_fingerprints_tell_bodies_apart() {
-        let a = client_item(obj(json!({"x": 1, "y": 2}))).unwrap();
-        let same = client_item(obj(json!({"y": 2, "x": 1}))).unwrap();
-        let other = client_item(obj(json!({"x": 1, "y": 3}))).unwrap();
-        assert_eq!(request_fingerprint(&a), request_fingerprint(&same));
-        assert_ne!(request_fingerprint(&a), request_fingerprint(&other));
-    }
-
-    #[test]
-    fn idempotent_ids_are_stable_and_distinct() {
-        assert_eq!(id_for_idempotency_key("k1"), id_for_idempotency_key("k1"));
-        assert_ne!(id_for_idempotency_key("k1"), id_for_idempotency_key("k2"));
+    fn idempotency_keys_are_checked() {
         assert!(validate_idempotency_key("").is_err());
         assert!(validate_idempotency_key("bad\u{7f}").is_err());
         assert!(validate_idempotency_key(&"k".repeat(256)).is_err());
+        assert!(validate_idempotency_key("edge-0123 abc").is_ok());
     }
 
     #[test]
     fn if_match_forms() {
-        assert_eq!(parse_if_match("\"3\""), Some(3));
-        assert_eq!(parse_if_match("W/\"4\""), Some(4));
-        assert_eq!(parse_if_match("5"), Some(5));
-        assert_eq!(parse_if_match("*"), None);
-        assert_eq!(etag(7), "\"7\"");
+        assert_eq!(IfMatch::parse("*"), Some(IfMatch::Any));
+        assert_eq!(
+            IfMatch::parse(" \"a\" , W/\"b\",\"c\""),
+            Some(IfMatch::Tags(vec!["\"a\"".into(), "\"c\"".into()]))
+        );
+        assert_eq!(IfMatch::parse("W/\"b\""), Some(IfMatch::Tags(vec![])));
+        for bad in ["", "3", "\"3", "\"a\"b\"", "\"a\",", "**"] {
+            assert_eq!(IfMatch::parse(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn etags_name_one_write_in_every_region() {
+        let v2 = |region: &str, now: &str| {
+            let mut item = new_item("a", Item::new(), WriteStamp { region, now }, None);
+            item.insert(VERSION.into(), 2.into());
+            item
+        };
+        let west = v2("eu-west-1", "2026-12-02T10:00:00.000Z");
+        let central = v2("eu-central-1", "2026-12-02T10:00:00.000Z");
+        let later = v2("eu-west-1", "2026-12-02T10:00:00.001Z");
+        assert_ne!(etag(&west), etag(&central), "same version, other region");
+        assert_ne!(
+            etag(&west),
+            etag(&later),
+            "same version and region, other write"
+        );
+        assert_eq!(etag(&west), etag(&west.clone()));
+        assert!(etag(&west).starts_with("\"2-"), "{}", etag(&west));
+        let stale = IfMatch::parse(&etag(&west)).unwrap();
+        assert!(stale.matches(Some(&west)));
+        assert!(!stale.matches(Some(&central)), "overwritten elsewhere: 412");
+        assert!(!stale.matches(None));
+        let weak = IfMatch::parse(&format!("W/{}", etag(&west))).unwrap();
+        assert!(!weak.matches(Some(&west)), "weak tags never match");
+        // An item without service stamps (written by another tool) has a tag too, and the
+        // same rule applies to PUT and DELETE.
+        let bare: Item = obj(json!({"item_id": "x"}));
+        assert!(IfMatch::parse(&etag(&bare)).unwrap().matches(Some(&bare)));
+        assert!(etag(&bare).starts_with("\"0-"));
     }
 
     #[test]

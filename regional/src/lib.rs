@@ -1,7 +1,8 @@
 //! The regional function: one axum `Router` that serves items from the DynamoDB global table.
 //!
 //! The same router runs under `lambda_http` in AWS and under `axum::serve` locally. Modules:
-//! `config` (environment), `item` (pure item rules), `attributes` (JSON <-> DynamoDB values),
+//! `config` (environment), `item` (pure item rules), `idempotency` (pure key-record rules),
+//! `deadline` (the edge's deadline, bounding every DynamoDB call), `attributes` (JSON <-> DynamoDB values),
 //! `store` (the only module that talks to DynamoDB), `api` (HTTP handlers), `faults` (drill
 //! switches), `observability` (request ids, logs, region header), `error` (the one place errors
 //! become HTTP responses), `app` (wiring).
@@ -10,8 +11,10 @@ pub mod api;
 pub mod app;
 pub mod attributes;
 pub mod config;
+pub mod deadline;
 pub mod error;
 pub mod faults;
+pub mod idempotency;
 pub mod item;
 pub mod lambda;
 pub mod observability;

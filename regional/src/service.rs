@@ -1,10 +1,17 @@
 //! The item operations, in terms of item rules and the store: create (idempotent), replace
-//! (versioned), delete, get, list. No HTTP here beyond the error type. Ids given to these
-//! functions were checked where they entered (the path extractor, `item::client_item`).
+//! (conditional on the whole ETag), delete, get, list. No HTTP here beyond the error type. Ids
+//! given to these functions were checked where they entered (the path extractor,
+//! `item::client_item`).
+
+use std::time::Duration;
 
 use crate::attributes;
+use crate::deadline;
 use crate::error::ApiError;
-use crate::item::{self, ClientItem, Collision, Idempotency, Item, WriteStamp};
+use crate::idempotency::{self, Claim, Found, KeyHash};
+use crate::item::{
+    self, ClientItem, Collision, Idempotency, IfMatch, Item, WriteIdentity, WriteStamp,
+};
 use crate::store::{ItemStore, Page, PutCondition, StoreError};
 
 /// Times a replace re-reads and retries when another writer moved the item under it.
@@ -18,9 +25,23 @@ pub struct Created {
     pub replayed: bool,
 }
 
+/// A create's idempotency key, as the handler took it from the request.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyedBy<'a> {
+    pub key: &'a str,
+    /// The caller's scope (see [`idempotency::ANONYMOUS`]).
+    pub scope: &'a str,
+    /// The route, part of the request's fingerprint (`"POST /items"`).
+    pub operation: &'a str,
+}
+
 /// Now, as stored: RFC 3339, milliseconds, UTC.
 pub fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn now_ms() -> u64 {
+    u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or_default()
 }
 
 fn encode_checked(item: &Item) -> Result<attributes::Attributes, ApiError> {
@@ -33,46 +54,158 @@ fn encode_checked(item: &Item) -> Result<attributes::Attributes, ApiError> {
     Ok(attrs)
 }
 
-/// Creates an item; see the idempotency rule in [`crate::item`].
+/// Creates an item; with a key, by the rules in [`crate::idempotency`].
 pub async fn create(
     store: &ItemStore,
     region: &str,
     body: ClientItem,
-    idempotency_key: Option<&str>,
+    keyed: Option<KeyedBy<'_>>,
 ) -> Result<Created, ApiError> {
-    let fingerprint = item::request_fingerprint(&body);
-    let idempotency = idempotency_key.map(|key| Idempotency {
-        key,
-        request: &fingerprint,
-    });
-    let id = match (body.id, idempotency_key) {
-        (Some(id), _) => id,
-        (None, Some(key)) => item::id_for_idempotency_key(key),
-        (None, None) => uuid::Uuid::new_v4().to_string(),
+    let Some(keyed) = keyed else {
+        let id = body
+            .id
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let now = now();
+        let new = item::new_item(&id, body.attributes, WriteStamp { region, now: &now }, None);
+        return match store
+            .put(&encode_checked(&new)?, &PutCondition::MustNotExist)
+            .await
+        {
+            Ok(()) => Ok(Created {
+                item: new,
+                replayed: false,
+            }),
+            Err(StoreError::ConditionFailed) => Err(ApiError::ItemExists(id)),
+            Err(e) => Err(e.into()),
+        };
     };
+    let key = KeyHash::new(keyed.scope, keyed.key);
+    let fingerprint = idempotency::fingerprint(keyed.operation, &body);
+    let id = body.id.clone().unwrap_or_else(|| key.item_id());
     let now = now();
     let stamp = WriteStamp { region, now: &now };
-    let new = item::new_item(&id, body.attributes, stamp, idempotency);
-    let attrs = encode_checked(&new)?;
-    match store.put(&attrs, PutCondition::MustNotExist).await {
-        Ok(()) => Ok(Created {
-            item: new,
-            replayed: false,
+    let new = item::new_item(
+        &id,
+        body.attributes,
+        stamp,
+        Some(Idempotency {
+            key_hash: &key.0,
+            request: &fingerprint,
         }),
-        Err(StoreError::ConditionFailed) => match store.get(&id).await? {
-            Some(existing) => match item::collision(&existing, idempotency) {
-                Collision::Replay => Ok(Created {
-                    item: existing,
+    );
+    let attrs = encode_checked(&new)?;
+
+    // 1. Claim the key.
+    let token = uuid::Uuid::new_v4().to_string();
+    let lease_ms = deadline::remaining()
+        .map_or(idempotency::DEFAULT_LEASE_MS, |d| {
+            u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+        })
+        .saturating_add(1_000);
+    let claim = Claim {
+        key: &key,
+        fingerprint: &fingerprint,
+        token: &token,
+        now_ms: now_ms(),
+        lease_ms,
+    };
+    let record = claim.record(stamp);
+    let claimed = store
+        .put(
+            &attributes::to_attributes(&record),
+            &PutCondition::KeyClaim(claim.condition()),
+        )
+        .await;
+    match claimed {
+        Ok(()) => {}
+        Err(StoreError::ConditionFailed) => {
+            let found = store.get(&key.record_id()).await?;
+            return match idempotency::classify(found.as_ref(), &fingerprint, now_ms()) {
+                Some(Found::Replay {
+                    body: Some(body), ..
+                }) => Ok(Created {
+                    item: body,
                     replayed: true,
                 }),
-                Collision::KeyReused => Err(ApiError::IdempotencyKeyReused),
-                Collision::Taken => Err(ApiError::ItemExists(id)),
-            },
-            // Deleted between our write and our read: the client may simply retry.
-            None => Err(ApiError::Conflict(id)),
-        },
-        Err(e) => Err(e.into()),
+                Some(Found::Replay {
+                    item_id,
+                    body: None,
+                }) => Ok(Created {
+                    item: get(store, &item_id).await?,
+                    replayed: true,
+                }),
+                Some(Found::Reused) => Err(ApiError::IdempotencyKeyReused),
+                // Still running, or its record just expired: the client retries shortly.
+                Some(Found::InFlight) | None => Err(ApiError::IdempotencyInFlight),
+            };
+        }
+        Err(e) => return Err(e.into()),
     }
+
+    // 2. Write the item; 3. record the result, or release the claim.
+    let release = || async {
+        if let Err(e) = store.release_claim(&key.record_id(), &token).await {
+            tracing::warn!(error = %e, "idempotency claim not released; its lease ends it");
+        }
+    };
+    let created = match store.put(&attrs, &PutCondition::MustNotExist).await {
+        Ok(()) => Created {
+            item: new,
+            replayed: false,
+        },
+        Err(StoreError::ConditionFailed) => {
+            let existing = store.get(&id).await;
+            let idem = Idempotency {
+                key_hash: &key.0,
+                request: &fingerprint,
+            };
+            match existing {
+                // The same create, written in another region first (its key record not here
+                // yet), or by this request's earlier attempt: a replay.
+                Ok(Some(existing))
+                    if item::collision(&existing, Some(idem)) == Collision::Replay =>
+                {
+                    Created {
+                        item: existing,
+                        replayed: true,
+                    }
+                }
+                Ok(Some(existing)) => {
+                    release().await;
+                    return Err(match item::collision(&existing, Some(idem)) {
+                        Collision::KeyReused => ApiError::IdempotencyKeyReused,
+                        _ => ApiError::ItemExists(id),
+                    });
+                }
+                Ok(None) => {
+                    release().await;
+                    return Err(ApiError::Conflict(id));
+                }
+                Err(e) => {
+                    release().await;
+                    return Err(e.into());
+                }
+            }
+        }
+        Err(e) => {
+            release().await;
+            return Err(e.into());
+        }
+    };
+    let done = idempotency::completed(record, &created.item);
+    let completion = store
+        .put_bookkeeping(
+            &attributes::to_attributes(&done),
+            &PutCondition::ClaimIs(token.clone()),
+        )
+        .await;
+    if let Err(e) = completion {
+        // The item is written and stamped with the key: a retry after the lease finds it and
+        // replays it.
+        tracing::warn!(error = %e, "idempotency result not recorded");
+    }
+    Ok(created)
 }
 
 /// Reads an item.
@@ -91,13 +224,14 @@ pub struct Replaced {
     pub created: bool,
 }
 
-/// Creates or replaces an item. With `if_match`, only when the stored version is that one.
+/// Creates or replaces an item. With `if_match`, only when the stored item's whole ETag is one
+/// of those given (or, for `*`, when there is one).
 pub async fn replace(
     store: &ItemStore,
     region: &str,
     id: &str,
     body: ClientItem,
-    if_match: Option<u64>,
+    if_match: Option<&IfMatch>,
 ) -> Result<Replaced, ApiError> {
     if let Some(body_id) = &body.id
         && body_id != id
@@ -110,11 +244,10 @@ pub async fn replace(
     }
     for _ in 0..REPLACE_ATTEMPTS {
         let previous = store.get(id).await?;
-        if let Some(expected) = if_match {
-            match &previous {
-                Some(p) if item::version_of(p) == expected => {}
-                _ => return Err(ApiError::PreconditionFailed(id.to_owned())),
-            }
+        if let Some(condition) = if_match
+            && !condition.matches(previous.as_ref())
+        {
+            return Err(ApiError::PreconditionFailed(id.to_owned()));
         }
         let now = now();
         let stamp = WriteStamp { region, now: &now };
@@ -122,9 +255,9 @@ pub async fn replace(
         let attrs = encode_checked(&new)?;
         let condition = match &previous {
             None => PutCondition::MustNotExist,
-            Some(p) => PutCondition::VersionIs(item::version_of(p)),
+            Some(p) => PutCondition::Unchanged(WriteIdentity::of(p)),
         };
-        match store.put(&attrs, condition).await {
+        match store.put(&attrs, &condition).await {
             Ok(()) => {
                 return Ok(Replaced {
                     item: new,
@@ -134,16 +267,36 @@ pub async fn replace(
             Err(StoreError::ConditionFailed) if if_match.is_some() => {
                 return Err(ApiError::PreconditionFailed(id.to_owned()));
             }
-            Err(StoreError::ConditionFailed) => continue,
+            Err(StoreError::ConditionFailed) => {
+                tokio::time::sleep(Duration::from_millis(fastrand::u64(1..10))).await;
+                continue;
+            }
             Err(e) => return Err(e.into()),
         }
     }
     Err(ApiError::Conflict(id.to_owned()))
 }
 
-/// Deletes an item (only at version `if_match` when given).
-pub async fn delete(store: &ItemStore, id: &str, if_match: Option<u64>) -> Result<Item, ApiError> {
-    match store.delete(id, if_match).await {
+/// Deletes an item (with `if_match`, only when its whole ETag matches).
+pub async fn delete(
+    store: &ItemStore,
+    id: &str,
+    if_match: Option<&IfMatch>,
+) -> Result<Item, ApiError> {
+    let Some(condition) = if_match else {
+        return store
+            .delete(id, None)
+            .await?
+            .ok_or_else(|| ApiError::ItemNotFound(id.to_owned()));
+    };
+    let current = store.get(id).await?;
+    let Some(current) = current else {
+        return Err(ApiError::ItemNotFound(id.to_owned()));
+    };
+    if !condition.matches(Some(&current)) {
+        return Err(ApiError::PreconditionFailed(id.to_owned()));
+    }
+    match store.delete(id, Some(&WriteIdentity::of(&current))).await {
         Ok(Some(old)) => Ok(old),
         Ok(None) => Err(ApiError::ItemNotFound(id.to_owned())),
         Err(StoreError::ConditionFailed) => match store.get(id).await? {

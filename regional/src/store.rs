@@ -8,7 +8,9 @@ use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use crate::attributes::{self, Attributes};
-use crate::item::{self, Item};
+use crate::deadline;
+use crate::idempotency::{self, ClaimCondition};
+use crate::item::{self, Item, WriteIdentity};
 
 /// What can go wrong in the store, in terms the API can map.
 #[derive(Debug, thiserror::Error)]
@@ -25,18 +27,117 @@ pub enum StoreError {
     /// DynamoDB refused the item as invalid (e.g. too large by its own count).
     #[error("DynamoDB rejected the item: {0}")]
     Rejected(String),
+    /// Another region wrote the item at the same time (multi-Region strong consistency's
+    /// `ReplicatedWriteConflictException`); the client may retry.
+    #[error("replicated write conflict")]
+    ReplicatedConflict,
+    /// The request's deadline passed before the call could be made or finished.
+    #[error("the request's deadline passed")]
+    DeadlineExceeded,
     /// Anything else: a bug or a surprise; logged, never shown to clients.
     #[error("unexpected DynamoDB error: {0}")]
     Unexpected(String),
 }
 
+impl From<deadline::Expired> for StoreError {
+    fn from(_: deadline::Expired) -> Self {
+        Self::DeadlineExceeded
+    }
+}
+
 /// How a put is conditioned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PutCondition {
     /// The id must be free.
     MustNotExist,
-    /// The item must exist at this version (0: it exists without a version attribute).
-    VersionIs(u64),
+    /// The item must still be the write that was read: same version, region and write time
+    /// (each absent where it was absent).
+    Unchanged(WriteIdentity),
+    /// An idempotency key claim (see [`crate::idempotency`]).
+    KeyClaim(ClaimCondition),
+    /// The record must still carry this claim token (completing a claim).
+    ClaimIs(String),
+}
+
+/// A condition expression with its names and values.
+#[derive(Debug, Default)]
+struct Condition {
+    expression: String,
+    names: Vec<(String, String)>,
+    values: Vec<(String, AttributeValue)>,
+}
+
+fn n(value: u64) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+impl Condition {
+    fn of(condition: &PutCondition) -> Self {
+        let name =
+            |placeholder: &str, attribute: &str| (placeholder.to_owned(), attribute.to_owned());
+        let mut c = Self {
+            names: vec![name("#id", item::ID)],
+            ..Self::default()
+        };
+        match condition {
+            PutCondition::MustNotExist => c.expression = "attribute_not_exists(#id)".to_owned(),
+            PutCondition::Unchanged(identity) => return Self::unchanged(identity),
+            PutCondition::KeyClaim(claim) => {
+                c.expression = ClaimCondition::EXPRESSION.to_owned();
+                c.names
+                    .extend(ClaimCondition::NAMES.iter().map(|(p, a)| name(p, a)));
+                c.values = vec![
+                    (":now_s".into(), n(claim.now_s)),
+                    (":now_ms".into(), n(claim.now_ms)),
+                    (
+                        ":in_flight".into(),
+                        AttributeValue::S(ClaimCondition::IN_FLIGHT.into()),
+                    ),
+                    (":fp".into(), AttributeValue::S(claim.fingerprint.clone())),
+                ];
+            }
+            PutCondition::ClaimIs(token) => {
+                c.expression = "#claim = :claim".to_owned();
+                c.names = vec![name("#claim", ClaimCondition::CLAIM_ATTRIBUTE)];
+                c.values = vec![(":claim".into(), AttributeValue::S(token.clone()))];
+            }
+        }
+        c
+    }
+
+    fn unchanged(identity: &WriteIdentity) -> Self {
+        let mut c = Self {
+            expression: "attribute_exists(#id)".to_owned(),
+            names: vec![("#id".into(), item::ID.into())],
+            values: Vec::new(),
+        };
+        let fields = [
+            ("#v", ":v", item::VERSION, identity.version.map(n)),
+            (
+                "#r",
+                ":r",
+                item::REGION,
+                identity.region.clone().map(AttributeValue::S),
+            ),
+            (
+                "#u",
+                ":u",
+                item::UPDATED_AT,
+                identity.updated_at.clone().map(AttributeValue::S),
+            ),
+        ];
+        for (placeholder, value_name, attribute, value) in fields {
+            c.names.push((placeholder.into(), attribute.into()));
+            match value {
+                Some(v) => {
+                    c.expression += &format!(" AND {placeholder} = {value_name}");
+                    c.values.push((value_name.into(), v));
+                }
+                None => c.expression += &format!(" AND attribute_not_exists({placeholder})"),
+            }
+        }
+        c
+    }
 }
 
 /// One page of a listing.
@@ -64,9 +165,11 @@ pub fn http_client() -> aws_sdk_dynamodb::config::SharedHttpClient {
         .build_https()
 }
 
-/// The SDK timeouts: one attempt may take 2 s, a whole call (with retries) 5 s.
-pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
-pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
+/// The SDK timeouts: one attempt may take 800 ms, a whole call (with retries) 1.5 s, below the
+/// edge's per-try timeout (2 s by default), so a region gives up on DynamoDB before the edge
+/// gives up on it. A request's own deadline (`x-tandem-deadline-ms`) bounds every call further.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_millis(800);
+pub const OPERATION_TIMEOUT: Duration = Duration::from_millis(1500);
 
 impl ItemStore {
     /// A store on `table` in `region`, with endpoint and credentials from the standard AWS
@@ -95,70 +198,116 @@ impl ItemStore {
 
     /// Reads an item (strongly consistent within this region).
     pub async fn get(&self, id: &str) -> Result<Option<Item>, StoreError> {
-        let out = self
+        let call = self
             .client
             .get_item()
             .table_name(&self.table)
             .set_key(Some(Self::key(id)))
             .consistent_read(true)
-            .send()
-            .await
-            .map_err(classify)?;
+            .send();
+        let out = deadline::bounded(false, call).await?.map_err(classify)?;
         out.item().map(decode).transpose()
     }
 
-    /// Writes an item under a condition.
-    pub async fn put(&self, item: &Attributes, condition: PutCondition) -> Result<(), StoreError> {
-        let request = self
-            .client
+    /// Writes an item under a condition (not started once the request's deadline has passed).
+    pub async fn put(&self, item: &Attributes, condition: &PutCondition) -> Result<(), StoreError> {
+        deadline::bounded(true, self.put_now(item, condition)).await?
+    }
+
+    /// Writes bookkeeping of the service's own (an idempotency claim's completion or release)
+    /// whatever the deadline: it never touches a client's item.
+    pub async fn put_bookkeeping(
+        &self,
+        item: &Attributes,
+        condition: &PutCondition,
+    ) -> Result<(), StoreError> {
+        self.put_now(item, condition).await
+    }
+
+    async fn put_now(&self, item: &Attributes, condition: &PutCondition) -> Result<(), StoreError> {
+        let c = Condition::of(condition);
+        self.client
             .put_item()
             .table_name(&self.table)
             .set_item(Some(item.clone()))
-            .expression_attribute_names("#id", item::ID);
-        let request = match condition {
-            PutCondition::MustNotExist => request.condition_expression("attribute_not_exists(#id)"),
-            // An item written by another tool, without a version.
-            PutCondition::VersionIs(0) => request
-                .condition_expression("attribute_exists(#id) AND attribute_not_exists(#v)")
-                .expression_attribute_names("#v", item::VERSION),
-            PutCondition::VersionIs(v) => request
-                .condition_expression("attribute_exists(#id) AND #v = :v")
-                .expression_attribute_names("#v", item::VERSION)
-                .expression_attribute_values(":v", AttributeValue::N(v.to_string())),
-        };
-        request.send().await.map(|_| ()).map_err(classify)
+            .condition_expression(c.expression)
+            .set_expression_attribute_names(Some(c.names.into_iter().collect()))
+            .set_expression_attribute_values(
+                (!c.values.is_empty()).then(|| c.values.into_iter().collect()),
+            )
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(classify)
     }
 
-    /// Deletes an item, optionally only at a given version; returns what was deleted.
-    pub async fn delete(&self, id: &str, version: Option<u64>) -> Result<Option<Item>, StoreError> {
+    /// Deletes an item, only if it is still the write `unchanged` names when given; returns
+    /// what was deleted.
+    pub async fn delete(
+        &self,
+        id: &str,
+        unchanged: Option<&WriteIdentity>,
+    ) -> Result<Option<Item>, StoreError> {
         let mut request = self
             .client
             .delete_item()
             .table_name(&self.table)
             .set_key(Some(Self::key(id)))
             .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld);
-        if let Some(v) = version {
+        if let Some(identity) = unchanged {
+            let c = Condition::unchanged(identity);
             request = request
-                .condition_expression("#v = :v")
-                .expression_attribute_names("#v", item::VERSION)
-                .expression_attribute_values(":v", AttributeValue::N(v.to_string()));
+                .condition_expression(c.expression)
+                .set_expression_attribute_names(Some(c.names.into_iter().collect()))
+                .set_expression_attribute_values(
+                    (!c.values.is_empty()).then(|| c.values.into_iter().collect()),
+                );
         }
-        let out = request.send().await.map_err(classify)?;
+        let out = deadline::bounded(true, request.send())
+            .await?
+            .map_err(classify)?;
         out.attributes().map(decode).transpose()
     }
 
+    /// Releases an idempotency claim this request holds (bookkeeping: whatever the deadline).
+    pub async fn release_claim(&self, record_id: &str, token: &str) -> Result<(), StoreError> {
+        let c = Condition::of(&PutCondition::ClaimIs(token.to_owned()));
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(record_id)))
+            .condition_expression(c.expression)
+            .set_expression_attribute_names(Some(c.names.into_iter().collect()))
+            .set_expression_attribute_values(Some(c.values.into_iter().collect()))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(classify)
+    }
+
     /// Lists up to `limit` items after `after` (a scan: order is the table's, not sorted).
+    /// Idempotency key records share the table and are left out.
     pub async fn list(&self, limit: i32, after: Option<&str>) -> Result<Page, StoreError> {
-        let out = self
+        let call = self
             .client
             .scan()
             .table_name(&self.table)
             .limit(limit)
             .set_exclusive_start_key(after.map(Self::key))
-            .send()
-            .await
-            .map_err(classify)?;
-        let items = out.items().iter().map(decode).collect::<Result<_, _>>()?;
+            .send();
+        let out = deadline::bounded(false, call).await?.map_err(classify)?;
+        let items = out
+            .items()
+            .iter()
+            .map(decode)
+            .filter(|item| {
+                !item.as_ref().is_ok_and(|i| {
+                    i.get(item::ID)
+                        .and_then(|v| v.as_str())
+                        .is_some_and(idempotency::is_record_id)
+                })
+            })
+            .collect::<Result<_, _>>()?;
         let last_id = out
             .last_evaluated_key()
             .and_then(|k| k.get(item::ID))
@@ -190,6 +339,7 @@ where
             let code = service.err().code().unwrap_or("unknown").to_owned();
             match code.as_str() {
                 "ConditionalCheckFailedException" => StoreError::ConditionFailed,
+                "ReplicatedWriteConflictException" => StoreError::ReplicatedConflict,
                 "ProvisionedThroughputExceededException"
                 | "ThrottlingException"
                 | "RequestLimitExceeded"

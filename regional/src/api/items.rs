@@ -1,5 +1,6 @@
 //! The REST API: `POST /items`, `GET /items`, `GET|PUT|DELETE /items/{id}`.
-//! Items carry an `ETag` of their version; `If-Match` makes PUT and DELETE conditional.
+//! Items carry an `ETag` that names one write (version, region and time); `If-Match` makes PUT
+//! and DELETE conditional on it.
 
 use axum::Json;
 use axum::extract::{Query, State};
@@ -12,8 +13,9 @@ use serde_json::json;
 
 use super::{AppState, IdempotencyKey, IfMatch, ItemIdPath, JsonObject};
 use crate::error::ApiError;
+use crate::idempotency;
 use crate::item::{self, Item};
-use crate::service;
+use crate::service::{self, KeyedBy};
 
 /// Page size when `limit` is absent, and the largest allowed.
 pub const DEFAULT_LIMIT: i32 = 20;
@@ -21,14 +23,14 @@ pub const MAX_LIMIT: i32 = 100;
 
 /// An item response with its `ETag` (and `Location` when created).
 fn item_response(status: StatusCode, item: Item) -> Response {
-    let version = item::version_of(&item);
+    let etag = item::etag(&item);
     let location = item
         .get(item::ID)
         .and_then(|v| v.as_str())
         .map(|id| format!("/items/{}", item::encode_path_segment(id)));
     let mut response = (status, Json(item::public_view(item))).into_response();
     let headers = response.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&item::etag(version)) {
+    if let Ok(v) = HeaderValue::from_str(&etag) {
         headers.insert(header::ETAG, v);
     }
     if status == StatusCode::CREATED
@@ -47,7 +49,12 @@ pub async fn create(
     JsonObject(body): JsonObject,
 ) -> Result<Response, ApiError> {
     let body = item::client_item(body)?;
-    let created = service::create(&state.store, &state.region, body, key.as_deref()).await?;
+    let keyed = key.as_deref().map(|key| KeyedBy {
+        key,
+        scope: idempotency::ANONYMOUS,
+        operation: "POST /items",
+    });
+    let created = service::create(&state.store, &state.region, body, keyed).await?;
     let mut response = item_response(StatusCode::CREATED, created.item);
     if created.replayed {
         response
@@ -74,7 +81,8 @@ pub async fn replace(
     JsonObject(body): JsonObject,
 ) -> Result<Response, ApiError> {
     let body = item::client_item(body)?;
-    let replaced = service::replace(&state.store, &state.region, &id, body, if_match).await?;
+    let replaced =
+        service::replace(&state.store, &state.region, &id, body, if_match.as_ref()).await?;
     let status = if replaced.created {
         StatusCode::CREATED
     } else {
@@ -89,7 +97,7 @@ pub async fn delete(
     ItemIdPath(id): ItemIdPath,
     IfMatch(if_match): IfMatch,
 ) -> Result<StatusCode, ApiError> {
-    service::delete(&state.store, &id, if_match).await?;
+    service::delete(&state.store, &id, if_match.as_ref()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -103,8 +103,8 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
     }
 }
 
-/// The optional `If-Match` header as a version.
-pub struct IfMatch(pub Option<u64>);
+/// The optional `If-Match` header: `*` or entity tags, compared whole.
+pub struct IfMatch(pub Option<item::IfMatch>);
 
 impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
     type Rejection = ApiError;
@@ -115,7 +115,7 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
             Some(v) => v
                 .to_str()
                 .ok()
-                .and_then(item::parse_if_match)
+                .and_then(item::IfMatch::parse)
                 .map(|v| Self(Some(v)))
                 .ok_or(ApiError::BadIfMatch),
         }

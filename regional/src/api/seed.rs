@@ -7,8 +7,9 @@ use serde_json::{Value, json};
 
 use super::{AppState, IdempotencyKey, ItemIdPath, JsonObject};
 use crate::error::ApiError;
+use crate::idempotency;
 use crate::item::{self, ItemError};
-use crate::service;
+use crate::service::{self, KeyedBy};
 
 /// `POST /create`: stores the body as an item; `item_id` is required.
 pub async fn create(
@@ -20,7 +21,12 @@ pub async fn create(
     if body.id.is_none() {
         return Err(ItemError::MissingId.into());
     }
-    let created = service::create(&state.store, &state.region, body, key.as_deref()).await?;
+    let keyed = key.as_deref().map(|key| KeyedBy {
+        key,
+        scope: idempotency::ANONYMOUS,
+        operation: "POST /create",
+    });
+    let created = service::create(&state.store, &state.region, body, keyed).await?;
     Ok(Json(json!({ "item_id": created.item.get(item::ID) })))
 }
 
