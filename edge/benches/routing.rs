@@ -16,7 +16,6 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use edge::core::Millis;
-use edge::core::affinity::Affinity;
 use edge::core::config::EdgeConfig;
 use edge::core::geo::Coordinates;
 use edge::core::outcome::Outcome;
@@ -37,6 +36,7 @@ fn router() -> EdgeRouter {
     let config = EdgeConfig::from_vars(|name| match name {
         "REGIONS" => Some(REGIONS.to_owned()),
         "ROUTING" => Some(r#"{"ejection_jitter_ms":1000}"#.to_owned()),
+        "AFFINITY_SECRET" => Some("bench-affinity-secret-0123456789abcdef".to_owned()),
         _ => None,
     })
     .expect("bench configuration is valid");
@@ -57,6 +57,14 @@ fn ok() -> Outcome {
 }
 
 /// A mix of requests; `tokens` must outlive the facts that borrow them.
+/// Client addresses and edge locations (the near-equal-region hash key).
+const CLIENT_KEYS: [&str; 4] = [
+    "198.51.100.7|FRA",
+    "203.0.113.40|LHR",
+    "2001:db8::1|IAD",
+    "192.0.2.99|NRT",
+];
+
 fn traffic(tokens: &[String]) -> Vec<RequestFacts<'_>> {
     let clients = [
         Coordinates {
@@ -101,6 +109,7 @@ fn traffic(tokens: &[String]) -> Vec<RequestFacts<'_>> {
                 method,
                 client: Some(client),
                 affinity,
+                client_key: Some(CLIENT_KEYS[(n + k) % CLIENT_KEYS.len()]),
                 has_idempotency_key: method == "POST",
                 ..RequestFacts::default()
             });
@@ -117,16 +126,11 @@ fn traffic(tokens: &[String]) -> Vec<RequestFacts<'_>> {
     facts
 }
 
-/// Affinity tokens for every region, valid for the whole run.
+/// Signed affinity tokens for every region, issued at the start (each is verified, HMAC
+/// included, on every plan; they expire 10 simulated seconds in).
 fn tokens(router: &EdgeRouter) -> Vec<String> {
     (0..router.config().regions.len())
-        .map(|i| {
-            Affinity {
-                region: router.config().regions[i].name.clone(),
-                expires_ms: Millis::MAX,
-            }
-            .token()
-        })
+        .filter_map(|i| router.affinity_token_for_write(i, START))
         .collect()
 }
 

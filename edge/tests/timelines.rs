@@ -8,7 +8,7 @@
 //! and what `/_edge/status` says.
 
 use edge::core::Millis;
-use edge::core::affinity::Affinity;
+use edge::core::affinity::{Affinity, SigningKey};
 use edge::core::attempts::{AttemptLoop, Step};
 use edge::core::config::EdgeConfig;
 use edge::core::geo::Coordinates;
@@ -45,7 +45,8 @@ const EJECTION_JITTER_MS: u64 = 1_000;
 const JITTER: f64 = 0.5;
 const JITTER_MS: u64 = 500;
 
-/// The thresholds above, every other setting at its default (hedging on, automatic delay).
+/// The thresholds above, strict cost order (no band of near-equal regions: the tests of the
+/// band set it themselves), every other setting at its default (hedging on, automatic delay).
 fn routing() -> String {
     routing_with("")
 }
@@ -58,14 +59,18 @@ fn routing_with(extra: &str) -> String {
         format!(",{extra}")
     };
     format!(
-        r#"{{"consecutive_failures":{CONSECUTIVE_FAILURES},"base_ejection_ms":{BASE_EJECTION_MS},"max_ejection_ms":{MAX_EJECTION_MS},"ejection_jitter_ms":{EJECTION_JITTER_MS}{extra}}}"#
+        r#"{{"sticky_band_ms":0,"sticky_band_ratio":0,"consecutive_failures":{CONSECUTIVE_FAILURES},"base_ejection_ms":{BASE_EJECTION_MS},"max_ejection_ms":{MAX_EJECTION_MS},"ejection_jitter_ms":{EJECTION_JITTER_MS}{extra}}}"#
     )
 }
+
+/// The affinity signing secret every simulated edge is configured with.
+const SECRET: &str = "timeline-affinity-secret-0123456789";
 
 fn config(regions: &str, routing: &str) -> EdgeConfig {
     EdgeConfig::from_vars(|name| match name {
         "REGIONS" => Some(regions.to_owned()),
         "ROUTING" => Some(routing.to_owned()),
+        "AFFINITY_SECRET" => Some(SECRET.to_owned()),
         _ => None,
     })
     .expect("the test configuration is valid")
@@ -604,10 +609,19 @@ fn with_every_region_failing_only_one_is_ejected() {
         );
     }
     let status = sim.router.status(60_000);
-    assert_eq!(status.regions[DUBLIN].state, Availability::Healthy);
+    let healthy = status
+        .regions
+        .iter()
+        .filter(|r| r.state == Availability::Healthy)
+        .count();
+    assert_eq!(
+        healthy, 1,
+        "one region stays in service: {:?}",
+        status.regions
+    );
     assert!(
         status.counters.ejections >= 2,
-        "Frankfurt re-ejected after failed trials"
+        "the other re-ejected after failed trials"
     );
 }
 
@@ -828,20 +842,27 @@ fn a_write_pins_the_writers_reads_to_its_region_until_the_token_expires() {
         ([FRANKFURT, DUBLIN].as_slice(), Some(200))
     );
     let written_at = write.at + write.latency_ms;
-    let affinity = sim.router.affinity_for_write(DUBLIN, written_at);
-    assert_eq!(affinity.expires_ms, written_at + 10_000);
-    let token = affinity.token();
+    let token = sim
+        .router
+        .affinity_token_for_write(DUBLIN, written_at)
+        .unwrap();
+    let expires_ms = written_at + 10_000;
+    assert!(
+        token.starts_with(&format!("eu-west-1.{expires_ms}.")),
+        "{token}"
+    );
 
     // Within the window the writer reads from Dublin, though Frankfurt is nearer and healthy.
     let log = sim.run(
         &read_with(NEAR_FRANKFURT, &token),
-        every(5_100, affinity.expires_ms, 100),
+        every(5_100, expires_ms, 100),
     );
     assert!(
         log.iter()
             .all(|s| s.attempts == [DUBLIN] && s.status == Some(200))
     );
-    // Other clients still read from Frankfurt, and the writer's writes ignore the token.
+    // Other clients still read from Frankfurt; the writer's next writes follow the token too
+    // (a PUT or DELETE lands where its previous write did, so its If-Match sees that write).
     assert_eq!(
         sim.request(&read(NEAR_FRANKFURT), 6_000).attempts,
         [FRANKFURT]
@@ -850,17 +871,17 @@ fn a_write_pins_the_writers_reads_to_its_region_until_the_token_expires() {
         affinity: Some(&token),
         ..request("PUT", NEAR_FRANKFURT)
     };
-    assert_eq!(sim.request(&write_with_token, 6_050).attempts, [FRANKFURT]);
+    assert_eq!(sim.request(&write_with_token, 6_050).attempts, [DUBLIN]);
     // Once it expires, the token is ignored.
     let log = sim.run(
         &read_with(NEAR_FRANKFURT, &token),
-        every(affinity.expires_ms, 20_000, 100),
+        every(expires_ms, 20_000, 100),
     );
     assert!(log.iter().all(|s| s.attempts == [FRANKFURT]));
 
     // With three regions a token may name a region an ocean away; it is still honoured.
     let mut router = EdgeRouter::new(config(THREE_REGIONS, &routing()));
-    let token = router.affinity_for_write(VIRGINIA, 0).token();
+    let token = router.affinity_token_for_write(VIRGINIA, 0).unwrap();
     assert_eq!(
         router.plan(&read_with(NEAR_FRANKFURT, &token), 1).order[0],
         VIRGINIA
@@ -875,7 +896,7 @@ fn affinity_yields_to_an_ejected_or_drained_region_and_ignores_unknown_ones() {
         config(TWO_REGIONS, &routing),
         vec![between(5_000, u64::MAX, refused(), ok(30)), always(ok(20))],
     );
-    let token = sim.router.affinity_for_write(DUBLIN, 4_000).token();
+    let token = sim.router.affinity_token_for_write(DUBLIN, 4_000).unwrap();
     let pinned = read_with(NEAR_FRANKFURT, &token);
     let log = sim.run(&pinned, every(4_000, 5_000, 100));
     assert!(log.iter().all(|s| s.attempts == [DUBLIN]));
@@ -896,7 +917,7 @@ fn affinity_yields_to_an_ejected_or_drained_region_and_ignores_unknown_ones() {
 
     // A drained region is skipped too.
     let mut sim = dublin_and(always(ok(20)), &routing);
-    let token = sim.router.affinity_for_write(DUBLIN, 0).token();
+    let token = sim.router.affinity_token_for_write(DUBLIN, 0).unwrap();
     assert_eq!(
         sim.request(&read_with(NEAR_FRANKFURT, &token), 100)
             .attempts,
@@ -909,15 +930,29 @@ fn affinity_yields_to_an_ejected_or_drained_region_and_ignores_unknown_ones() {
         [FRANKFURT]
     );
 
-    // Tokens naming no configured region, or malformed, change nothing.
-    let far_future = Affinity {
+    // Tokens naming no configured region, forged, outliving the window, or malformed, change
+    // nothing.
+    let key = SigningKey::new(SECRET.as_bytes()).unwrap();
+    let elsewhere = Affinity {
         region: "ap-south-1".into(),
+        expires_ms: 5_000,
+    };
+    let forged = Affinity {
+        region: "eu-west-1".into(),
+        expires_ms: 5_000,
+    }
+    .token(&SigningKey::new(&[9u8; 32]).unwrap());
+    let far_future = Affinity {
+        region: "eu-west-1".into(),
         expires_ms: u64::MAX,
     };
     for token in [
-        far_future.token(),
+        elsewhere.token(&key),
+        forged,
+        far_future.token(&key),
         "eu-west-1".into(),
-        "eu-west-1.soon".into(),
+        "eu-west-1.5000".into(),
+        "eu-west-1.soon.00".into(),
         String::new(),
     ] {
         let mut sim = dublin_and(always(ok(20)), &routing);
@@ -1060,9 +1095,10 @@ fn a_much_slower_near_region_goes_behind_a_fast_far_one() {
 }
 
 #[test]
-fn one_slow_answer_does_not_cost_the_nearest_region_its_traffic_for_good() {
+fn one_slow_answer_does_not_cost_the_nearest_region_its_traffic() {
     // Frankfurt takes 1.5 s for the write sent at 1 s (a cold start), then answers in 20 ms again.
-    // Writes are not hedged, so the slow answer is recorded and Frankfurt goes behind Dublin.
+    // One sample, however slow, is not a reason to send its neighbours 11 ms further: the
+    // ranking's estimate moves a tenth of the way, and the next reads put it back.
     let mut sim = dublin_and(between(1_000, 1_001, ok(1_500), ok(20)), &routing());
     sim.run(&read(NEAR_FRANKFURT), every(0, 1_000, 100));
     let cold = sim.request(&request("PUT", NEAR_FRANKFURT), 1_000);
@@ -1070,25 +1106,15 @@ fn one_slow_answer_does_not_cost_the_nearest_region_its_traffic_for_good() {
         (cold.attempts.as_slice(), cold.latency_ms),
         ([FRANKFURT].as_slice(), 1_500)
     );
-    let log = sim.run(&read(NEAR_FRANKFURT), every(2_500, 5_000, 100));
+    let log = sim.run(&read(NEAR_FRANKFURT), every(1_600, 60_000, 100));
     assert!(
-        log.iter().all(|s| s.attempts == [DUBLIN]),
-        "a much slower region goes behind"
+        log.iter()
+            .all(|s| s.region == Some(FRANKFURT) && s.status == Some(200)),
+        "Frankfurt keeps its neighbours"
     );
-
-    // Frankfurt is only measured again if it gets a request. It must get one while its bad
-    // sample is still recent enough to matter, and then win its neighbours back.
-    let log = sim.run(&read(NEAR_FRANKFURT), every(5_000, 120_000, 100));
-    let back = log
-        .iter()
-        .position(|s| s.region == Some(FRANKFURT))
-        .map(|i| log[i].at)
-        .expect("Frankfurt serves its neighbours again");
-    assert!(back <= 60_000, "Frankfurt back at {back} ms");
-    let settled: Vec<&Served> = log.iter().filter(|s| s.at > back).take(100).collect();
     assert!(
-        settled.iter().all(|s| s.region == Some(FRANKFURT)),
-        "and stays first"
+        log.iter().skip(50).all(|s| !s.hedged && s.latency_ms == 20),
+        "and, its estimate back to normal, serves them unhedged"
     );
 }
 
@@ -1101,7 +1127,7 @@ fn a_read_pinned_to_the_writer_is_never_hedged() {
     // A hedge to another replica could answer 200 with the item as it was before the write.
     let mut sim = dublin_and(always(ok(20)), &routing());
     sim.run(&read(NEAR_FRANKFURT), every(0, 1_000, 100));
-    let token = sim.router.affinity_for_write(DUBLIN, 1_000).token();
+    let token = sim.router.affinity_token_for_write(DUBLIN, 1_000).unwrap();
     let pinned = sim.router.plan(&read_with(NEAR_FRANKFURT, &token), 1_100);
     assert_eq!(pinned.order[0], DUBLIN);
     assert_eq!(pinned.hedge_after_ms, None);
@@ -1150,4 +1176,138 @@ fn with_every_region_drained_the_least_bad_is_still_tried() {
     assert_eq!(s.plan.order, [FRANKFURT]);
     assert_eq!((s.status, s.region), (Some(200), Some(FRANKFURT)));
     assert_eq!(sim.router.status(100).counters.least_bad, 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stable region choice for clients without a token
+// ---------------------------------------------------------------------------------------------
+
+/// `routing()` with the default band of near-equal regions.
+fn band_routing() -> String {
+    routing().replace(r#""sticky_band_ms":0,"sticky_band_ratio":0,"#, "")
+}
+
+fn keyed<'a>(method: &'static str, key: &'a str) -> RequestFacts<'a> {
+    RequestFacts {
+        method,
+        client_key: Some(key),
+        has_idempotency_key: method == "POST",
+        ..RequestFacts::default()
+    }
+}
+
+/// One request served at the first try by the plan's first region in `latency_ms`.
+fn serve(router: &mut EdgeRouter, facts: &RequestFacts<'_>, now: Millis, latency_ms: f64) -> usize {
+    let first = router.plan(facts, now).order[0];
+    router.on_attempt(first, now);
+    router.record(first, ok(0).outcome, latency_ms, now, JITTER);
+    first
+}
+
+#[test]
+fn a_fresh_edge_reads_a_write_from_the_region_that_took_it() {
+    // The README's curl sequence on a new isolate, for many clients: a create (slower than a
+    // read) then a read, without cookies or tokens. An unmeasured region is not free, and one
+    // write's latency does not move a client to the other region.
+    let keys: Vec<String> = (0..100).map(|n| format!("198.51.100.{n}|DUB")).collect();
+    let mut router = EdgeRouter::new(config(TWO_REGIONS, &band_routing()));
+    let mut regions_used = [0; 2];
+    for (n, key) in keys.iter().enumerate() {
+        let at = n as Millis * 50;
+        let wrote = serve(&mut router, &keyed("POST", key), at, 25.0);
+        let read = serve(&mut router, &keyed("GET", key), at + 30, 4.0);
+        assert_eq!(
+            read, wrote,
+            "client {key}: written in {wrote}, read from {read}"
+        );
+        regions_used[wrote] += 1;
+    }
+    assert!(
+        regions_used.iter().all(|&n| n >= 20),
+        "clients spread over both regions: {regions_used:?}"
+    );
+}
+
+#[test]
+fn one_slow_sample_does_not_move_a_client_but_a_clearly_slower_region_loses_it() {
+    let mut router = EdgeRouter::new(config(TWO_REGIONS, &band_routing()));
+    for t in 0..10 {
+        for region in [DUBLIN, FRANKFURT] {
+            router.on_attempt(region, t);
+            router.record(region, ok(0).outcome, 5.0, t, JITTER);
+        }
+    }
+    let key = (0..)
+        .map(|n| format!("client-{n}"))
+        .find(|k| router.plan(&keyed("GET", k), 10).order[0] == DUBLIN)
+        .unwrap();
+    let facts = keyed("GET", &key);
+    // One 60 ms answer from Dublin: the client stays.
+    router.on_attempt(DUBLIN, 20);
+    router.record(DUBLIN, ok(0).outcome, 60.0, 20, JITTER);
+    assert_eq!(router.plan(&facts, 21).order[0], DUBLIN);
+    // Dublin keeps answering in 60 ms: clearly worse, its clients go to Frankfurt.
+    let mut t = 30;
+    while router.plan(&facts, t).order[0] == DUBLIN {
+        router.on_attempt(DUBLIN, t);
+        router.record(DUBLIN, ok(0).outcome, 60.0, t, JITTER);
+        t += 10;
+        assert!(
+            t < 1_000,
+            "Dublin should lose the client after a run of slow answers"
+        );
+    }
+    assert!(t > 40, "not on the second slow answer already");
+    // Hysteresis: back at a little worse than Frankfurt, Dublin does not win the client back
+    // until it is within the band again.
+    let mut t2 = t;
+    for _ in 0..40 {
+        router.on_attempt(DUBLIN, t2);
+        router.record(DUBLIN, ok(0).outcome, 20.0, t2, JITTER);
+        t2 += 10;
+    }
+    assert_eq!(
+        router.plan(&facts, t2).order[0],
+        FRANKFURT,
+        "15 ms behind (tolerance 10 ms): not back in the band"
+    );
+    for _ in 0..60 {
+        router.on_attempt(DUBLIN, t2);
+        router.record(DUBLIN, ok(0).outcome, 5.0, t2, JITTER);
+        t2 += 10;
+    }
+    assert_eq!(
+        router.plan(&facts, t2).order[0],
+        DUBLIN,
+        "near-equal again: back"
+    );
+}
+
+#[test]
+fn near_equal_regions_are_split_by_client_and_the_split_is_the_same_in_every_isolate() {
+    let keys: Vec<String> = (0..60).map(|n| format!("203.0.113.{n}|FRA")).collect();
+    let firsts = |router: &mut EdgeRouter| -> Vec<usize> {
+        keys.iter()
+            .map(|k| router.plan(&keyed("GET", k), 0).order[0])
+            .collect()
+    };
+    let mut one = EdgeRouter::new(config(THREE_REGIONS, &band_routing()));
+    let mut two = EdgeRouter::new(config(THREE_REGIONS, &band_routing()));
+    let split = firsts(&mut one);
+    assert_eq!(split, firsts(&mut two), "another isolate decides the same");
+    for region in [DUBLIN, FRANKFURT, VIRGINIA] {
+        assert!(split.contains(&region), "{region} gets clients: {split:?}");
+    }
+    // A far region is not near-equal: Boston's clients all go to Virginia.
+    let boston: Vec<usize> = keys
+        .iter()
+        .map(|k| {
+            let facts = RequestFacts {
+                client: Some(BOSTON),
+                ..keyed("GET", k)
+            };
+            one.plan(&facts, 0).order[0]
+        })
+        .collect();
+    assert!(boston.iter().all(|&r| r == VIRGINIA), "{boston:?}");
 }

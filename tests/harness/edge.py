@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import tempfile
 from pathlib import Path
 
@@ -40,16 +41,22 @@ def regions_var(regions: dict[str, str], weights: dict[str, float] | None = None
 
 def start_edge(regions: dict[str, str], fallback: str = "", routing: dict | None = None,
                cors: list[str] | None = None, port: int | None = None, name: str = "edge",
-               state_dir: str | None = None, weights: dict[str, float] | None = None) -> "procs.Proc":
-    """Starts wrangler dev on a free port with the given regions; waits until it answers."""
+               state_dir: str | None = None, weights: dict[str, float] | None = None,
+               affinity_secret: str | None = None) -> "procs.Proc":
+    """Starts wrangler dev on a free port with the given regions; waits until it answers.
+    The affinity tokens are signed with a throwaway secret made for this start (or the one
+    given); `proc.extra["affinity_secret"]` keeps it for tests that forge or check tokens."""
     port = port or procs.free_port()
+    secret = affinity_secret or secrets.token_hex(32)
     variables = {
         "REGIONS": regions_var(regions, weights),
         "FALLBACK_ORIGIN": fallback,
         "ROUTING": json.dumps(routing or {}),
         "CORS_ORIGINS": json.dumps(cors or []),
+        "AFFINITY_SECRET": secret,
     }
     proc = start_edge_raw(port, variables, name=name, state_dir=state_dir)
+    proc.extra["affinity_secret"] = secret
     procs.wait_http(proc, "/_edge/status", timeout=60, ok=lambda r: r.status_code == 200)
     return proc
 

@@ -5,9 +5,13 @@
 //! - `FALLBACK_ORIGIN`: base URL tried once when every region failed (the Route 53 name); optional.
 //! - `ROUTING`: JSON object overriding any field of [`Settings`]; optional.
 //! - `CORS_ORIGINS`: JSON array of allowed browser origins (or `["*"]`); optional.
+//! - `AFFINITY_SECRET` (a Worker secret): at least 32 bytes; signs the affinity tokens. Without
+//!   it no token is issued or honoured (requests are routed by proximity, latency and health
+//!   alone).
 
 use serde::Deserialize;
 
+use super::affinity::{MIN_SECRET_BYTES, SigningKey};
 use super::geo::Coordinates;
 
 /// One region the edge may send requests to.
@@ -85,6 +89,16 @@ pub struct Settings {
     pub affinity_window_ms: u64,
     /// Largest request body buffered for re-sending (default 409600 bytes: the item limit).
     pub max_body_bytes: usize,
+    /// Near-equal regions: a region whose cost is within `max(sticky_band_ratio × best,
+    /// sticky_band_ms / weight of the best)` of the best joins the band of near-equal regions,
+    /// and leaves it only when it falls twice that far behind (hysteresis). Within the band each
+    /// client keeps one region, chosen by a hash of the client and the region name; beyond it,
+    /// regions follow by cost. Both 0: no band, strict cost order (default 10 ms: below that,
+    /// latency differences are mostly noise; Route 53 latency records likewise keep one resolver
+    /// on one region).
+    pub sticky_band_ms: f64,
+    /// See `sticky_band_ms` (default 0.2).
+    pub sticky_band_ratio: f64,
 }
 
 impl Default for Settings {
@@ -110,17 +124,21 @@ impl Default for Settings {
             ewma_decay_ms: 10_000,
             affinity_window_ms: 10_000,
             max_body_bytes: 400 * 1024,
+            sticky_band_ms: 10.0,
+            sticky_band_ratio: 0.2,
         }
     }
 }
 
 /// The whole configuration.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct EdgeConfig {
     pub regions: Vec<RegionConfig>,
     pub fallback_origin: Option<String>,
     pub settings: Settings,
     pub cors_origins: Vec<String>,
+    /// Signs affinity tokens (`AFFINITY_SECRET`); `None`: no affinity.
+    pub affinity_key: Option<SigningKey>,
 }
 
 /// A configuration problem, naming the var (and field) at fault.
@@ -209,11 +227,21 @@ impl EdgeConfig {
                 serde_json::from_str(&raw).map_err(|e| err("CORS_ORIGINS", e.to_string()))?
             }
         };
+        let affinity_key = match var("AFFINITY_SECRET").filter(|s| !s.is_empty()) {
+            None => None,
+            Some(secret) => Some(SigningKey::new(secret.as_bytes()).ok_or_else(|| {
+                err(
+                    "AFFINITY_SECRET",
+                    format!("must be at least {MIN_SECRET_BYTES} bytes"),
+                )
+            })?),
+        };
         Ok(Self {
             regions,
             fallback_origin,
             settings,
             cors_origins,
+            affinity_key,
         })
     }
 }
@@ -260,6 +288,12 @@ fn check_settings(s: &Settings) -> Result<(), ConfigError> {
     }
     if s.max_body_bytes == 0 {
         return Err(err("ROUTING.max_body_bytes", "must be above 0"));
+    }
+    if !(s.sticky_band_ms.is_finite() && (0.0..=1000.0).contains(&s.sticky_band_ms)) {
+        return Err(err("ROUTING.sticky_band_ms", "must be within 0..=1000"));
+    }
+    if !(s.sticky_band_ratio.is_finite() && (0.0..=1.0).contains(&s.sticky_band_ratio)) {
+        return Err(err("ROUTING.sticky_band_ratio", "must be within 0..=1"));
     }
     if !s.probe_path.starts_with('/') {
         return Err(err("ROUTING.probe_path", "must start with '/'"));
@@ -355,6 +389,14 @@ mod tests {
         assert_eq!(
             field(&[("REGIONS", TWO), ("FALLBACK_ORIGIN", "nope")]),
             "FALLBACK_ORIGIN"
+        );
+        assert_eq!(
+            field(&[("REGIONS", TWO), ("AFFINITY_SECRET", "short")]),
+            "AFFINITY_SECRET"
+        );
+        assert_eq!(
+            field(&[("REGIONS", TWO), ("ROUTING", r#"{"sticky_band_ratio":2}"#)]),
+            "ROUTING.sticky_band_ratio"
         );
     }
 }

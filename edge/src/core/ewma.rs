@@ -1,5 +1,13 @@
-//! Peak-sensitive EWMA of latency: a slow answer raises it at once, fast answers bring it down
-//! with a time constant (default 10 s). An estimate with no sample for three time constants is
+//! Two latency estimates per region.
+//!
+//! - [`PeakEwma`], for the hedge delay: a slow answer raises it at once, fast answers bring it
+//!   down with a time constant (default 10 s).
+//! - [`SmoothedLatency`], for ranking regions: a plain per-sample EWMA (weight
+//!   [`RANK_SMOOTHING`]) of successful answers, so one slow answer moves it a little and only a
+//!   run of them moves it a lot (a ranking that followed the peak would change a client's region
+//!   on one sample); a failed attempt raises it at once to the time it cost.
+//!
+//! For both: an estimate with no sample for three time constants is not recent. An estimate with no sample for three time constants is
 //! not recent: ranking ignores it, so a region that got no traffic because its last answer was
 //! slow is measured again, and the next sample replaces it. Time is given, never read.
 
@@ -56,8 +64,82 @@ impl PeakEwma {
     }
 }
 
+/// Weight of a new sample in [`SmoothedLatency`]: ten samples to move it most of the way.
+pub const RANK_SMOOTHING: f64 = 0.1;
+
+/// A per-sample EWMA of latency with a recency limit, for ranking regions.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SmoothedLatency {
+    value_ms: f64,
+    updated_at: Option<Millis>,
+    max_age_ms: f64,
+}
+
+impl SmoothedLatency {
+    /// Starts empty; an estimate older than three `decay_ms` is not recent.
+    pub fn new(decay_ms: u64) -> Self {
+        Self {
+            value_ms: 0.0,
+            updated_at: None,
+            max_age_ms: decay_ms.max(1) as f64 * RECENT_FOR_DECAYS,
+        }
+    }
+
+    /// The estimate if its last sample is recent at `now`.
+    pub fn recent(&self, now: Millis) -> Option<f64> {
+        let at = self.updated_at?;
+        (now.saturating_sub(at) as f64 <= self.max_age_ms).then_some(self.value_ms)
+    }
+
+    /// Adds a sample taken at `now` (the first one, or one after the estimate went stale,
+    /// starts afresh).
+    pub fn observe(&mut self, sample_ms: f64, now: Millis) {
+        let sample_ms = sample_ms.max(0.0);
+        self.value_ms = match self.recent(now) {
+            Some(current) => current + (sample_ms - current) * RANK_SMOOTHING,
+            None => sample_ms,
+        };
+        self.updated_at = Some(now);
+    }
+
+    /// Adds the time a failed attempt cost: a failure raises the estimate at once (to at least
+    /// that time), as the peak EWMA does; a slow success only nudges it.
+    pub fn observe_failure(&mut self, waited_ms: f64, now: Millis) {
+        let waited_ms = waited_ms.max(0.0);
+        self.value_ms = self.recent(now).map_or(waited_ms, |v| v.max(waited_ms));
+        self.updated_at = Some(now);
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_ranking_estimate_moves_a_little_per_sample() {
+        let mut e = SmoothedLatency::new(10_000);
+        assert_eq!(e.recent(0), None);
+        e.observe(10.0, 0);
+        e.observe(110.0, 100);
+        assert_eq!(
+            e.recent(100),
+            Some(20.0),
+            "one slow sample moves it a tenth of the way"
+        );
+        for t in 1..=20 {
+            e.observe(110.0, 100 + t);
+        }
+        assert!(
+            e.recent(200).unwrap() > 95.0,
+            "a run of them moves it all the way"
+        );
+        assert_eq!(
+            e.recent(200 + 30_001),
+            None,
+            "stale after three time constants"
+        );
+        e.observe(5.0, 40_000);
+        assert_eq!(e.recent(40_000), Some(5.0), "and then starts afresh");
+    }
+
     use super::*;
 
     #[test]

@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use super::Millis;
 use super::config::Settings;
-use super::ewma::PeakEwma;
+use super::ewma::{PeakEwma, SmoothedLatency};
 
 /// The result of one active probe of a region.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
@@ -58,7 +58,10 @@ pub struct RegionHealth {
     /// When a live response last carried the region's `x-region-status`.
     region_said_at: Option<Millis>,
     last_probe: Option<ProbeResult>,
+    /// For the hedge delay (jumps up at once).
     latency: PeakEwma,
+    /// For ranking (moves a little per sample).
+    rank_latency: SmoothedLatency,
 }
 
 impl RegionHealth {
@@ -72,6 +75,7 @@ impl RegionHealth {
             region_said_at: None,
             last_probe: None,
             latency: PeakEwma::new(settings.ewma_decay_ms),
+            rank_latency: SmoothedLatency::new(settings.ewma_decay_ms),
         }
     }
 
@@ -124,6 +128,11 @@ impl RegionHealth {
         self.latency.recent(now)
     }
 
+    /// The smoothed latency the ranking uses, if recent at `now`.
+    pub fn ranking_latency_ms(&self, now: Millis) -> Option<f64> {
+        self.rank_latency.recent(now)
+    }
+
     pub fn consecutive_failures(&self) -> u32 {
         self.consecutive_failures
     }
@@ -135,6 +144,7 @@ impl RegionHealth {
     /// A good answer (any status the region meant to give, 2xx to 4xx).
     pub fn record_success(&mut self, latency_ms: f64, now: Millis) {
         self.latency.observe(latency_ms, now);
+        self.rank_latency.observe(latency_ms, now);
         self.consecutive_failures = 0;
         if self.ejected_until.is_some_and(|until| now >= until) || self.trial_started.is_some() {
             self.ejected_until = None;
@@ -154,6 +164,7 @@ impl RegionHealth {
         settings: &Settings,
     ) -> bool {
         self.latency.observe(latency_ms, now);
+        self.rank_latency.observe_failure(latency_ms, now);
         self.consecutive_failures = self.consecutive_failures.saturating_add(1);
         let failed_trial = self.trial_started.is_some();
         let over_threshold = self.consecutive_failures >= settings.consecutive_failures;

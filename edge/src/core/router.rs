@@ -25,6 +25,9 @@ pub struct RequestFacts<'a> {
     pub continent: Option<&'a str>,
     /// An affinity token from the cookie or header.
     pub affinity: Option<&'a str>,
+    /// Who the client is, for keeping one client on one of several near-equal regions (the
+    /// Worker passes the client address and the edge location); `None` is one shared key.
+    pub client_key: Option<&'a str>,
     pub has_idempotency_key: bool,
 }
 
@@ -89,6 +92,26 @@ pub struct EdgeRouter {
     budget: RetryBudget,
     counters: Counters,
     probes_read_at: Option<Millis>,
+    /// Which regions are in the band of near-equal regions (kept between plans: hysteresis).
+    in_band: Vec<bool>,
+}
+
+/// What every region costs before distance and latency (its own work), so that weights order
+/// regions even when nothing else is known.
+pub const BASE_COST_MS: f64 = 1.0;
+
+/// A stable 64-bit hash (FNV-1a) of a client key and a region name: the same in every isolate,
+/// natively and in Wasm.
+fn rendezvous(client_key: &str, region: &str) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in client_key.bytes().chain([0xff]).chain(region.bytes()) {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    // FNV's low bits mix poorly for short inputs: finish with a multiply-xorshift.
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    hash ^ (hash >> 33)
 }
 
 impl EdgeRouter {
@@ -103,11 +126,12 @@ impl EdgeRouter {
             config.settings.retry_floor_per_s,
         );
         Self {
-            config: Arc::new(config),
             health,
             budget,
             counters: Counters::default(),
             probes_read_at: None,
+            in_band: vec![false; config.regions.len()],
+            config: Arc::new(config),
         }
     }
 
@@ -120,24 +144,78 @@ impl EdgeRouter {
         Arc::clone(&self.config)
     }
 
+    /// The latency a region is ranked by: its smoothed recent latency, or, when it has none
+    /// (never measured, or idle for a while), the mean of the other regions' recent ones. An
+    /// unmeasured region is neither free nor penalised: it ranks as a typical region.
+    fn ranking_latency(&self, i: usize, now: Millis) -> f64 {
+        if let Some(ms) = self.health[i].ranking_latency_ms(now) {
+            return ms;
+        }
+        let known: Vec<f64> = self
+            .health
+            .iter()
+            .filter_map(|h| h.ranking_latency_ms(now))
+            .collect();
+        if known.is_empty() {
+            0.0
+        } else {
+            known.iter().sum::<f64>() / known.len() as f64
+        }
+    }
+
     /// Estimated cost of sending this client to region `i`: fibre round trip plus observed
-    /// latency (if recent: an idle region gets measured again), divided by the region's weight.
+    /// latency plus [`BASE_COST_MS`], divided by the region's weight.
     fn cost(&self, i: usize, client: Option<Coordinates>, now: Millis) -> f64 {
         let region = &self.config.regions[i];
         let distance = client.map_or(0.0, |c| {
             geo::rtt_ms(geo::distance_km(c, region.coordinates()))
         });
-        (distance + self.health[i].recent_latency_ms(now).unwrap_or(0.0)) / region.weight
+        (BASE_COST_MS + distance + self.ranking_latency(i, now)) / region.weight
+    }
+
+    /// Orders admitted regions (`ranked`: index and cost, cheapest first). The band of
+    /// near-equal regions comes first, in the order of the client's hash with each region (so a
+    /// client keeps its region while the band holds, and clients spread over the band); the
+    /// rest follow by cost. A region joins the band within `max(ratio × best, ms)` of the best
+    /// and leaves it beyond twice that, so one sample does not move a client.
+    fn order_with_band(&mut self, ranked: &[(usize, f64)], client_key: &str) -> Vec<usize> {
+        let s = &self.config.settings;
+        let Some(&(first, best)) = ranked.first() else {
+            return Vec::new();
+        };
+        if s.sticky_band_ms <= 0.0 && s.sticky_band_ratio <= 0.0 {
+            return ranked.iter().map(|&(i, _)| i).collect();
+        }
+        // Costs are divided by weight: so is the band's fixed part.
+        let weight = self.config.regions[first].weight;
+        let tolerance = (best * s.sticky_band_ratio).max(s.sticky_band_ms / weight);
+        let mut band = Vec::new();
+        let mut rest = Vec::new();
+        for &(i, cost) in ranked {
+            let limit = if self.in_band[i] {
+                2.0 * tolerance
+            } else {
+                tolerance
+            };
+            let inside = cost - best <= limit;
+            self.in_band[i] = inside;
+            if inside { band.push(i) } else { rest.push(i) }
+        }
+        let names = &self.config.regions;
+        band.sort_by_key(|&i| std::cmp::Reverse(rendezvous(client_key, &names[i].name)));
+        band.extend(rest);
+        band
     }
 
     /// Decides where a request goes. Counts the request and credits the retry budget.
     pub fn plan(&mut self, facts: &RequestFacts<'_>, now: Millis) -> Plan {
         self.counters.requests += 1;
         self.budget.deposit(now);
-        let settings = &self.config.settings;
         let client = facts
             .client
             .or_else(|| facts.continent.and_then(geo::continent_centre));
+        let settings = Arc::clone(&self.config);
+        let settings = &settings.settings;
         let mut ranked: Vec<(usize, f64)> = (0..self.health.len())
             .filter(|&i| self.health[i].admits(now, settings))
             .map(|i| (i, self.cost(i, client, now)))
@@ -159,21 +237,26 @@ impl EdgeRouter {
                 .collect();
         }
         ranked.sort_by(|a, b| a.1.total_cmp(&b.1));
-        if least_bad {
+        let mut order: Vec<usize> = if least_bad {
             ranked.truncate(1);
-        }
-        let mut order: Vec<usize> = ranked.into_iter().map(|(i, _)| i).collect();
+            ranked.into_iter().map(|(i, _)| i).collect()
+        } else {
+            self.order_with_band(&ranked, facts.client_key.unwrap_or_default())
+        };
 
         let read = outcome::is_read(facts.method);
         let mut pinned = false;
-        if read && let Some(token) = facts.affinity {
+        if let Some(token) = facts.affinity
+            && let Some(key) = &self.config.affinity_key
+        {
             let known: Vec<&str> = self
                 .config
                 .regions
                 .iter()
                 .map(|r| r.name.as_str())
                 .collect();
-            if let Some(affinity) = Affinity::parse(token, now, &known)
+            if let Some(affinity) =
+                Affinity::parse(token, now, settings.affinity_window_ms, &known, key)
                 && let Some(pos) = order
                     .iter()
                     .position(|&i| self.config.regions[i].name == affinity.region)
@@ -275,12 +358,15 @@ impl EdgeRouter {
         outcome.verdict(h.is_drained() || h.is_ejected())
     }
 
-    /// The affinity a write served by region `i` earns.
-    pub fn affinity_for_write(&self, i: usize, now: Millis) -> Affinity {
-        Affinity {
-            region: self.config.regions[i].name.clone(),
+    /// The signed affinity token a write served by region `i` earns (`None` without a
+    /// signing secret).
+    pub fn affinity_token_for_write(&self, i: usize, now: Millis) -> Option<String> {
+        let key = self.config.affinity_key.as_ref()?;
+        let affinity = Affinity {
+            region: self.config.regions.get(i)?.name.clone(),
             expires_ms: now + self.config.settings.affinity_window_ms,
-        }
+        };
+        Some(affinity.token(key))
     }
 
     /// Counts a request that went to the fallback origin.

@@ -59,11 +59,16 @@ struct Outgoing {
     body: Option<Vec<u8>>,
 }
 
+/// Header telling a region how long it has for this attempt, in milliseconds (the attempt's
+/// timeout: the per-try timeout, or less when the request's deadline is nearer).
+pub const DEADLINE_HEADER: &str = "x-tandem-deadline-ms";
+
 impl Outgoing {
-    fn request_to(&self, origin: &str) -> Result<Request> {
+    fn request_to(&self, origin: &str, timeout_ms: u64) -> Result<Request> {
+        let headers = self.headers.clone();
+        headers.set(DEADLINE_HEADER, &timeout_ms.to_string())?;
         let mut init = RequestInit::new();
-        init.with_method(self.method.clone())
-            .with_headers(self.headers.clone());
+        init.with_method(self.method.clone()).with_headers(headers);
         if let Some(body) = &self.body {
             init.with_body(Some(js_sys::Uint8Array::from(body.as_slice()).into()));
         }
@@ -103,7 +108,9 @@ fn send<'a>(
     let future = async move {
         let started = now_ms();
         let work = async {
-            let request = out.request_to(&origin).map_err(|_| Outcome::ConnectError)?;
+            let request = out
+                .request_to(&origin, timeout_ms)
+                .map_err(|_| Outcome::ConnectError)?;
             let mut response = Fetch::Request(request)
                 .send_with_signal(&signal)
                 .await
@@ -201,6 +208,7 @@ pub async fn handle(mut req: Request, env: Env, _ctx: Context) -> Result<Respons
         client: client.coordinates,
         continent: client.continent.as_deref(),
         affinity: client.affinity.as_deref(),
+        client_key: Some(&client.key),
         has_idempotency_key: has_key,
     };
     let plan = with_router(|r| r.plan(&facts, started)).unwrap_or(Plan {
@@ -276,6 +284,9 @@ struct ClientFacts {
     coordinates: Option<Coordinates>,
     continent: Option<String>,
     affinity: Option<String>,
+    /// The client's address and the edge location: one client keeps one of several
+    /// near-equal regions.
+    key: String,
 }
 
 impl ClientFacts {
@@ -293,6 +304,11 @@ impl ClientFacts {
                 header(req, "cookie")
                     .and_then(|c| Affinity::from_cookie_header(&c).map(str::to_owned))
             }),
+            key: format!(
+                "{}|{}",
+                header(req, "cf-connecting-ip").unwrap_or_default(),
+                cf.map(|cf| cf.colo()).unwrap_or_default()
+            ),
         }
     }
 }
@@ -419,10 +435,13 @@ impl Served<'_> {
             && (200..300).contains(&answer.status)
         {
             let now = now_ms();
-            if let Some(affinity) = with_router(|r| r.affinity_for_write(i, now)) {
+            if let Some(token) = with_router(|r| r.affinity_token_for_write(i, now)).flatten() {
                 let window = config.settings.affinity_window_ms;
-                headers.set(affinity::HEADER, &affinity.token())?;
-                headers.append("set-cookie", &affinity.set_cookie(window, self.secure))?;
+                headers.set(affinity::HEADER, &token)?;
+                headers.append(
+                    "set-cookie",
+                    &affinity::set_cookie(&token, window, self.secure),
+                )?;
             }
         }
         self.log(answer.status, &region_name);
