@@ -21,6 +21,7 @@ INFRA = Path(__file__).resolve().parent
 ROOT = INFRA.parent
 DEPLOY = INFRA / "deploy.py"
 EXAMPLE = INFRA / "config.example.json"
+STRONG_EXAMPLE = INFRA / "config.strong.example.json"
 
 RESULTS = []
 
@@ -142,6 +143,17 @@ def check_plan(label, cfg, cfg_path, bin_dir, calls_log):
             wrong.append(f"{header}: printed {printed}, template has {template_parameters(m.group(1))}")
     check(f"{label}: prints every template parameter of every stack", not wrong, "; ".join(wrong))
 
+    table = next((lines for h, lines in blocks if h.startswith("stack") and "table.yaml" in h), [])
+    table_params = dict(l.strip().split("=", 1) for l in table if re.match(r"^    [A-Za-z0-9]+=", l))
+    consistency = cfg.get("consistency", "eventual")
+    want_table = {"ReplicaRegions": ",".join(regions),
+                  "MultiRegionConsistency": consistency.upper(),
+                  "WitnessRegion": cfg.get("witness_region", "")}
+    got_table = {k: table_params.get(k) for k in want_table}
+    check(f"{label}: table stack gets every replica region, consistency {consistency.upper()} and "
+          f"witness '{want_table['WitnessRegion']}'", got_table == want_table,
+          f"got {got_table}, want {want_table}")
+
     dns = next((lines for h, lines in blocks if h.startswith("stack") and "dns.yaml" in h), [])
     dns_regions = next((l.split("=", 1)[1] for l in dns if l.startswith("    Regions=")), "")
     dns_hosts = next((l.split("=", 1)[1] for l in dns if l.startswith("    ApiHosts=")), "")
@@ -206,10 +218,23 @@ def main():
                            ("eu-west-1", "eu-central-1", "us-east-1", "us-west-2", "ap-northeast-1")]
         check_plan("five regions", five, write("five.json", five), bin_dir, calls_log)
 
-        # The unmodified example file itself also plans cleanly.
-        code, out, err = run_deploy(["--config", str(EXAMPLE), "--dry-run"], bin_dir)
-        check("infra/config.example.json as shipped: dry run exits 0 and ends with the edge",
-              code == 0 and "wrangler deploy --config wrangler.deploy.toml --var 'REGIONS:" in out, f"exit {code}: {err.strip()}")
+        # Multi-Region strong consistency: three replicas (the strong example), and two replicas
+        # plus a witness region, which gets no stacks of its own and is no edge region.
+        strong_example = json.loads(STRONG_EXAMPLE.read_text())
+        strong = json.loads(json.dumps(strong_example))
+        strong["cloudflare"]["wrangler"] = "wrangler"
+        check_plan("strong example config", strong, write("strong.json", strong), bin_dir, calls_log)
+        witness = json.loads(json.dumps(strong))
+        witness["witness_region"] = witness["regions"].pop()["name"]
+        check_plan("strong, two replicas and a witness", witness, write("witness.json", witness),
+                   bin_dir, calls_log)
+
+        # The unmodified example files themselves also plan cleanly.
+        for shipped in (EXAMPLE, STRONG_EXAMPLE):
+            code, out, err = run_deploy(["--config", str(shipped), "--dry-run"], bin_dir)
+            check(f"infra/{shipped.name} as shipped: dry run exits 0 and ends with the edge",
+                  code == 0 and "wrangler deploy --config wrangler.deploy.toml --var 'REGIONS:" in out,
+                  f"exit {code}: {err.strip()}")
 
         # Broken configs: exit 2 and one clear line on stderr.
         def broken(name, mutate):
@@ -219,6 +244,33 @@ def main():
 
         def no_cert(c):
             del c["regions"][1]["certificate_arn"]
+
+        def strong_variant(name, mutate):
+            c = json.loads(json.dumps(strong_example))
+            mutate(c)
+            return name, write(name.replace(" ", "-").replace(",", "") + ".json", c)
+
+        def pop_third(c):
+            c["regions"].pop()
+
+        def add_fourth(c):
+            c["regions"].append({"name": "eu-west-3", "certificate_arn": ""})
+            c["certificate_validation_zone_id"] = c["hosted_zone_id"]
+
+        def witness_and_three(c):
+            c["witness_region"] = "eu-west-3"
+
+        def witness_is_replica(c):
+            c["regions"].pop()
+            c["witness_region"] = "eu-central-1"
+
+        def across_sets(c):
+            c["regions"][2] = {"name": "us-east-1", "certificate_arn": ""}
+            c["certificate_validation_zone_id"] = c["hosted_zone_id"]
+
+        def witness_in_other_set(c):
+            c["regions"].pop()
+            c["witness_region"] = "us-east-2"
 
         cases = [
             (broken("one region", lambda c: c.update(regions=c["regions"][:1])), "need 2 to 5 regions"),
@@ -241,6 +293,22 @@ def main():
                     lambda c: (c["regions"][1].update(name="xx-nowhere-9", certificate_arn=""),
                                c.update(certificate_validation_zone_id=c["hosted_zone_id"]))),
              "region xx-nowhere-9: coordinates unknown"),
+            (broken("unknown consistency", lambda c: c.update(consistency="STRONG")),
+             'consistency must be "eventual" or "strong"'),
+            (broken("witness without strong", lambda c: c.update(witness_region="eu-west-2")),
+             'witness_region is only for consistency "strong"'),
+            (strong_variant("strong with two regions and no witness", pop_third),
+             'consistency "strong" needs exactly 3 regions'),
+            (strong_variant("strong with four regions", add_fourth),
+             'consistency "strong" needs exactly 3 regions'),
+            (strong_variant("strong with three regions and a witness", witness_and_three),
+             'consistency "strong" needs exactly 3 regions'),
+            (strong_variant("strong, witness also a replica", witness_is_replica),
+             "witness_region eu-central-1 is also in regions"),
+            (strong_variant("strong across region sets", across_sets),
+             "are not all in one MRSC region set"),
+            (strong_variant("strong, witness in another region set", witness_in_other_set),
+             "are not all in one MRSC region set"),
             (("not JSON", write("not-json.json", "{ regions: ")), "not valid JSON"),
             (("missing file", tmp / "absent.json"), "cannot read config"),
         ]

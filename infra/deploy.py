@@ -37,6 +37,17 @@ TEMPLATES = INFRA / "templates"
 DNS_REGION = "us-east-1"
 MIN_REGIONS, MAX_REGIONS = 2, 5
 
+# Multi-Region strong consistency (MRSC, `"consistency": "strong"`) takes exactly three regions,
+# three replicas or two replicas and a witness, all in one of these region sets (the list in
+# the CloudFormation reference for AWS::DynamoDB::GlobalTable GlobalTableWitness; extend it
+# when AWS adds regions).
+MRSC_REGION_SETS = {
+    "US": ("us-east-1", "us-east-2", "us-west-2"),
+    "EU": ("eu-west-1", "eu-west-2", "eu-west-3", "eu-central-1"),
+    "AP": ("ap-northeast-1", "ap-northeast-2", "ap-northeast-3"),
+}
+MRSC_REGIONS = 3
+
 # Approximate location (lat, lon) of each AWS region's metro area, for the edge's distance
 # ranking. A region not listed here needs "lat" and "lon" in the config.
 REGION_COORDINATES = {
@@ -153,6 +164,25 @@ def _number(obj, key, where, low, high):
     return value
 
 
+def _check_strong(cfg):
+    """MRSC's shape: three regions in one region set, the witness (if any) not a replica."""
+    names = [r["name"] for r in cfg["regions"]]
+    witness = cfg["witness"]
+    if witness in names:
+        raise ConfigError(f"witness_region {witness} is also in regions: a witness region holds no "
+                          "replica, it is the third region of a two-replica table")
+    total = len(names) + (1 if witness else 0)
+    if total != MRSC_REGIONS:
+        got = f"{len(names)} regions" + (f" plus witness_region {witness}" if witness else "")
+        raise ConfigError(f'consistency "strong" needs exactly {MRSC_REGIONS} regions: 3 in regions, '
+                          f"or 2 plus witness_region (got {got})")
+    everything = names + ([witness] if witness else [])
+    if not any(all(r in members for r in everything) for members in MRSC_REGION_SETS.values()):
+        sets = "; ".join(f"{k}: {', '.join(v)}" for k, v in MRSC_REGION_SETS.items())
+        raise ConfigError(f'consistency "strong": {", ".join(everything)} are not all in one MRSC '
+                          f"region set ({sets})")
+
+
 def load_config(path):
     """Reads and checks the config file; returns a plain dict every later step can trust."""
     try:
@@ -168,7 +198,8 @@ def load_config(path):
 
     _no_unknown_keys(raw, {
         "stack_prefix", "aws_profile", "domain", "hosted_zone_id", "certificate_validation_zone_id",
-        "table_name", "function", "regions", "route53", "api", "cloudflare"}, "the config")
+        "table_name", "consistency", "witness_region", "function", "regions", "route53", "api",
+        "cloudflare"}, "the config")
 
     cfg = {
         "prefix": _string(raw, "stack_prefix", "", PREFIX_RE, default="tandem"),
@@ -177,7 +208,14 @@ def load_config(path):
         "zone": _string(raw, "hosted_zone_id", "", ZONE_RE, required=True),
         "validation_zone": _string(raw, "certificate_validation_zone_id", "", ZONE_RE),
         "table": _string(raw, "table_name", "", TABLE_RE, default="tandem-items"),
+        "consistency": _string(raw, "consistency", "", default="eventual"),
+        "witness": _string(raw, "witness_region", "", REGION_RE),
     }
+    if cfg["consistency"] not in ("eventual", "strong"):
+        raise ConfigError(f'consistency must be "eventual" or "strong", got {cfg["consistency"]!r}')
+    if cfg["witness"] and cfg["consistency"] != "strong":
+        raise ConfigError('witness_region is only for consistency "strong" (an MRSC table with two '
+                          "replicas and a witness)")
 
     function = _section(raw, "function", {"name", "package", "binary", "memory_mb", "timeout_s",
                                           "log_retention_days"})
@@ -227,6 +265,8 @@ def load_config(path):
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight <= 0:
             raise ConfigError(f"region {name}: weight must be a positive number")
         cfg["regions"].append({"name": name, "cert": cert, "lat": lat, "lon": lon, "weight": weight})
+    if cfg["consistency"] == "strong":
+        _check_strong(cfg)
 
     route53 = _section(raw, "route53", {"interval", "failure_threshold", "ttl", "record_mode",
                                         "alarm_topic_arn"})
@@ -424,6 +464,16 @@ def deploy_config(cfg, runner, kv_id):
     return target.name
 
 
+def table_parameters(cfg):
+    """The table stack's parameters (infra/render.py renders the template with the same ones)."""
+    return {
+        "TableName": cfg["table"],
+        "ReplicaRegions": ",".join(r["name"] for r in cfg["regions"]),
+        "MultiRegionConsistency": cfg["consistency"].upper(),
+        "WitnessRegion": cfg["witness"],
+    }
+
+
 def deploy(cfg, runner):
     names = stack_names(cfg)
     regions = [r["name"] for r in cfg["regions"]]
@@ -435,10 +485,14 @@ def deploy(cfg, runner):
         print("# note: require_iam_auth is on: every route but GET /health needs SigV4, so the edge "
               "must hold signing credentials (infra/README.md, origin protection)")
 
-    runner.deploy_stack(names["table"], regions[0], "table.yaml", {
-        "TableName": cfg["table"],
-        "ReplicaRegions": ",".join(regions),
-    }, outputs=False)
+    if cfg["consistency"] == "strong":
+        witness = f", witness {cfg['witness']}" if cfg["witness"] else ""
+        print(f"# note: consistency strong (MRSC): replicas {', '.join(regions)}{witness}; RPO 0, "
+              "slower writes, no TTL (expired idempotency-key records are ignored, not deleted); "
+              "the three regions are chosen for good (docs/infra.md)")
+
+    runner.deploy_stack(names["table"], regions[0], "table.yaml", table_parameters(cfg),
+                        outputs=False)
 
     runner.header("build the regional function once (arm64)")
     runner.run(["cargo", "lambda", "build", "--release", "--arm64", "-p", fn["package"]])
