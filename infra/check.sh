@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Offline checks for infra/: the CloudFormation templates, the project's cfn-guard rules (and
-# that each rule can fail), checkov, and deploy.py's dry run and config refusals.
-# Nothing here reaches the network or AWS.
+# Offline checks for infra/: the CloudFormation templates and renderings of table.yaml for
+# concrete configs, the project's cfn-guard rules (and that each rule can fail), checkov, and
+# deploy.py's dry run and config refusals. Nothing here reaches the network or AWS.
 #
 # Tools come from the environment (the project's test command sets them):
 #   CFN_LINT   path to cfn-lint        CFN_GUARD  path to cfn-guard (3.x)
-#   CHECKOV    path to checkov         PYTHON     python3 (3.8+)
+#   CHECKOV    path to checkov         PYTHON     python3 (3.8+) with PyYAML (cfn-lint's venv has it)
 # Prints one line per check and, last, exactly `infra: N passed, M failed`; exits 1 if any failed.
 set -euo pipefail
 
@@ -32,21 +32,55 @@ have() {
 templates=("$INFRA"/templates/*.yaml)
 relative_templates=("${templates[@]#"$ROOT"/}")
 
+# --- renderings: table.yaml with every condition decided ------------------------------------------
+# cfn-guard cannot evaluate Fn::If, so infra/render.py renders table.yaml with the parameters
+# deploy.py passes for four configs (eventual with two and five regions, strong with three
+# replicas, strong with two and a witness); the renderings go through every check below.
+RENDERED=$(mktemp -d "${TMPDIR:-/tmp}/tandem-rendered.XXXXXX")
+trap 'rm -rf "$RENDERED"' EXIT
+rendered=()
+python_ok=false
+if have PYTHON; then
+  python_ok=true
+  capture "$PYTHON" "$INFRA/render.py" "$RENDERED"
+  while IFS= read -r line; do
+    case $line in
+      "ok "*) ok "render: ${line#ok }" ;;
+      "FAIL "*) bad "render: ${line#FAIL }" ;;
+    esac
+  done <<<"$OUT"
+  if [ "$RC" -ne 0 ] && ! printf '%s\n' "$OUT" | grep -q '^FAIL '; then
+    bad "render.py crashed (exit $RC)" "$OUT"
+  fi
+  shopt -s nullglob
+  rendered=("$RENDERED"/table.*.json)
+  shopt -u nullglob
+  [ "${#rendered[@]}" -gt 0 ] || bad "render: no renderings of table.yaml were written"
+fi
+rendered_names=$(for f in "${rendered[@]}"; do basename "$f"; done | tr '\n' ' ')
+
 # --- cfn-lint: schema, enums, Ref/GetAtt, region availability ----------------------------------
 if have CFN_LINT; then
   capture "$CFN_LINT" --regions eu-west-1 eu-central-1 --non-zero-exit-code warning -- "${relative_templates[@]}"
   if [ "$RC" -eq 0 ]; then ok "cfn-lint: ${#templates[@]} templates clean (warnings count as failures)"
   else bad "cfn-lint: findings in infra/templates (exit $RC)" "$OUT"; fi
+  if [ "${#rendered[@]}" -gt 0 ]; then
+    capture "$CFN_LINT" --regions eu-west-1 eu-central-1 --non-zero-exit-code warning -- "${rendered[@]}"
+    if [ "$RC" -eq 0 ]; then ok "cfn-lint: ${#rendered[@]} renderings of table.yaml clean (${rendered_names% })"
+    else bad "cfn-lint: findings in the renderings of table.yaml (exit $RC)" "$OUT"; fi
+  fi
 fi
 
 # --- cfn-guard: the project's rules ---------------------------------------------------------------
 # One named rule per file infra/guard/<rule>.guard; infra/guard/bad/<rule>--<case>.yaml are
-# templates that rule must reject.
+# templates that rule must reject. "The real templates" are infra/templates and the renderings.
 if have CFN_GUARD; then
-  capture "$CFN_GUARD" validate --rules "$INFRA/guard" --data "$INFRA/templates" --show-summary all
+  guard_data=(--data "$INFRA/templates")
+  [ "${#rendered[@]}" -eq 0 ] || guard_data+=(--data "$RENDERED")
+  capture "$CFN_GUARD" validate --rules "$INFRA/guard" "${guard_data[@]}" --show-summary all
   guard_all=$OUT
-  if [ "$RC" -eq 0 ]; then ok "cfn-guard: the real templates pass every rule"
-  else bad "cfn-guard: the real templates break a rule (exit $RC)" \
+  if [ "$RC" -eq 0 ]; then ok "cfn-guard: the real templates and the renderings pass every rule"
+  else bad "cfn-guard: the real templates or the renderings break a rule (exit $RC)" \
     "$(printf '%s\n' "$guard_all" | grep -E 'Status = FAIL| FAIL$|Message +=|Error +=' | sed 's/^ *//')"; fi
 
   for rule_file in "$INFRA"/guard/*.guard; do
@@ -89,6 +123,12 @@ if have CHECKOV; then
     --config-file infra/.checkov.yaml
   if [ "$RC" -eq 0 ]; then ok "checkov: no failed checks ($(printf '%s\n' "$OUT" | grep -oE 'Passed checks: [0-9]+' || echo 'none run'))"
   else bad "checkov: failed checks (exit $RC)" "$OUT"; fi
+  if [ "${#rendered[@]}" -gt 0 ]; then
+    capture "$CHECKOV" -d "$RENDERED" --framework cloudformation --skip-download --quiet --compact \
+      --config-file infra/.checkov.yaml
+    if [ "$RC" -eq 0 ]; then ok "checkov: no failed checks on the renderings ($(printf '%s\n' "$OUT" | grep -oE 'Passed checks: [0-9]+' || echo 'none run'))"
+    else bad "checkov: failed checks on the renderings (exit $RC)" "$OUT"; fi
+  fi
   # Every skipped check must say why, in a comment right above it.
   unexplained=$(awk '
     /^skip-check:/ { inside = 1; next }
@@ -100,7 +140,7 @@ if have CHECKOV; then
 fi
 
 # --- deploy.py: dry run and config refusals ---------------------------------------------------------
-if have PYTHON; then
+if $python_ok; then
   capture "$PYTHON" "$INFRA/check_deploy.py"
   while IFS= read -r line; do
     case $line in

@@ -1,0 +1,289 @@
+#!/usr/bin/env python3
+"""Renders infra/templates/table.yaml for concrete configs, for the offline checks in check.sh.
+
+    infra/render.py OUT_DIR
+
+The table template chooses its shape with parameters and conditions (two to five replicas,
+EVENTUAL or STRONG, a witness region or none), and cfn-guard rules cannot evaluate a condition.
+So for each variant below this script takes the parameters deploy.py would pass to the table
+stack (deploy.table_parameters), checks them against the template's parameter constraints and
+its Rules, resolves Ref to parameters, Conditions, Fn::If, Fn::Select, Fn::Split, Fn::Join and
+AWS::NoValue, and writes OUT_DIR/table.<variant>.json: the template with nothing left to choose.
+check.sh gives those renderings to cfn-lint, every cfn-guard rule and checkov.
+
+Variants: `example` (infra/config.example.json), `five` (five regions, eventual), `strong`
+(infra/config.strong.example.json, three replicas) and `strong-witness` (two of its replicas
+and the third region as witness).
+
+This is this project's own evaluation of the few intrinsic functions table.yaml uses, not
+CloudFormation's; anything else (GetAtt, Sub, pseudo parameters) is left as it is. Prints one
+line per check, `ok <name>` or `FAIL <name>: <why>`. Needs PyYAML (cfn-lint's venv has it).
+"""
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import yaml
+
+INFRA = Path(__file__).resolve().parent
+sys.path.insert(0, str(INFRA))
+import deploy  # noqa: E402  (the same config checks and table parameters as a deploy)
+
+TEMPLATE = INFRA / "templates" / "table.yaml"
+NO_VALUE = object()
+RESULTS = []
+
+
+def check(name, ok, why=""):
+    RESULTS.append(ok)
+    print(f"ok {name}" if ok else f"FAIL {name}: {why}", flush=True)
+
+
+class RenderError(Exception):
+    pass
+
+
+# --- CloudFormation YAML: short-form tags become their long forms --------------------------------
+
+class CfnLoader(yaml.SafeLoader):
+    pass
+
+
+def _tag(loader, suffix, node):
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    if suffix == "Ref":
+        return {"Ref": value}
+    if suffix == "Condition":
+        return {"Condition": value}
+    if suffix == "GetAtt" and isinstance(value, str):
+        return {"Fn::GetAtt": value.split(".", 1)}
+    return {f"Fn::{suffix}": value}
+
+
+CfnLoader.add_multi_constructor("!", _tag)
+
+
+def load_template(path):
+    return yaml.load(path.read_text(), Loader=CfnLoader)  # noqa: S506 (SafeLoader subclass)
+
+
+# --- Evaluation ------------------------------------------------------------------------------------
+
+class Context:
+    def __init__(self, template, params):
+        self.template, self.params = template, params
+        self.conditions = template.get("Conditions", {})
+        self.memo = {}
+
+    def condition(self, name):
+        if name not in self.memo:
+            if name not in self.conditions:
+                raise RenderError(f"unknown condition {name}")
+            self.memo[name] = self.boolean(self.conditions[name])
+        return self.memo[name]
+
+    def boolean(self, node):
+        value = self.resolve(node)
+        if not isinstance(value, bool):
+            raise RenderError(f"cannot decide {json.dumps(node)[:120]}")
+        return value
+
+    def known(self, value):
+        if isinstance(value, (str, int, bool)):
+            return True
+        return isinstance(value, list) and all(self.known(v) for v in value)
+
+    def resolve(self, node):
+        if isinstance(node, list):
+            out = [self.resolve(v) for v in node]
+            return [v for v in out if v is not NO_VALUE]
+        if not isinstance(node, dict):
+            return node
+        if len(node) == 1:
+            (key, arg), = node.items()
+            if key == "Ref":
+                if arg == "AWS::NoValue":
+                    return NO_VALUE
+                return self.params[arg] if arg in self.params else node
+            if key == "Condition" and isinstance(arg, str):
+                return self.condition(arg)
+            if key == "Fn::If":
+                name, yes, no = arg
+                return self.resolve(yes if self.condition(name) else no)
+            if key in FUNCTIONS:
+                args = self.resolve(arg)
+                if self.known(args):
+                    return FUNCTIONS[key](args)
+                if key in BOOLEAN:
+                    raise RenderError(f"cannot decide {key} of {json.dumps(arg)[:120]}")
+                return {key: args}
+        out = {k: self.resolve(v) for k, v in node.items()}
+        return {k: v for k, v in out.items() if v is not NO_VALUE}
+
+
+def _select(args):
+    index, items = args
+    return items[int(index)]
+
+
+FUNCTIONS = {
+    "Fn::Join": lambda a: a[0].join(a[1]),
+    "Fn::Split": lambda a: a[1].split(a[0]),
+    "Fn::Select": _select,
+    "Fn::Equals": lambda a: a[0] == a[1],
+    "Fn::Not": lambda a: not a[0],
+    "Fn::And": all,
+    "Fn::Or": any,
+    # Rule functions
+    "Fn::Contains": lambda a: a[1] in a[0],
+    "Fn::EachMemberIn": lambda a: all(v in a[1] for v in a[0]),
+    "Fn::EachMemberEquals": lambda a: all(v == a[1] for v in a[0]),
+}
+BOOLEAN = {"Fn::Equals", "Fn::Not", "Fn::And", "Fn::Or", "Fn::Contains", "Fn::EachMemberIn",
+           "Fn::EachMemberEquals"}
+
+
+def parameters(template, given):
+    """Parameter values as CloudFormation would take them, or RenderError naming the broken one."""
+    values = {}
+    for name, spec in template.get("Parameters", {}).items():
+        if name in given:
+            raw = str(given[name])
+        elif "Default" in spec:
+            raw = str(spec["Default"])
+        else:
+            raise RenderError(f"parameter {name} has no value and no default")
+        if spec.get("Type") == "CommaDelimitedList":
+            values[name] = raw.split(",")
+            continue
+        if "AllowedValues" in spec and raw not in [str(v) for v in spec["AllowedValues"]]:
+            raise RenderError(f"{name}={raw!r} is not one of {spec['AllowedValues']}")
+        if "AllowedPattern" in spec and not re.fullmatch(spec["AllowedPattern"], raw):
+            raise RenderError(f"{name}={raw!r} does not match {spec['AllowedPattern']}")
+        values[name] = raw
+    unknown = sorted(set(given) - set(values))
+    if unknown:
+        raise RenderError(f"the template has no parameter {unknown[0]}")
+    return values
+
+
+def broken_rules(template, ctx):
+    """Descriptions of the template's Rules assertions these parameters break."""
+    broken = []
+    for name, rule in template.get("Rules", {}).items():
+        if "RuleCondition" in rule and not ctx.boolean(rule["RuleCondition"]):
+            continue
+        for assertion in rule["Assertions"]:
+            if not ctx.boolean(assertion["Assert"]):
+                broken.append(f"{name}: {assertion.get('AssertDescription', 'assertion fails')}")
+    return broken
+
+
+def render(template, ctx, label):
+    out = {"AWSTemplateFormatVersion": template["AWSTemplateFormatVersion"],
+           "Description": f"{template.get('Description', '').strip()} [rendered for {label} by "
+                          "infra/render.py]"}
+    for section in ("Resources", "Outputs"):
+        kept = {}
+        for name, body in template.get(section, {}).items():
+            if "Condition" in body and not ctx.condition(body["Condition"]):
+                continue
+            kept[name] = ctx.resolve({k: v for k, v in body.items() if k != "Condition"})
+        out[section] = kept
+    text = json.dumps(out)
+    for leftover in ("Fn::If", "AWS::NoValue", '"Condition"'):
+        if leftover in text:
+            raise RenderError(f"{leftover} left in the rendering")
+    return out
+
+
+def variants():
+    example = json.loads((INFRA / "config.example.json").read_text())
+    five = json.loads(json.dumps(example))
+    five["certificate_validation_zone_id"] = five["hosted_zone_id"]
+    five["regions"] = [{"name": n} for n in
+                       ("eu-west-1", "eu-central-1", "us-east-1", "us-west-2", "ap-northeast-1")]
+    strong = json.loads((INFRA / "config.strong.example.json").read_text())
+    witness = json.loads(json.dumps(strong))
+    witness["witness_region"] = witness["regions"].pop()["name"]
+    return [("example", example), ("five", five), ("strong", strong), ("strong-witness", witness)]
+
+
+def main(argv):
+    if len(argv) != 2:
+        print("usage: infra/render.py OUT_DIR", file=sys.stderr)
+        return 2
+    out_dir = Path(argv[1])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    template = load_template(TEMPLATE)
+
+    for label, raw in variants():
+        path = out_dir / f"{label}.json"
+        path.write_text(json.dumps(raw))
+        try:
+            cfg = deploy.load_config(path)
+        except deploy.ConfigError as err:
+            check(f"{label}: deploy.py accepts the config", False, str(err))
+            continue
+        finally:
+            path.unlink()
+        given = deploy.table_parameters(cfg)
+        try:
+            ctx = Context(template, parameters(template, given))
+            broken = broken_rules(template, ctx)
+            check(f"{label}: the table parameters deploy.py passes meet the template's constraints "
+                  "and Rules", not broken, "; ".join(broken))
+            rendered = render(template, ctx, label)
+        except (RenderError, KeyError, IndexError, ValueError, TypeError) as err:
+            check(f"{label}: table.yaml renders", False, f"{type(err).__name__}: {err}")
+            continue
+
+        table = rendered["Resources"]["Table"]["Properties"]
+        want = {
+            "replicas": [r["name"] for r in cfg["regions"]],
+            "witnesses": [cfg["witness"]] if cfg["witness"] else [],
+            "consistency": "STRONG" if cfg["consistency"] == "strong" else None,
+            "ttl": None if cfg["consistency"] == "strong" else {"AttributeName": "expires_at",
+                                                                 "Enabled": True},
+        }
+        got = {
+            "replicas": [r.get("Region") for r in table.get("Replicas", [])],
+            "witnesses": [w.get("Region") for w in table.get("GlobalTableWitnesses", [])],
+            "consistency": table.get("MultiRegionConsistency"),
+            "ttl": table.get("TimeToLiveSpecification"),
+        }
+        check(f"{label}: rendering has replicas {', '.join(want['replicas'])}"
+              f"{', witness ' + cfg['witness'] if cfg['witness'] else ''}, "
+              f"{'MultiRegionConsistency STRONG and no TTL' if want['consistency'] else 'TTL on expires_at'}",
+              got == want, f"got {got}, want {want}")
+        (out_dir / f"table.{label}.json").write_text(json.dumps(rendered, indent=2) + "\n")
+
+    # The template's own Rules can fail: a witness on an EVENTUAL table, a witness that is a replica.
+    for name, given, expect in [
+        ("a witness region on an EVENTUAL table",
+         {"ReplicaRegions": "eu-west-1,eu-central-1", "WitnessRegion": "eu-west-2"},
+         "WitnessOnlyForStrong: A witness region exists only in a STRONG"),
+        ("a witness region that is also a replica",
+         {"ReplicaRegions": "eu-west-1,eu-central-1", "WitnessRegion": "eu-central-1",
+          "MultiRegionConsistency": "STRONG"},
+         "WitnessOnlyForStrong: The witness region must not also be a replica region"),
+    ]:
+        try:
+            broken = broken_rules(template, Context(template, parameters(template, given)))
+        except RenderError as err:
+            broken = [f"error: {err}"]
+        check(f"table.yaml's Rules refuse {name}", any(b.startswith(expect) for b in broken),
+              f"broken rules: {broken}")
+
+    return 0 if all(RESULTS) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
