@@ -44,8 +44,23 @@ def test_nearest_region_by_coordinates(regions):
 
 
 def test_weights_adjust_distance(regions):
-    # London is nearer Dublin (~460 km) than Frankfurt (~640 km); weight 3 on Frankfurt wins.
-    plain = dispatch(regions, [{"path": "/health", "cf": LONDON}])
-    weighted = dispatch(regions, [{"path": "/health", "cf": LONDON}], weights={CENTRAL: 3.0})
-    assert plain[0]["served_by"] == WEST
-    assert weighted[0]["served_by"] == CENTRAL
+    # Munich is ~300 km from Frankfurt, ~1 500 km from Dublin. Weight 0.1 makes Frankfurt look
+    # ten times as far: Munich's clients go to Dublin. (Regions within a few milliseconds of each
+    # other are near-equal and split per client instead; these are not.)
+    plain = dispatch(regions, [{"path": "/health", "cf": MUNICH}])
+    weighted = dispatch(regions, [{"path": "/health", "cf": MUNICH}], weights={CENTRAL: 0.1})
+    assert plain[0]["served_by"] == CENTRAL
+    assert weighted[0]["served_by"] == WEST
+
+
+def test_near_equal_regions_keep_each_client_on_one_region(regions):
+    """London is about as near Dublin as Frankfurt: each client (its address) keeps one region
+    request after request, and different clients are spread over both."""
+    cases = [{"path": "/health", "cf": LONDON, "ip": f"198.51.100.{n}"}
+             for n in range(24) for _ in range(3)]
+    results = dispatch(regions, cases)
+    by_client: dict[str, set[str]] = {}
+    for case, result in zip(cases, results):
+        by_client.setdefault(case["ip"], set()).add(result["served_by"])
+    assert all(len(served) == 1 for served in by_client.values()), by_client
+    assert {next(iter(s)) for s in by_client.values()} == {WEST, CENTRAL}, by_client

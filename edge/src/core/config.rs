@@ -93,7 +93,7 @@ pub struct Settings {
     /// sticky_band_ms / weight of the best)` of the best joins the band of near-equal regions,
     /// and leaves it only when it falls twice that far behind (hysteresis). Within the band each
     /// client keeps one region, chosen by a hash of the client and the region name; beyond it,
-    /// regions follow by cost. Both 0: no band, strict cost order (default 10 ms: below that,
+    /// regions follow by cost. Both 0: no band, strict cost order (default 5 ms: below that,
     /// latency differences are mostly noise; Route 53 latency records likewise keep one resolver
     /// on one region).
     pub sticky_band_ms: f64,
@@ -124,7 +124,7 @@ impl Default for Settings {
             ewma_decay_ms: 10_000,
             affinity_window_ms: 10_000,
             max_body_bytes: 400 * 1024,
-            sticky_band_ms: 10.0,
+            sticky_band_ms: 5.0,
             sticky_band_ratio: 0.2,
         }
     }
