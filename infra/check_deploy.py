@@ -181,6 +181,10 @@ def check_plan(label, cfg, cfg_path, bin_dir, calls_log):
                   for e in edge_regions))
     check(f"{label}: wrangler deploy with REGIONS (name, origin, lat, lon, weight per region) "
           "and FALLBACK_ORIGIN", ok, f"wrangler: {wrangler}; REGIONS: {regions_line}")
+    secret = [l for l in out.splitlines() if l.startswith("+ ") and " secret put AFFINITY_SECRET " in l]
+    check(f"{label}: the affinity secret goes to wrangler secret put on stdin, never printed",
+          len(secret) == 1 and secret[0].endswith("# value on stdin, not shown")
+          and not re.search(r"[0-9a-f]{64}", out), f"secret lines: {secret}")
 
     code, out, err = run_deploy(["--config", str(cfg_path), "--dry-run", "teardown"], bin_dir)
     headers = [h for h, _ in steps(out)]

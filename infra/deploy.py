@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import re
+import secrets
 import shlex
 import subprocess
 import sys
@@ -327,17 +328,21 @@ class Runner:
         self.step += 1
         print(f"\n== step {self.step}: {text}", flush=True)
 
-    def run(self, argv, cwd=ROOT, env=None, may_fail=False, capture=False):
+    def run(self, argv, cwd=ROOT, env=None, may_fail=False, capture=False, secret_input=None):
+        """Runs (or in a dry run prints) a command. `secret_input` goes to its stdin and is
+        never printed."""
         shown = shlex.join(argv)
         if env:
             shown = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items()) + " " + shown
         if cwd != ROOT:
             shown = f"(cd {shlex.quote(os.path.relpath(cwd, ROOT))} && {shown})"
+        if secret_input is not None:
+            shown += "  # value on stdin, not shown"
         print(f"+ {shown}", flush=True)
         if self.dry:
             return ""
         result = subprocess.run(argv, cwd=cwd, env={**os.environ, **(env or {})}, text=True,
-                                stdout=subprocess.PIPE if capture else None)
+                                stdout=subprocess.PIPE if capture else None, input=secret_input)
         if result.returncode != 0:
             if may_fail:
                 print(f"  (exit {result.returncode}; carrying on)", flush=True)
@@ -561,6 +566,16 @@ def deploy(cfg, runner):
     if cf["env"]:
         argv += ["--env", cf["env"]]
     runner.run(argv, cwd=cwd, env=env)
+    # The affinity tokens' signing secret: new at each deploy (tokens live 10 s, so rotating it
+    # costs at most one read-your-writes window), handed to wrangler on stdin, never written or
+    # printed.
+    secret_argv, _, _ = wrangler_base(cfg)
+    secret_argv += ["secret", "put", "AFFINITY_SECRET", "--config", config_file]
+    if cf["worker_name"]:
+        secret_argv += ["--name", cf["worker_name"]]
+    if cf["env"]:
+        secret_argv += ["--env", cf["env"]]
+    runner.run(secret_argv, cwd=cwd, env=env, secret_input=secrets.token_hex(32))
     print(f"\n# done: {', '.join(regions)} behind https://{cfg['domain']} (Route 53) and the edge Worker")
 
 
