@@ -41,7 +41,7 @@ const FINGERPRINT: &str = "key_fingerprint";
 const LEASE_UNTIL_MS: &str = "lease_until_ms";
 const CLAIM: &str = "claim";
 /// The TTL attribute (epoch seconds), as the table's TTL setting names it.
-pub const EXPIRES_AT: &str = "expires_at";
+pub const EXPIRES_AT: &str = item::EXPIRES_AT;
 const RESULT_ITEM_ID: &str = "result_item_id";
 const RESULT_BODY: &str = "result_body";
 const IN_FLIGHT: &str = "in_flight";

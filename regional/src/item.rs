@@ -29,7 +29,11 @@ pub const MAX_ID_BYTES: usize = 1024;
 /// Longest idempotency key accepted.
 pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
 
-const SYSTEM: [&str; 4] = [REGION, CREATED_AT, UPDATED_AT, VERSION];
+/// The table's TTL attribute (epoch seconds): DynamoDB deletes an item once it has passed, so
+/// only the service may set it (on idempotency key records).
+pub const EXPIRES_AT: &str = "expires_at";
+
+const SYSTEM: [&str; 5] = [REGION, CREATED_AT, UPDATED_AT, VERSION, EXPIRES_AT];
 
 /// Why an item or its id was refused. Every variant is a client error (400).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -493,6 +497,7 @@ mod tests {
             "created_at",
             "updated_at",
             "version",
+            "expires_at",
             "_idempotency",
             "_x",
         ] {

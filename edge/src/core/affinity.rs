@@ -87,16 +87,17 @@ impl Affinity {
         key: &SigningKey,
     ) -> Option<Self> {
         let (payload, tag) = token.trim().rsplit_once('.')?;
-        let tag = unhex(tag).filter(|t| t.len() == MAC_BYTES)?;
-        key.mac(payload).verify_truncated_left(&tag).ok()?;
         let (region, expires) = payload.rsplit_once('.')?;
         let expires_ms: Millis = expires.parse().ok()?;
+        // The cheap checks first: most stale tokens never cost a MAC.
         if expires_ms <= now || expires_ms > now.saturating_add(window_ms) {
             return None;
         }
         if !known.contains(&region) {
             return None;
         }
+        let tag = unhex(tag).filter(|t| t.len() == MAC_BYTES)?;
+        key.mac(payload).verify_truncated_left(&tag).ok()?;
         Some(Self {
             region: region.to_owned(),
             expires_ms,
