@@ -9,7 +9,7 @@
 
 use edge::core::Millis;
 use edge::core::affinity::{Affinity, SigningKey};
-use edge::core::attempts::{AttemptLoop, Step};
+use edge::core::attempts::{AttemptLoop, Report, Step};
 use edge::core::config::EdgeConfig;
 use edge::core::geo::Coordinates;
 use edge::core::health::{Availability, ProbeResult};
@@ -207,6 +207,8 @@ struct Sim {
     router: EdgeRouter,
     world: Vec<Region>,
     jitter: f64,
+    /// The cron's last shared report.
+    last_report: ProbeReport,
 }
 
 impl Sim {
@@ -220,6 +222,7 @@ impl Sim {
             router: EdgeRouter::new(config),
             world,
             jitter: JITTER,
+            last_report: ProbeReport::default(),
         }
     }
 
@@ -239,11 +242,10 @@ impl Sim {
         }
     }
 
-    /// One request, start to finish, as the adapter handles it: plan; first attempt (with a hedge
-    /// to the plan's second region if the first has not answered after `hedge_after_ms` and the
-    /// budget allows); on a failure, the next region if the budget allows; every finished attempt
-    /// reported with the time it finished. A hedge's loser is aborted; when the loser is the first
-    /// region (it had a head start), it is reported as a timeout, as the adapter does.
+    /// One request, start to finish, as the adapter handles it: plan; each step the core's
+    /// attempt loop gives (with the hedge it arms sent when the core says so); every finished
+    /// attempt reported in the order it finishes; the race's loser aborted and reported as
+    /// abandoned. Only the sending and the clock are simulated: every decision is the core's.
     fn request(&mut self, facts: &RequestFacts<'_>, at: Millis) -> Served {
         let settings = self.router.config().settings.clone();
         let plan = self.router.plan(facts, at);
@@ -256,56 +258,30 @@ impl Sim {
             hedged: false,
             latency_ms: 0,
         };
-        // The same attempt loop the Worker runs; only sending and timing are simulated here.
         let mut attempts = AttemptLoop::new(plan, &settings, at, false);
         let mut now = at;
-        while let Step::Send {
+        let mut answers: Vec<Finished> = Vec::new();
+        'steps: while let Step::Send {
             region,
             timeout_ms,
             hedge,
         } = attempts.next_step(&mut self.router, now)
         {
             served.attempts.push(region);
-            let first = self.attempt(region, now, timeout_ms);
-            let mut finished = vec![first];
-            if let Some((delay, next)) = hedge
-                && first.done_at > now + delay
+            let mut racing = vec![self.attempt(region, now, timeout_ms)];
+            if let Some((delay, other)) = hedge
+                && racing[0].done_at > now + delay
+                && attempts.hedge_due(&mut self.router, other, now + delay)
             {
-                let fire = now + delay;
-                if self.router.allow_retry(fire, true) {
-                    attempts.hedge_sent(&mut self.router, next, fire);
-                    served.attempts.push(next);
-                    served.hedged = true;
-                    let second = self.attempt(next, fire, timeout_ms - delay);
-                    let (early, late) = if second.done_at < first.done_at {
-                        (second, first)
-                    } else {
-                        (first, second)
-                    };
-                    finished = if early.region == next
-                        && !edge::core::outcome::hedge_may_win(&early.outcome)
-                    {
-                        // A hedge's 4xx (a lagging replica) never beats the first region.
-                        vec![late, early]
-                    } else if early.outcome.is_failure() {
-                        vec![early, late]
-                    } else if early.region == next {
-                        // The first region lost despite its head start: reported as a timeout.
-                        let lost = Finished {
-                            region,
-                            outcome: Outcome::Timeout,
-                            latency_ms: early.done_at - now,
-                            done_at: early.done_at,
-                        };
-                        vec![early, lost]
-                    } else {
-                        vec![early]
-                    };
-                }
+                served.attempts.push(other);
+                served.hedged = true;
+                racing.push(self.attempt(other, now + delay, timeout_ms - delay));
             }
-            for f in finished {
+            racing.sort_by_key(|f| f.done_at);
+            for (n, f) in racing.iter().enumerate() {
                 now = now.max(f.done_at);
-                let deliver = attempts.report(
+                answers.push(*f);
+                let report = attempts.report(
                     &mut self.router,
                     f.region,
                     f.outcome,
@@ -313,10 +289,30 @@ impl Sim {
                     f.done_at,
                     self.jitter,
                 );
-                if deliver && let Outcome::Answered { status, .. } = f.outcome {
-                    served.status = Some(status);
-                    served.region = Some(f.region);
-                    served.latency_ms = f.done_at - at;
+                match report {
+                    Report::Wait => continue,
+                    Report::Continue => continue 'steps,
+                    Report::Deliver(r) => {
+                        for loser in &racing[n + 1..] {
+                            attempts.abandoned(
+                                &mut self.router,
+                                loser.region,
+                                f.done_at,
+                                self.jitter,
+                            );
+                        }
+                        let delivered = answers.iter().rev().find(|a| a.region == r);
+                        if let Some(Finished {
+                            outcome: Outcome::Answered { status, .. },
+                            ..
+                        }) = delivered
+                        {
+                            served.status = Some(*status);
+                            served.region = Some(r);
+                            served.latency_ms = f.done_at - at;
+                        }
+                        break 'steps;
+                    }
                 }
             }
         }
@@ -336,24 +332,34 @@ impl Sim {
         times.into_iter().map(|t| self.request(facts, t)).collect()
     }
 
+    /// Enough failing rounds in a row to drain (three, at `at`, `at + 1`, `at + 2`), applied at
+    /// `at + 2`.
+    fn failing_probes(&mut self, results: &[(&str, Option<u16>)], at: Millis) {
+        for k in 0..3 {
+            let round: Vec<(&str, Option<u16>, Millis)> =
+                results.iter().map(|&(n, st)| (n, st, at + k)).collect();
+            self.probes(&round, at + k);
+        }
+    }
+
     fn state(&self, region: usize, now: Millis) -> Availability {
         self.router.status(now).regions[region].state
     }
 
-    /// Shares one probe result per named region, as the cron does through KV.
+    /// Shares one round of probe results, as the cron does through KV (counting failures in a
+    /// row from its previous round).
     fn probes(&mut self, results: &[(&str, Option<u16>, Millis)], now: Millis) {
-        let mut report = ProbeReport::default();
-        for &(name, status, at_ms) in results {
-            report.regions.insert(
-                name.to_owned(),
-                ProbeResult {
-                    at_ms,
-                    status,
-                    latency_ms: 20,
-                },
-            );
-        }
-        self.router.apply_probes(&report, now);
+        let round = results.iter().map(|&(name, status, at_ms)| {
+            let result = ProbeResult {
+                at_ms,
+                status,
+                latency_ms: 20,
+                failures_in_row: 0,
+            };
+            (name.to_owned(), result)
+        });
+        self.last_report = ProbeReport::next(&self.last_report, round);
+        self.router.apply_probes(&self.last_report, now);
     }
 }
 
@@ -545,7 +551,7 @@ fn each_ejection_lasts_longer_up_to_the_cap() {
 fn a_lone_failing_region_is_never_ejected() {
     // Dublin is drained by its probe; Frankfurt refuses every connection.
     let mut sim = dublin_and(always(refused()), &routing());
-    sim.probes(&[("eu-west-1", Some(503), 0)], 0);
+    sim.failing_probes(&[("eu-west-1", Some(503))], 0);
     assert_eq!(sim.state(DUBLIN, 0), Availability::Drained);
 
     let log = sim.run(&read(NEAR_FRANKFURT), every(0, 10_000, 100));
@@ -565,17 +571,14 @@ fn a_lone_failing_region_is_never_ejected() {
     assert_eq!(status.counters.ejections, 0);
     assert_eq!(status.counters.unavailable, 100);
 
-    // Dublin's probe passes again: Frankfurt's next failure ejects it and Dublin takes over.
+    // Dublin's probe passes again: Frankfurt, failing every request, ranks behind it at once
+    // (its failure share), and its next failure ejects it.
     sim.probes(&[("eu-west-1", Some(200), 10_000)], 10_000);
     let s = sim.request(&read(NEAR_FRANKFURT), 10_000);
     assert_eq!(
         (s.attempts.as_slice(), s.status),
-        ([FRANKFURT, DUBLIN].as_slice(), Some(200))
+        ([DUBLIN].as_slice(), Some(200))
     );
-    assert!(matches!(
-        sim.state(FRANKFURT, 10_100),
-        Availability::Ejected { .. }
-    ));
     let s = sim.request(&read(NEAR_FRANKFURT), 10_100);
     assert_eq!(
         (s.attempts.as_slice(), s.status),
@@ -636,7 +639,7 @@ fn retry_budget_caps_retries_during_a_total_outage() {
     let ratio = 0.2;
     let floor_per_s = 10.0;
     let routing = format!(
-        r#"{{"consecutive_failures":1000000,"ejection_jitter_ms":{EJECTION_JITTER_MS},"retry_ratio":{ratio},"retry_floor_per_s":{floor_per_s}}}"#
+        r#"{{"consecutive_failures":1000000,"failure_rate_min_requests":100000,"ejection_jitter_ms":{EJECTION_JITTER_MS},"retry_ratio":{ratio},"retry_floor_per_s":{floor_per_s}}}"#
     );
     let mut sim = Sim::new(
         config(TWO_REGIONS, &routing),
@@ -748,7 +751,7 @@ fn hedge_delay_is_for_reads_and_follows_the_first_regions_latency() {
 
     // With the other region out, there is nothing to hedge to.
     let mut sim = dublin_and(always(ok(20)), &routing());
-    sim.probes(&[("eu-west-1", Some(503), 0)], 0);
+    sim.failing_probes(&[("eu-west-1", Some(503))], 0);
     assert_eq!(
         sim.router.plan(&read(NEAR_FRANKFURT), 0).hedge_after_ms,
         None
@@ -782,49 +785,70 @@ fn a_slow_first_region_is_hedged_and_a_fast_one_is_not() {
             "the client waits the delay plus Dublin, not 400 ms"
         );
 
-        // The lost race counted as a slow failure for Frankfurt (peak EWMA), so the next read
-        // goes to Dublin, unhedged and fast; the estimate decays and Frankfurt gets it back.
+        // The lost race is a latency sample for Frankfurt (it took at least that long), not a
+        // failure: healthy and merely slow once, it keeps its neighbours, served fast and
+        // unhedged (the hedge delay follows its raised estimate).
+        let status = sim.router.status(5_000 + delay + 30);
+        assert_eq!(status.regions[FRANKFURT].consecutive_failures, 0);
+        assert_eq!(status.regions[FRANKFURT].state, Availability::Healthy);
         let fast = sim.request(&facts, 5_500);
         assert!(!fast.hedged);
         assert_eq!(
             (fast.attempts.as_slice(), fast.latency_ms),
-            ([DUBLIN].as_slice(), 30)
+            ([FRANKFURT].as_slice(), 20)
         );
         let c = sim.router.status(5_600).counters;
-        assert_eq!((c.hedges, c.retries), (1, 0));
+        assert_eq!((c.hedges, c.retries, c.ejections), (1, 0, 0));
     }
 }
 
 #[test]
-fn a_region_that_stops_answering_reads_costs_clients_at_most_the_hedge_delay() {
-    // Frankfurt stops answering at 10 s: an attempt would time out. The read is hedged to Dublin
-    // after 3 × Frankfurt's 20 ms and the lost race counts against Frankfurt like a timeout.
+fn a_region_that_stops_answering_reads_loses_its_readers_within_a_few_requests() {
+    // Frankfurt stops answering at 10 s: an attempt would time out. Each read is hedged to
+    // Dublin; each lost race is a latency sample that makes Frankfurt rank worse, so within a
+    // couple of requests reads go to Dublin first. Nobody gets an error, and nobody waits for a
+    // timeout.
     let mut sim = dublin_and(between(10_000, u64::MAX, ok(60_000), ok(20)), &routing());
     let log = sim.run(&read(NEAR_FRANKFURT), every(0, 70_000, 100));
-    for s in log.iter().filter(|s| s.at >= 10_000) {
-        assert_eq!(
-            (s.status, s.region),
-            (Some(200), Some(DUBLIN)),
-            "at {}",
-            s.at
-        );
-        assert!(
-            s.latency_ms <= 60 + 30,
-            "the client waited {} ms at {}: {s:?}",
-            s.latency_ms,
-            s.at
-        );
-    }
-    // The lost race makes Frankfurt look slow, so reads go straight to Dublin; Frankfurt is
-    // re-tried (hedged early) only when its estimate ages out, about every 30 s.
-    let tried_frankfurt = log
+    let after: Vec<&Served> = log.iter().filter(|s| s.at >= 10_000).collect();
+    assert!(
+        after
+            .iter()
+            .all(|s| s.status == Some(200) && s.region == Some(DUBLIN)),
+        "every read served by Dublin"
+    );
+    let slow: Vec<u64> = after
         .iter()
-        .filter(|s| s.at >= 10_000 && s.attempts.contains(&FRANKFURT))
+        .filter(|s| s.latency_ms > 30)
+        .map(|s| s.latency_ms)
+        .collect();
+    assert!(
+        slow.len() <= 6 && slow.iter().all(|&ms| ms <= 1_030),
+        "a few reads paid a hedge delay, none a timeout: {slow:?}"
+    );
+    // Frankfurt is tried again (hedged early) when its estimates age out, about every 30 s.
+    let tried_frankfurt = after
+        .iter()
+        .filter(|s| s.attempts.contains(&FRANKFURT))
         .count();
     assert!(
-        (1..=3).contains(&tried_frankfurt),
+        (2..=6).contains(&tried_frankfurt),
         "Frankfurt tried {tried_frankfurt} times in 60 s"
     );
+}
+
+#[test]
+fn a_healthy_but_slower_region_is_not_ejected_by_lost_races() {
+    // Frankfurt answers every read in 150 ms, Dublin in 30: reads to Frankfurt are hedged and
+    // lose the race again and again, but a lost race is not a failure.
+    let mut sim = dublin_and(always(ok(150)), &routing_with(r#""hedge_delay_ms":60"#));
+    for t in every(0, 10_000, 100) {
+        let s = sim.request(&read(NEAR_FRANKFURT), t);
+        assert_eq!(s.status, Some(200));
+    }
+    let status = sim.router.status(10_000);
+    assert_eq!(status.counters.ejections, 0);
+    assert_eq!(status.regions[FRANKFURT].state, Availability::Healthy);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -923,7 +947,7 @@ fn affinity_yields_to_an_ejected_or_drained_region_and_ignores_unknown_ones() {
             .attempts,
         [DUBLIN]
     );
-    sim.probes(&[("eu-west-1", Some(503), 150)], 200);
+    sim.failing_probes(&[("eu-west-1", Some(503))], 150);
     assert_eq!(
         sim.request(&read_with(NEAR_FRANKFURT, &token), 300)
             .attempts,
@@ -1166,15 +1190,21 @@ fn a_trial_is_not_hedged_so_its_real_answer_decides() {
 }
 
 #[test]
-fn with_every_region_drained_the_least_bad_is_still_tried() {
-    // Both probes time out once (a blip): rather than nothing but the fallback for a whole cron
-    // period, the nearest drained region is tried, and its answer readmits nobody by itself
-    // but serves the client.
-    let mut sim = dublin_and(always(ok(20)), &routing());
-    sim.probes(&[("eu-west-1", None, 0), ("eu-central-1", None, 0)], 0);
+fn with_every_region_drained_the_edge_panics_with_the_whole_plan() {
+    // Every probe from the probing location times out three rounds in a row (a blip there):
+    // rather than nothing but the fallback, or one region with no retry, the edge keeps the
+    // whole plan, least bad first, with retries and hedges.
+    let mut sim = dublin_and(between(0, 200, refused(), ok(20)), &routing());
+    sim.failing_probes(&[("eu-west-1", None), ("eu-central-1", None)], 0);
+    assert_eq!(sim.state(DUBLIN, 2), Availability::Drained);
     let s = sim.request(&read(NEAR_FRANKFURT), 100);
-    assert_eq!(s.plan.order, [FRANKFURT]);
-    assert_eq!((s.status, s.region), (Some(200), Some(FRANKFURT)));
+    assert_eq!(s.plan.order, [FRANKFURT, DUBLIN]);
+    assert!(s.plan.hedge_after_ms.is_some(), "hedging stays on");
+    assert_eq!(
+        (s.attempts.as_slice(), s.status, s.region),
+        ([FRANKFURT, DUBLIN].as_slice(), Some(200), Some(DUBLIN)),
+        "Frankfurt refused: retried in Dublin"
+    );
     assert_eq!(sim.router.status(100).counters.least_bad, 1);
 }
 
@@ -1260,27 +1290,21 @@ fn one_slow_sample_does_not_move_a_client_but_a_clearly_slower_region_loses_it()
     assert!(t > 40, "not on the second slow answer already");
     // Hysteresis: back at a little worse than Frankfurt, Dublin does not win the client back
     // until it is within the band again.
-    let mut t2 = t;
-    for _ in 0..40 {
-        router.on_attempt(DUBLIN, t2);
-        router.record(DUBLIN, ok(0).outcome, 20.0, t2, JITTER);
-        t2 += 10;
-    }
+    let mut answers = |count: u64, latency_ms: f64, from: Millis| {
+        for n in 0..count {
+            router.on_attempt(DUBLIN, from + n * 10);
+            router.record(DUBLIN, ok(0).outcome, latency_ms, from + n * 10, JITTER);
+        }
+        let now = from + count * 10;
+        (router.plan(&facts, now).order[0], now)
+    };
+    let (first, t) = answers(40, 20.0, t);
     assert_eq!(
-        router.plan(&facts, t2).order[0],
-        FRANKFURT,
+        first, FRANKFURT,
         "15 ms behind (the band is 5 ms to join): not back in it"
     );
-    for _ in 0..60 {
-        router.on_attempt(DUBLIN, t2);
-        router.record(DUBLIN, ok(0).outcome, 5.0, t2, JITTER);
-        t2 += 10;
-    }
-    assert_eq!(
-        router.plan(&facts, t2).order[0],
-        DUBLIN,
-        "near-equal again: back"
-    );
+    let (first, _) = answers(60, 5.0, t);
+    assert_eq!(first, DUBLIN, "near-equal again: back");
 }
 
 #[test]
@@ -1310,4 +1334,62 @@ fn near_equal_regions_are_split_by_client_and_the_split_is_the_same_in_every_iso
         })
         .collect();
     assert!(boston.iter().all(|&r| r == VIRGINIA), "{boston:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Gray failure: a region failing a share of requests while its health check says 200
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn a_gray_region_is_deprioritised_within_seconds_and_gets_traffic_back_after_it_recovers() {
+    // From 1 s to 40 s Frankfurt answers one request in five with a fast 503 (its probes and
+    // `x-region-status` would still say 200); Dublin is healthy, 11 ms further away.
+    let gray = Box::new(|t: Millis| {
+        if (1_000..40_000).contains(&t) && (t / 50).is_multiple_of(5) {
+            answer(503, 8)
+        } else {
+            ok(20)
+        }
+    });
+    let mut sim = Sim::new(
+        config(TWO_REGIONS, &band_routing()),
+        vec![always(ok(20)), gray],
+    );
+    let log = sim.run(&read(NEAR_FRANKFURT), every(0, 90_000, 50));
+    assert!(log.iter().all(|s| s.status == Some(200)), "no client error");
+    let settled: Vec<&Served> = log
+        .iter()
+        .filter(|s| (6_000..40_000).contains(&s.at))
+        .collect();
+    let to_gray = settled
+        .iter()
+        .filter(|s| s.attempts[0] == FRANKFURT)
+        .count() as f64
+        / settled.len() as f64;
+    let attempts =
+        settled.iter().map(|s| s.attempts.len()).sum::<usize>() as f64 / settled.len() as f64;
+    assert!(
+        to_gray <= 0.05,
+        "{:.1} % of first attempts to the gray region",
+        to_gray * 100.0
+    );
+    assert!(attempts <= 1.05, "{attempts:.3} attempts per request");
+    // Recovered at 40 s: its neighbours come back to it once the bad estimate ages out (no
+    // sample for three time constants, 30 s) and a try finds it well.
+    let back = log
+        .iter()
+        .filter(|s| s.at >= 40_000)
+        .position(|s| s.region == Some(FRANKFURT))
+        .map(|i| 40_000 + i as Millis * 50);
+    assert!(
+        back.is_some_and(|t| t <= 80_000),
+        "Frankfurt back at {back:?}"
+    );
+    assert!(
+        log.iter()
+            .rev()
+            .take(40)
+            .all(|s| s.region == Some(FRANKFURT)),
+        "and keeps them"
+    );
 }

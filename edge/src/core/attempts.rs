@@ -1,19 +1,28 @@
 //! The attempt loop of one request, as decisions only: which region to send to next and with
-//! what timeout, whether to arm a hedge, whether a finished attempt's answer goes to the client,
-//! and whether the fallback origin gets its one try. The Worker adapter (and the native timeline
-//! simulator) do the sending and timing; this says what to do, so both run the same policy.
+//! what timeout, whether to send the armed hedge, which finished attempt's answer goes to the
+//! client (the hedge race included), what an aborted loser reports, and whether the fallback
+//! origin gets its one try. The Worker adapter (and the native timeline simulator) only send,
+//! time and abort; both run this same policy.
+//!
+//! The race, when a read is hedged: a success (2xx/3xx) ends it, whichever attempt it comes
+//! from; a failure, or a 500, waits for the other attempt; the first region's 4xx ends it, a
+//! hedge's 4xx waits for the first region (another replica may not have the item yet) and is
+//! delivered only if the first then fails. The loser is aborted and reported with
+//! [`AttemptLoop::abandoned`]: a latency sample (it took at least that long), not a failure,
+//! unless the per-try timeout had passed.
 
 use super::Millis;
 use super::config::Settings;
-use super::outcome::{Outcome, Verdict};
+use super::health::Availability;
+use super::outcome::{self, Outcome, Verdict};
 use super::router::{EdgeRouter, Plan};
 
 /// What to do next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
-    /// Send to `region` within `timeout_ms`. With `hedge = Some((delay_ms, other))`, also send to
-    /// `other` if the first has not answered after `delay_ms` (and [`EdgeRouter::allow_retry`]
-    /// grants it); report that with [`AttemptLoop::hedge_sent`].
+    /// Send to `region` within `timeout_ms`. With `hedge = Some((delay_ms, other))`: if it has
+    /// not answered after `delay_ms`, ask [`AttemptLoop::hedge_due`] whether to send a copy to
+    /// `other`.
     Send {
         region: usize,
         timeout_ms: u64,
@@ -25,6 +34,25 @@ pub enum Step {
     Stop,
 }
 
+/// What a finished attempt means for the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Report {
+    /// Give the client the answer of this region (the attempt just reported, or one reported
+    /// earlier and held); abort whatever is still in flight and report it as abandoned.
+    Deliver(usize),
+    /// Another attempt is still in flight: wait for it.
+    Wait,
+    /// Nothing in flight and nothing to deliver: ask [`AttemptLoop::next_step`].
+    Continue,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct InFlight {
+    region: usize,
+    sent_at: Millis,
+    hedge: bool,
+}
+
 /// The state of one request's attempts.
 #[derive(Debug, Clone)]
 pub struct AttemptLoop {
@@ -33,7 +61,11 @@ pub struct AttemptLoop {
     per_try_timeout_ms: u64,
     has_fallback: bool,
     next: usize,
-    skip: Option<usize>,
+    /// Regions already sent to (a hedged region is not tried again).
+    tried: Vec<usize>,
+    in_flight: Vec<InFlight>,
+    /// An answer kept while the other attempt of a race is awaited (a hedge's 4xx, a 500).
+    held: Option<usize>,
     attempts: u32,
     delivered: bool,
     done: bool,
@@ -48,7 +80,9 @@ impl AttemptLoop {
             per_try_timeout_ms: settings.per_try_timeout_ms,
             has_fallback,
             next: 0,
-            skip: None,
+            tried: Vec::new(),
+            in_flight: Vec::new(),
+            held: None,
             attempts: 0,
             delivered: false,
             done: false,
@@ -60,9 +94,9 @@ impl AttemptLoop {
         self.attempts
     }
 
-    /// The next step at `now`. Retries after the first attempt, and the fallback after any
-    /// attempt, need the request to be retryable and the retry budget to allow them; nothing
-    /// starts after the deadline.
+    /// The next step at `now` (called when nothing is in flight). Retries after the first
+    /// attempt, and the fallback after any attempt, need the request to be retryable and the
+    /// retry budget to allow them; nothing starts after the deadline.
     pub fn next_step(&mut self, router: &mut EdgeRouter, now: Millis) -> Step {
         if self.done || self.delivered || now >= self.deadline {
             self.done = true;
@@ -72,7 +106,7 @@ impl AttemptLoop {
             .plan
             .order
             .get(self.next)
-            .is_some_and(|&r| Some(r) == self.skip)
+            .is_some_and(|r| self.tried.contains(r))
         {
             self.next += 1;
         }
@@ -97,8 +131,7 @@ impl AttemptLoop {
             _ => None,
         };
         self.next += 1;
-        self.attempts += 1;
-        router.on_attempt(region, now);
+        self.send(router, region, now, false);
         Step::Send {
             region,
             timeout_ms,
@@ -106,14 +139,31 @@ impl AttemptLoop {
         }
     }
 
-    /// The hedge armed by the last [`Step::Send`] was sent to `other` (at `now`).
-    pub fn hedge_sent(&mut self, router: &mut EdgeRouter, other: usize, now: Millis) {
+    fn send(&mut self, router: &mut EdgeRouter, region: usize, now: Millis, hedge: bool) {
         self.attempts += 1;
-        self.skip = Some(other);
-        router.on_attempt(other, now);
+        self.tried.push(region);
+        self.in_flight.push(InFlight {
+            region,
+            sent_at: now,
+            hedge,
+        });
+        router.on_attempt(region, now);
     }
 
-    /// Reports a finished attempt on `region`; true when its answer is the one to deliver.
+    /// The hedge delay of the last [`Step::Send`] passed with its attempt still in flight:
+    /// whether to send the copy to `other` now. Not to a region due its trial (its real answer
+    /// must decide), nor beyond the retry budget. When it says yes, the hedge counts as sent.
+    pub fn hedge_due(&mut self, router: &mut EdgeRouter, other: usize, now: Millis) -> bool {
+        let settings = router.config().settings.clone();
+        let trial_due = router.availability(other, now, &settings) == Availability::TrialDue;
+        if self.done || self.tried.contains(&other) || trial_due || !router.allow_retry(now, true) {
+            return false;
+        }
+        self.send(router, other, now, true);
+        true
+    }
+
+    /// Reports a finished attempt on `region` and says what the request does now.
     /// (`jitter`: a random number in `0.0..1.0` for the ejection time.)
     pub fn report(
         &mut self,
@@ -123,16 +173,61 @@ impl AttemptLoop {
         latency_ms: f64,
         now: Millis,
         jitter: f64,
-    ) -> bool {
+    ) -> Report {
+        let was_hedge = match self.in_flight.iter().position(|f| f.region == region) {
+            Some(i) => self.in_flight.remove(i).hedge,
+            None => false,
+        };
         let verdict = router.record(region, outcome, latency_ms, now, jitter);
         let answered = matches!(outcome, Outcome::Answered { .. });
-        let deliver =
-            !self.delivered && answered && (verdict == Verdict::Deliver || !self.plan.retryable);
-        if deliver || !self.plan.retryable {
-            self.delivered |= deliver;
-            self.done = true;
+        if self.delivered {
+            return Report::Continue;
         }
-        deliver
+        let deliverable = answered && (verdict == Verdict::Deliver || !self.plan.retryable);
+        let is_500 = matches!(outcome, Outcome::Answered { status: 500, .. });
+        let deliver = if self.in_flight.is_empty() {
+            if deliverable { Some(region) } else { self.held }
+        } else if outcome::hedge_may_win(&outcome) || (deliverable && !was_hedge && !is_500) {
+            // A success ends the race whichever attempt it is; so does the first region's own
+            // 4xx (the hedge might read a replica that has not caught up).
+            Some(region)
+        } else {
+            // A failure, a 500, or a hedge's 4xx: the other attempt may still succeed.
+            if answered && (deliverable || is_500) && self.held.is_none() {
+                self.held = Some(region);
+            }
+            return Report::Wait;
+        };
+        match deliver {
+            Some(r) => {
+                self.delivered = true;
+                self.done = true;
+                Report::Deliver(r)
+            }
+            None => {
+                if !self.plan.retryable {
+                    self.done = true;
+                }
+                Report::Continue
+            }
+        }
+    }
+
+    /// Reports an attempt the adapter aborted because another one was delivered, at `now`: a
+    /// latency sample for its region (it took at least this long), or a timeout if the per-try
+    /// timeout had passed. Never a failure otherwise: a region merely slower than the hedge
+    /// delay is not ejected by lost races.
+    pub fn abandoned(&mut self, router: &mut EdgeRouter, region: usize, now: Millis, jitter: f64) {
+        let Some(i) = self.in_flight.iter().position(|f| f.region == region) else {
+            return;
+        };
+        let lost = self.in_flight.remove(i);
+        let elapsed = now.saturating_sub(lost.sent_at);
+        if elapsed >= self.per_try_timeout_ms {
+            router.record(region, Outcome::Timeout, elapsed as f64, now, jitter);
+        } else {
+            router.record_lost_race(region, elapsed as f64, now);
+        }
     }
 
     /// Reports the fallback's outcome; true when its answer is the one to deliver.
@@ -178,6 +273,84 @@ mod tests {
         region_status: None,
     };
 
+    fn answered(status: u16) -> Outcome {
+        Outcome::Answered {
+            status,
+            region_status: None,
+        }
+    }
+
+    /// A read whose first attempt (region 0) is hedged to region 1 at 100 ms.
+    fn hedged() -> (EdgeRouter, AttemptLoop) {
+        let mut r = router(r#"{"hedge_delay_ms":100}"#, false);
+        let plan = r.plan(&facts("GET"), 0);
+        let mut l = AttemptLoop::new(plan, &r.config().settings.clone(), 0, false);
+        assert!(matches!(
+            l.next_step(&mut r, 0),
+            Step::Send {
+                region: 0,
+                hedge: Some((100, 1)),
+                ..
+            }
+        ));
+        assert!(l.hedge_due(&mut r, 1, 100));
+        (r, l)
+    }
+
+    #[test]
+    fn a_hedges_success_beats_the_first_regions_500_that_came_first() {
+        let (mut r, mut l) = hedged();
+        assert_eq!(
+            l.report(&mut r, 0, answered(500), 120.0, 120, 0.0),
+            Report::Wait
+        );
+        assert_eq!(l.report(&mut r, 1, OK, 30.0, 130, 0.0), Report::Deliver(1));
+        // Had the hedge failed too, the first region's 500 would have been delivered.
+        let (mut r, mut l) = hedged();
+        assert_eq!(
+            l.report(&mut r, 0, answered(500), 120.0, 120, 0.0),
+            Report::Wait
+        );
+        assert_eq!(
+            l.report(&mut r, 1, DOWN, 30.0, 130, 0.0),
+            Report::Deliver(0)
+        );
+    }
+
+    #[test]
+    fn a_hedges_4xx_waits_for_the_first_region() {
+        let (mut r, mut l) = hedged();
+        assert_eq!(
+            l.report(&mut r, 1, answered(404), 20.0, 120, 0.0),
+            Report::Wait
+        );
+        assert_eq!(l.report(&mut r, 0, OK, 150.0, 150, 0.0), Report::Deliver(0));
+        let (mut r, mut l) = hedged();
+        assert_eq!(
+            l.report(&mut r, 1, answered(404), 20.0, 120, 0.0),
+            Report::Wait
+        );
+        assert_eq!(
+            l.report(&mut r, 0, answered(503), 150.0, 150, 0.0),
+            Report::Deliver(1),
+            "the first failed: the hedge's answer is what there is"
+        );
+    }
+
+    #[test]
+    fn a_lost_race_is_a_latency_sample_not_a_failure() {
+        let (mut r, mut l) = hedged();
+        assert_eq!(l.report(&mut r, 1, OK, 20.0, 120, 0.0), Report::Deliver(1));
+        l.abandoned(&mut r, 0, 120, 0.0);
+        let first = &r.status(120).regions[0];
+        assert_eq!(first.consecutive_failures, 0);
+        assert_eq!(
+            first.ewma_latency_ms,
+            Some(120.0),
+            "it took at least 120 ms"
+        );
+    }
+
     #[test]
     fn retries_then_the_fallback_once_then_stops() {
         let mut r = router(r#"{"hedge":false}"#, true);
@@ -191,12 +364,12 @@ mod tests {
                 ..
             }
         ));
-        assert!(!l.report(&mut r, 0, DOWN, 1.0, 1, 0.0));
+        assert_eq!(l.report(&mut r, 0, DOWN, 1.0, 1, 0.0), Report::Continue);
         assert!(matches!(
             l.next_step(&mut r, 1),
             Step::Send { region: 1, .. }
         ));
-        assert!(!l.report(&mut r, 1, DOWN, 1.0, 2, 0.0));
+        assert_eq!(l.report(&mut r, 1, DOWN, 1.0, 2, 0.0), Report::Continue);
         assert_eq!(l.next_step(&mut r, 2), Step::Fallback { timeout_ms: 2000 });
         assert!(l.report_fallback(OK));
         assert_eq!(l.next_step(&mut r, 3), Step::Stop);
@@ -236,8 +409,9 @@ mod tests {
             status: 503,
             region_status: None,
         };
-        assert!(
+        assert_eq!(
             l.report(&mut r, 0, gateway, 1.0, 1, 0.0),
+            Report::Deliver(0),
             "not retryable: its answer stands"
         );
         assert_eq!(l.next_step(&mut r, 1), Step::Stop);
@@ -270,9 +444,12 @@ mod tests {
         else {
             panic!("the first read should arm a hedge");
         };
-        l.hedge_sent(&mut r, other, 100);
-        l.report(&mut r, 0, DOWN, 1.0, 150, 0.0);
-        l.report(&mut r, other, DOWN, 1.0, 160, 0.0);
+        assert!(l.hedge_due(&mut r, other, 100));
+        assert_eq!(l.report(&mut r, 0, DOWN, 1.0, 150, 0.0), Report::Wait);
+        assert_eq!(
+            l.report(&mut r, other, DOWN, 1.0, 160, 0.0),
+            Report::Continue
+        );
         assert_eq!(
             l.next_step(&mut r, 160),
             Step::Stop,

@@ -73,15 +73,22 @@ pub struct SmoothedLatency {
     value_ms: f64,
     updated_at: Option<Millis>,
     max_age_ms: f64,
+    weight: f64,
 }
 
 impl SmoothedLatency {
     /// Starts empty; an estimate older than three `decay_ms` is not recent.
     pub fn new(decay_ms: u64) -> Self {
+        Self::with_weight(decay_ms, RANK_SMOOTHING)
+    }
+
+    /// The same with another weight per sample (in `0.0..=1.0`).
+    pub fn with_weight(decay_ms: u64, weight: f64) -> Self {
         Self {
             value_ms: 0.0,
             updated_at: None,
             max_age_ms: decay_ms.max(1) as f64 * RECENT_FOR_DECAYS,
+            weight: weight.clamp(0.0, 1.0),
         }
     }
 
@@ -96,7 +103,7 @@ impl SmoothedLatency {
     pub fn observe(&mut self, sample_ms: f64, now: Millis) {
         let sample_ms = sample_ms.max(0.0);
         self.value_ms = match self.recent(now) {
-            Some(current) => current + (sample_ms - current) * RANK_SMOOTHING,
+            Some(current) => current + (sample_ms - current) * self.weight,
             None => sample_ms,
         };
         self.updated_at = Some(now);

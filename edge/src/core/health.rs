@@ -1,12 +1,15 @@
 //! One region's health as this isolate sees it: a small state machine in the spirit of Envoy's
 //! outlier detection, plus what probes and the region itself report.
 //!
-//! - Passive: `consecutive_failures` failures in a row eject the region for
-//!   `base_ejection_ms × n` (n-th ejection, capped at `max_ejection_ms`, plus jitter). When that
-//!   time is over, exactly one trial request is let through; its result readmits the region or
-//!   ejects it again for longer.
-//! - Drain: a probe answering non-2xx, or a live response whose `x-region-status` is non-2xx,
-//!   takes the region out until a probe (or response) says 2xx again.
+//! - Passive: `consecutive_failures` failures in a row, or a failed share of at least
+//!   `failure_rate_ejection` among at least `failure_rate_min_requests` attempts in the last
+//!   `failure_window_ms` (partial, gray failure), eject the region for `base_ejection_ms × n`
+//!   (n-th ejection, capped at `max_ejection_ms`, plus jitter). When that time is over, exactly
+//!   one trial request is let through; its result readmits the region or ejects it again for
+//!   longer. Below the ejection rule, a smoothed failure share makes the region rank worse.
+//! - Drain: `probe_failures` failed probes in a row (one bad sample from one probing location
+//!   is not enough), or a live response whose `x-region-status` is non-2xx (at once), take the
+//!   region out until a probe (or response) says 2xx again.
 //! - The caller decides whether an ejection is allowed (the last region is never ejected).
 
 use serde::Serialize;
@@ -22,6 +25,46 @@ pub struct ProbeResult {
     /// HTTP status, or `None` when the probe got no answer (refused, timeout).
     pub status: Option<u16>,
     pub latency_ms: u64,
+    /// Failed probes in a row, this one included (0 when it passed).
+    #[serde(default)]
+    pub failures_in_row: u32,
+}
+
+/// Attempts and failures in a sliding window of one-second buckets.
+#[derive(Debug, Clone, Default)]
+struct FailureWindow {
+    /// (second, attempts, failures), one slot per second of the window.
+    buckets: Vec<(u64, u32, u32)>,
+}
+
+impl FailureWindow {
+    fn add(&mut self, now: Millis, failed: bool, window_ms: u64) {
+        let slots = (window_ms / 1000).max(1) as usize;
+        if self.buckets.len() != slots {
+            self.buckets = vec![(u64::MAX, 0, 0); slots];
+        }
+        let second = now / 1000;
+        let slot = &mut self.buckets[(second % slots as u64) as usize];
+        if slot.0 != second {
+            *slot = (second, 0, 0);
+        }
+        slot.1 += 1;
+        slot.2 += u32::from(failed);
+    }
+
+    /// (attempts, failures) within the window ending at `now`.
+    fn counts(&self, now: Millis) -> (u32, u32) {
+        let second = now / 1000;
+        let slots = self.buckets.len() as u64;
+        self.buckets
+            .iter()
+            .filter(|(s, _, _)| *s != u64::MAX && *s <= second && second - *s < slots)
+            .fold((0, 0), |(a, f), (_, sa, sf)| (a + sa, f + sf))
+    }
+
+    fn clear(&mut self) {
+        self.buckets.clear();
+    }
 }
 
 impl ProbeResult {
@@ -29,6 +72,13 @@ impl ProbeResult {
         self.status.is_some_and(|s| (200..300).contains(&s))
     }
 }
+
+/// Weight of one attempt in the smoothed failure share (twenty attempts to move it most of the
+/// way): a lone failure barely moves it, a region failing one request in five reaches 0.2.
+pub const FAILURE_SHARE_WEIGHT: f64 = 0.05;
+/// Failure share a region may have without ranking worse: occasional throttles or a client's
+/// own 500s do not move clients (one failure moves the share to 0.05, within it).
+pub const FAILURE_SHARE_FLOOR: f64 = 0.05;
 
 /// Whether a region takes traffic now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -62,6 +112,10 @@ pub struct RegionHealth {
     latency: PeakEwma,
     /// For ranking (moves a little per sample).
     rank_latency: SmoothedLatency,
+    /// Smoothed share of failed attempts (each attempt a 0 or a 1), for ranking.
+    failure_share: SmoothedLatency,
+    /// For the failure-rate ejection rule.
+    window: FailureWindow,
 }
 
 impl RegionHealth {
@@ -76,6 +130,11 @@ impl RegionHealth {
             last_probe: None,
             latency: PeakEwma::new(settings.ewma_decay_ms),
             rank_latency: SmoothedLatency::new(settings.ewma_decay_ms),
+            failure_share: SmoothedLatency::with_weight(
+                settings.ewma_decay_ms,
+                FAILURE_SHARE_WEIGHT,
+            ),
+            window: FailureWindow::default(),
         }
     }
 
@@ -133,6 +192,19 @@ impl RegionHealth {
         self.rank_latency.recent(now)
     }
 
+    /// The smoothed share of failed attempts beyond [`FAILURE_SHARE_FLOOR`], if recent at
+    /// `now`: what the ranking charges the region for failing.
+    pub fn failure_share(&self, now: Millis) -> Option<f64> {
+        self.failure_share
+            .recent(now)
+            .map(|share| (share - FAILURE_SHARE_FLOOR).max(0.0))
+    }
+
+    /// (attempts, failures) in the failure-rate window ending at `now`.
+    pub fn window_counts(&self, now: Millis) -> (u32, u32) {
+        self.window.counts(now)
+    }
+
     pub fn consecutive_failures(&self) -> u32 {
         self.consecutive_failures
     }
@@ -142,15 +214,25 @@ impl RegionHealth {
     }
 
     /// A good answer (any status the region meant to give, 2xx to 4xx).
-    pub fn record_success(&mut self, latency_ms: f64, now: Millis) {
+    pub fn record_success(&mut self, latency_ms: f64, now: Millis, settings: &Settings) {
         self.latency.observe(latency_ms, now);
         self.rank_latency.observe(latency_ms, now);
+        self.failure_share.observe(0.0, now);
+        self.window.add(now, false, settings.failure_window_ms);
         self.consecutive_failures = 0;
         if self.ejected_until.is_some_and(|until| now >= until) || self.trial_started.is_some() {
             self.ejected_until = None;
             self.trial_started = None;
             self.ejections = 0;
         }
+    }
+
+    /// An attempt aborted after `latency_ms` because another won a hedge race: a latency sample
+    /// only (no failure, no success; a trial it was, if any, is due again).
+    pub fn record_lost_race(&mut self, latency_ms: f64, now: Millis) {
+        self.latency.observe(latency_ms, now);
+        self.rank_latency.observe(latency_ms, now);
+        self.trial_started = None;
     }
 
     /// A failed attempt. `may_eject` is false when ejecting would leave no region; `jitter` is a
@@ -165,13 +247,25 @@ impl RegionHealth {
     ) -> bool {
         self.latency.observe(latency_ms, now);
         self.rank_latency.observe_failure(latency_ms, now);
+        self.failure_share.observe(1.0, now);
+        self.window.add(now, true, settings.failure_window_ms);
         self.consecutive_failures = self.consecutive_failures.saturating_add(1);
         let failed_trial = self.trial_started.is_some();
         let over_threshold = self.consecutive_failures >= settings.consecutive_failures;
+        let (attempts, failures) = self.window.counts(now);
+        let over_rate = attempts >= settings.failure_rate_min_requests
+            && f64::from(failures) >= settings.failure_rate_ejection * f64::from(attempts);
         let currently_ejected = self.ejected_until.is_some_and(|until| now < until);
-        if !(failed_trial || over_threshold) || currently_ejected || !may_eject {
+        if !(failed_trial || over_threshold || over_rate) || currently_ejected || !may_eject {
             return false;
         }
+        // The ejection is the verdict on these failures: the trial after it is judged afresh,
+        // and ranked on distance alone (an unmeasured region ranks as a typical one), so it
+        // comes when the ejection ends.
+        self.window.clear();
+        self.failure_share =
+            SmoothedLatency::with_weight(settings.ewma_decay_ms, FAILURE_SHARE_WEIGHT);
+        self.rank_latency = SmoothedLatency::new(settings.ewma_decay_ms);
         self.ejections = self.ejections.saturating_add(1);
         let base = settings
             .base_ejection_ms
@@ -201,7 +295,11 @@ impl RegionHealth {
         if stale || superseded {
             return;
         }
-        self.drained = !probe.ok();
+        if probe.ok() {
+            self.drained = false;
+        } else if probe.failures_in_row >= settings.probe_failures {
+            self.drained = true;
+        }
     }
 }
 
@@ -250,7 +348,7 @@ mod tests {
         );
         // A successful trial readmits.
         h.on_send(5520, &s);
-        h.record_success(2.0, 5530);
+        h.record_success(2.0, 5530, &s);
         assert_eq!(h.availability(5531, &s), Availability::Healthy);
         assert_eq!(h.consecutive_failures(), 0);
     }
@@ -307,6 +405,7 @@ mod tests {
                 at_ms: 900,
                 status: Some(200),
                 latency_ms: 1,
+                failures_in_row: 0,
             },
             1100,
             &s,
@@ -317,11 +416,76 @@ mod tests {
                 at_ms: 1200,
                 status: Some(200),
                 latency_ms: 1,
+                failures_in_row: 0,
             },
             1200,
             &s,
         );
         assert!(!h.is_drained());
+    }
+
+    #[test]
+    fn one_failed_probe_does_not_drain_three_in_a_row_do() {
+        let s = settings();
+        let mut h = RegionHealth::new(&s);
+        for (n, at) in [(1, 100), (2, 200)] {
+            h.record_probe(
+                ProbeResult {
+                    at_ms: at,
+                    status: None,
+                    latency_ms: 2000,
+                    failures_in_row: n,
+                },
+                at,
+                &s,
+            );
+            assert!(!h.is_drained(), "{n} failed probe(s): still in service");
+        }
+        h.record_probe(
+            ProbeResult {
+                at_ms: 300,
+                status: Some(503),
+                latency_ms: 5,
+                failures_in_row: 3,
+            },
+            300,
+            &s,
+        );
+        assert!(h.is_drained());
+    }
+
+    #[test]
+    fn a_region_failing_a_share_of_requests_is_ejected_by_the_rate_rule() {
+        let s = Settings {
+            consecutive_failures: 5,
+            ..settings()
+        };
+        let mut h = RegionHealth::new(&s);
+        // Two failures in every five: never three in a row, but 40 % of the window.
+        let mut ejected_at = None;
+        for n in 0..50u64 {
+            let now = n * 100;
+            let ejected = if n % 5 < 2 {
+                h.record_failure(5.0, now, true, 0.0, &s)
+            } else {
+                h.record_success(5.0, now, &s);
+                false
+            };
+            if ejected {
+                ejected_at = Some(n);
+                break;
+            }
+        }
+        assert!(
+            ejected_at.is_some_and(|n| n >= 9),
+            "ejected at {ejected_at:?}"
+        );
+        let at = ejected_at.unwrap_or_default() * 100;
+        assert!(matches!(
+            h.availability(at, &s),
+            Availability::Ejected { .. }
+        ));
+        assert_eq!(h.window_counts(at), (0, 0), "its trial is judged afresh");
     }
 
     #[test]
@@ -333,6 +497,7 @@ mod tests {
                 at_ms: 100,
                 status: Some(404),
                 latency_ms: 1,
+                failures_in_row: 3,
             },
             100,
             &s,
@@ -344,6 +509,7 @@ mod tests {
                 at_ms: 50,
                 status: Some(200),
                 latency_ms: 1,
+                failures_in_row: 0,
             },
             120,
             &s,
@@ -354,6 +520,7 @@ mod tests {
                 at_ms: 200,
                 status: Some(200),
                 latency_ms: 1,
+                failures_in_row: 0,
             },
             200,
             &s,
@@ -369,6 +536,7 @@ mod tests {
                 at_ms: 300,
                 status: None,
                 latency_ms: 1,
+                failures_in_row: 3,
             },
             300 + s.probe_stale_ms + 1,
             &s,

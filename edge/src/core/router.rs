@@ -48,6 +48,32 @@ pub struct ProbeReport {
     pub regions: BTreeMap<String, ProbeResult>,
 }
 
+impl ProbeReport {
+    /// The report after a round of probes: each result with its count of failures in a row,
+    /// carried on from the `previous` report.
+    pub fn next(
+        previous: &ProbeReport,
+        results: impl IntoIterator<Item = (String, ProbeResult)>,
+    ) -> Self {
+        let regions = results
+            .into_iter()
+            .map(|(name, mut result)| {
+                result.failures_in_row = if result.ok() {
+                    0
+                } else {
+                    previous
+                        .regions
+                        .get(&name)
+                        .map_or(0, |p| p.failures_in_row)
+                        .saturating_add(1)
+                };
+                (name, result)
+            })
+            .collect();
+        Self { regions }
+    }
+}
+
 /// What this isolate has done since it started.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Counters {
@@ -58,7 +84,8 @@ pub struct Counters {
     pub retries_denied_by_budget: u64,
     pub ejections: u64,
     pub fallbacks: u64,
-    /// Plans made when every region was drained or ejected (the least-bad region was tried).
+    /// Plans made when every region was drained or ejected (panic mode: every region tried,
+    /// least bad first).
     pub least_bad: u64,
     pub unavailable: u64,
 }
@@ -145,11 +172,15 @@ impl EdgeRouter {
     }
 
     /// The latency a region is ranked by: its smoothed recent latency, or, when it has none
-    /// (never measured, or idle for a while), the mean of the other regions' recent ones. An
-    /// unmeasured region is neither free nor penalised: it ranks as a typical region.
+    /// (never measured, or idle for a while), the mean of the other regions' recent ones (an
+    /// unmeasured region is neither free nor penalised: it ranks as a typical region); plus its
+    /// smoothed failure share times `failure_penalty_ms`, so a region that fails fast looks
+    /// worse, not faster.
     fn ranking_latency(&self, i: usize, now: Millis) -> f64 {
+        let penalty = self.health[i].failure_share(now).unwrap_or(0.0)
+            * self.config.settings.failure_penalty_ms;
         if let Some(ms) = self.health[i].ranking_latency_ms(now) {
-            return ms;
+            return ms + penalty;
         }
         let known: Vec<f64> = self
             .health
@@ -159,12 +190,13 @@ impl EdgeRouter {
         if known.is_empty() {
             0.0
         } else {
-            known.iter().sum::<f64>() / known.len() as f64
+            known.iter().sum::<f64>() / known.len() as f64 + penalty
         }
     }
 
     /// Estimated cost of sending this client to region `i`: fibre round trip plus observed
-    /// latency plus [`BASE_COST_MS`], divided by the region's weight.
+    /// latency (failures included: see [`Self::ranking_latency`]) plus [`BASE_COST_MS`],
+    /// divided by the region's weight.
     fn cost(&self, i: usize, client: Option<Coordinates>, now: Millis) -> f64 {
         let region = &self.config.regions[i];
         let distance = client.map_or(0.0, |c| {
@@ -222,9 +254,11 @@ impl EdgeRouter {
             .collect();
         let least_bad = ranked.is_empty();
         if least_bad {
-            // Every region is drained or ejected: least-bad wins. A drained region (its probe or
-            // its own word) before an ejected one, then the one whose ejection ends first; the
-            // fallback origin still comes after it.
+            // Every region is drained or ejected (panic mode): the whole plan, least bad first.
+            // A drained region (its probe or its own word) before an ejected one, then the one
+            // whose ejection ends first; retries and hedges stay allowed, and the fallback
+            // origin still comes after them. Cutting the plan to one region would turn a blip
+            // at the probing location into an outage.
             self.counters.least_bad += 1;
             ranked = (0..self.health.len())
                 .map(|i| {
@@ -238,7 +272,6 @@ impl EdgeRouter {
         }
         ranked.sort_by(|a, b| a.1.total_cmp(&b.1));
         let mut order: Vec<usize> = if least_bad {
-            ranked.truncate(1);
             ranked.into_iter().map(|(i, _)| i).collect()
         } else {
             self.order_with_band(&ranked, facts.client_key.unwrap_or_default())
@@ -305,6 +338,26 @@ impl EdgeRouter {
         self.health[i].on_send(now, &self.config.settings);
     }
 
+    /// Region `i`'s availability at `now`.
+    pub fn availability(
+        &self,
+        i: usize,
+        now: Millis,
+        settings: &super::config::Settings,
+    ) -> Availability {
+        self.health
+            .get(i)
+            .map_or(Availability::Drained, |h| h.availability(now, settings))
+    }
+
+    /// An attempt on region `i` aborted after `latency_ms` because another won the race: it took
+    /// at least that long (a latency sample), and says nothing about failure.
+    pub fn record_lost_race(&mut self, i: usize, latency_ms: f64, now: Millis) {
+        if let Some(h) = self.health.get_mut(i) {
+            h.record_lost_race(latency_ms, now);
+        }
+    }
+
     /// Asks for a retry (or hedge) from the budget.
     pub fn allow_retry(&mut self, now: Millis, hedge: bool) -> bool {
         if self.budget.withdraw(now) {
@@ -352,7 +405,7 @@ impl EdgeRouter {
                 self.counters.ejections += 1;
             }
         } else {
-            self.health[i].record_success(latency_ms, now);
+            self.health[i].record_success(latency_ms, now, settings);
         }
         let h = &self.health[i];
         outcome.verdict(h.is_drained() || h.is_ejected())
@@ -383,6 +436,16 @@ impl EdgeRouter {
     pub fn probes_due(&self, now: Millis) -> bool {
         self.probes_read_at
             .is_none_or(|at| now.saturating_sub(at) >= self.config.settings.probe_refresh_ms)
+    }
+
+    /// Claims the next refresh of the shared probe results: true (once per `probe_refresh_ms`)
+    /// when the caller should read them, so concurrent requests start one read, not many.
+    pub fn claim_probe_refresh(&mut self, now: Millis) -> bool {
+        let due = self.probes_due(now);
+        if due {
+            self.probes_read_at = Some(now);
+        }
+        due
     }
 
     /// Applies shared probe results (unknown region names are ignored).

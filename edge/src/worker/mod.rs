@@ -30,6 +30,19 @@ pub fn now_ms() -> Millis {
     worker::Date::now().as_millis()
 }
 
+/// The size of this isolate's Wasm linear memory, in bytes.
+pub fn wasm_memory_bytes() -> f64 {
+    use wasm_bindgen::JsCast;
+    wasm_bindgen::memory()
+        .dyn_into::<js_sys::WebAssembly::Memory>()
+        .map(|m| {
+            m.buffer()
+                .dyn_into::<js_sys::ArrayBuffer>()
+                .map_or(0.0, |b| f64::from(b.byte_length()))
+        })
+        .unwrap_or(0.0)
+}
+
 /// A random number in `0.0..1.0`.
 pub fn random() -> f64 {
     js_sys::Math::random()

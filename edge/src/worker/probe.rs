@@ -1,10 +1,11 @@
-//! Active health: the cron probes every region's health path and shares the results through KV;
-//! each isolate re-reads them at most every `probe_refresh_ms`.
+//! Active health: the cron probes every region's health path and shares the results through KV
+//! (with each region's failures in a row); each isolate re-reads them at most every
+//! `probe_refresh_ms`, in `wait_until`, never on a request's path.
 
 use std::time::Duration;
 
 use futures_util::future::{Either, join_all, select};
-use worker::{AbortController, Delay, Env, Fetch, Method, Request, RequestInit};
+use worker::{AbortController, Context, Delay, Env, Fetch, Method, Request, RequestInit};
 
 use super::{KV_BINDING, now_ms, with_router};
 use crate::core::health::ProbeResult;
@@ -40,6 +41,7 @@ async fn probe_one(url: String, timeout_ms: u64) -> ProbeResult {
         at_ms,
         status,
         latency_ms: now_ms().saturating_sub(at_ms),
+        failures_in_row: 0,
     }
 }
 
@@ -70,13 +72,12 @@ pub async fn probe_all(env: &Env) {
             .map(|(_, url)| probe_one(url.clone(), timeout_ms)),
     )
     .await;
-    let report = ProbeReport {
-        regions: targets
-            .into_iter()
-            .map(|(name, _)| name)
-            .zip(results)
-            .collect(),
-    };
+    // Failures in a row carry on from the last shared report (this isolate may be new).
+    let previous = read_shared(env).await.unwrap_or_default();
+    let report = ProbeReport::next(
+        &previous,
+        targets.into_iter().map(|(name, _)| name).zip(results),
+    );
     let now = now_ms();
     with_router(|r| r.apply_probes(&report, now));
     worker::console_log!(
@@ -102,21 +103,26 @@ async fn share(env: &Env, report: &ProbeReport) -> std::result::Result<(), Strin
         .map_err(|e| e.to_string())
 }
 
-/// Re-reads the shared probe results when they are due.
-pub async fn refresh(env: &Env) {
+async fn read_shared(env: &Env) -> Option<ProbeReport> {
+    let kv = env.kv(KV_BINDING).ok()?;
+    kv.get(PROBES_KEY)
+        .json::<ProbeReport>()
+        .await
+        .ok()
+        .flatten()
+}
+
+/// Re-reads the shared probe results when they are due, off the request path: the read runs
+/// in `wait_until` after the response, and its results serve the next requests.
+pub fn refresh(env: &Env, ctx: &Context) {
     let now = now_ms();
-    if !with_router(|r| r.probes_due(now)).unwrap_or(false) {
+    if !with_router(|r| r.claim_probe_refresh(now)).unwrap_or(false) {
         return;
     }
-    let report = match env.kv(KV_BINDING) {
-        Ok(kv) => kv
-            .get(PROBES_KEY)
-            .json::<ProbeReport>()
-            .await
-            .ok()
-            .flatten(),
-        Err(_) => None,
-    };
-    let report = report.unwrap_or_default();
-    with_router(|r| r.apply_probes(&report, now));
+    let env = env.clone();
+    ctx.wait_until(async move {
+        let report = read_shared(&env).await.unwrap_or_default();
+        let now = now_ms();
+        with_router(|r| r.apply_probes(&report, now));
+    });
 }

@@ -14,7 +14,7 @@ use worker::{
 use super::{ensure_router, now_ms, random, reply, with_router};
 use crate::core::Millis;
 use crate::core::affinity::{self, Affinity};
-use crate::core::attempts::{AttemptLoop, Step};
+use crate::core::attempts::{AttemptLoop, Report, Step};
 use crate::core::config::EdgeConfig;
 use crate::core::geo::Coordinates;
 use crate::core::outcome::{self, Outcome};
@@ -157,7 +157,7 @@ fn new_request_id() -> String {
 }
 
 /// Handles one client request.
-pub async fn handle(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
+pub async fn handle(mut req: Request, env: Env, ctx: Context) -> Result<Response> {
     let started = now_ms();
     let request_id = header(&req, "x-request-id")
         .filter(|v| v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
@@ -186,9 +186,18 @@ pub async fn handle(mut req: Request, env: Env, _ctx: Context) -> Result<Respons
             ),
         };
     }
-    super::probe::refresh(&env).await;
+    super::probe::refresh(&env, &ctx);
     if req.path() == "/_edge/status" {
-        let mut response = Response::from_json(&with_router(|r| r.status(now_ms())))?;
+        let mut status = serde_json::to_value(with_router(|r| r.status(now_ms())))
+            .unwrap_or(serde_json::Value::Null);
+        if let Some(map) = status.as_object_mut() {
+            // The isolate's Wasm linear memory: flat after warm-up, or the soak test says why.
+            map.insert(
+                "wasm_memory_bytes".to_owned(),
+                super::wasm_memory_bytes().into(),
+            );
+        }
+        let mut response = Response::from_json(&status)?;
         response.headers_mut().set("x-served-by", reply::EDGE)?;
         response.headers_mut().set("cache-control", "no-store")?;
         return Ok(response);
@@ -313,8 +322,8 @@ impl ClientFacts {
     }
 }
 
-/// Carries out a plan: attempts in order (the first hedged if the plan says so), retries while
-/// the plan, budget and deadline allow, then the fallback origin once. Returns the number of
+/// Carries out a plan: every step the core's attempt loop gives, each finished attempt reported
+/// to it, the hedge sent when it says so, the race's loser aborted. Returns the number of
 /// attempts and the answer to deliver (with the region index; `None` for the fallback).
 async fn run_plan(
     out: &Outgoing,
@@ -342,47 +351,111 @@ async fn run_plan(
                 timeout_ms,
                 hedge,
             } => {
-                let finished = match hedge {
-                    Some((delay, other)) => {
-                        hedged_read(
-                            out,
-                            &origins,
-                            &mut attempts,
-                            region,
-                            other,
-                            delay,
-                            timeout_ms,
-                        )
-                        .await
-                    }
-                    None => vec![
-                        send(out, origin_of(&origins, region), region, timeout_ms)
-                            .1
-                            .await,
-                    ],
-                };
-                let mut delivered = None;
-                for attempt in finished {
-                    let outcome = attempt.outcome();
-                    let deliver = with_router(|r| {
-                        let now = now_ms();
-                        attempts.report(
-                            r,
-                            attempt.region,
-                            outcome,
-                            attempt.latency_ms,
-                            now,
-                            random(),
-                        )
-                    })
-                    .unwrap_or(false);
-                    if deliver && let Ok(answer) = attempt.answer {
-                        delivered = Some((Some(attempt.region), answer));
-                    }
+                let delivered = race(out, &origins, &mut attempts, region, hedge, timeout_ms).await;
+                if let Some(answer) = delivered {
+                    return (attempts.attempts(), Some(answer));
                 }
-                if delivered.is_some() {
-                    return (attempts.attempts(), delivered);
-                }
+            }
+        }
+    }
+}
+
+/// Reports a finished attempt to the loop; keeps its answer when the loop may deliver it later.
+fn report(attempts: &mut AttemptLoop, attempt: Attempt, held: &mut Vec<(usize, Answer)>) -> Report {
+    let outcome = attempt.outcome();
+    let report = with_router(|r| {
+        attempts.report(
+            r,
+            attempt.region,
+            outcome,
+            attempt.latency_ms,
+            now_ms(),
+            random(),
+        )
+    })
+    .unwrap_or(Report::Continue);
+    if let Ok(answer) = attempt.answer {
+        held.push((attempt.region, answer));
+    }
+    report
+}
+
+/// The held answer of `region`, for delivery.
+fn take(held: &mut Vec<(usize, Answer)>, region: usize) -> Option<(Option<usize>, Answer)> {
+    let i = held.iter().position(|(r, _)| *r == region)?;
+    let (r, answer) = held.swap_remove(i);
+    Some((Some(r), answer))
+}
+
+/// One step's attempts: the first, and the hedge when the loop arms and grants it. The loop
+/// decides the race (who wins, what each reports); this only sends, waits and aborts.
+async fn race(
+    out: &Outgoing,
+    origins: &[&str],
+    attempts: &mut AttemptLoop,
+    first: usize,
+    hedge: Option<(u64, usize)>,
+    timeout_ms: u64,
+) -> Option<(Option<usize>, Answer)> {
+    let mut held = Vec::new();
+    let (first_ctl, first_fut) = send(out, origin_of(origins, first), first, timeout_ms);
+    futures_util::pin_mut!(first_fut);
+    let Some((delay_ms, second)) = hedge else {
+        let attempt = first_fut.await;
+        return match report(attempts, attempt, &mut held) {
+            Report::Deliver(r) => take(&mut held, r),
+            Report::Wait | Report::Continue => None,
+        };
+    };
+    let timer = Delay::from(Duration::from_millis(delay_ms));
+    let first_fut = match select(first_fut, timer).await {
+        Either::Left((attempt, _)) => {
+            return match report(attempts, attempt, &mut held) {
+                Report::Deliver(r) => take(&mut held, r),
+                Report::Wait | Report::Continue => None,
+            };
+        }
+        Either::Right((_, pending)) => pending,
+    };
+    let now = now_ms();
+    if !with_router(|r| attempts.hedge_due(r, second, now)).unwrap_or(false) {
+        let attempt = first_fut.await;
+        return match report(attempts, attempt, &mut held) {
+            Report::Deliver(r) => take(&mut held, r),
+            Report::Wait | Report::Continue => None,
+        };
+    }
+    let (second_ctl, second_fut) = send(
+        out,
+        origin_of(origins, second),
+        second,
+        timeout_ms.saturating_sub(delay_ms).max(1),
+    );
+    futures_util::pin_mut!(second_fut);
+    let (early, late, late_region, late_ctl) = match select(first_fut, second_fut).await {
+        Either::Left((attempt, other)) => (attempt, Either::Right(other), second, Some(second_ctl)),
+        Either::Right((attempt, other)) => (attempt, Either::Left(other), first, None),
+    };
+    match report(attempts, early, &mut held) {
+        Report::Deliver(r) => {
+            // The loser is aborted; the loop learns how long it had taken.
+            match &late_ctl {
+                Some(ctl) => ctl.fire(),
+                None => first_ctl.fire(),
+            }
+            let now = now_ms();
+            with_router(|r| attempts.abandoned(r, late_region, now, random()));
+            take(&mut held, r)
+        }
+        Report::Continue => None,
+        Report::Wait => {
+            let attempt = match late {
+                Either::Left(first) => first.await,
+                Either::Right(second) => second.await,
+            };
+            match report(attempts, attempt, &mut held) {
+                Report::Deliver(r) => take(&mut held, r),
+                Report::Wait | Report::Continue => None,
             }
         }
     }
@@ -481,76 +554,10 @@ impl Served<'_> {
     }
 }
 
-/// Sends a read to `first`; if it has not answered after `delay_ms`, also to `second` (budget
-/// permitting). The first good answer wins and the other is aborted. Returns whether the hedge
-/// was sent, and the finished attempts (one or two).
-async fn hedged_read(
-    out: &Outgoing,
-    origins: &[&str],
-    attempts: &mut AttemptLoop,
-    first: usize,
-    second: usize,
-    delay_ms: u64,
-    timeout_ms: u64,
-) -> Vec<Attempt> {
-    let first_started = now_ms();
-    let (first_ctl, first_fut) = send(out, origin_of(origins, first), first, timeout_ms);
-    futures_util::pin_mut!(first_fut);
-    let timer = Delay::from(Duration::from_millis(delay_ms));
-    let first_fut = match select(first_fut, timer).await {
-        Either::Left((attempt, _)) => return vec![attempt],
-        Either::Right((_, pending)) => pending,
-    };
-    let now = now_ms();
-    if !with_router(|r| r.allow_retry(now, true)).unwrap_or(false) {
-        return vec![first_fut.await];
-    }
-    with_router(|r| attempts.hedge_sent(r, second, now));
-    let (second_ctl, second_fut) = send(
-        out,
-        origin_of(origins, second),
-        second,
-        timeout_ms.saturating_sub(delay_ms).max(1),
-    );
-    futures_util::pin_mut!(second_fut);
-    match select(first_fut, second_fut).await {
-        Either::Left((attempt, other)) => {
-            if good(&attempt) {
-                second_ctl.fire();
-                vec![attempt]
-            } else {
-                vec![attempt, other.await]
-            }
-        }
-        Either::Right((hedge, first_pending)) => {
-            if outcome::hedge_may_win(&hedge.outcome()) {
-                first_ctl.fire();
-                // The first region had a head start and still lost: that counts against its
-                // health like a timeout, so a region that stops answering is ejected even when
-                // only reads (always hedged around) reach it. A losing hedge is not counted.
-                let lost = Attempt {
-                    region: first,
-                    answer: Err(Outcome::Timeout),
-                    latency_ms: now_ms().saturating_sub(first_started) as f64,
-                };
-                vec![hedge, lost]
-            } else {
-                // A hedge's 4xx may be a replica that has not caught up: the first region's
-                // answer comes first, the hedge's is the fallback.
-                vec![first_pending.await, hedge]
-            }
-        }
-    }
-}
-
 /// A region's origin (plan indexes come from the same configuration; an impossible index gives an
 /// empty origin, which fails as a connection error rather than a panic).
 fn origin_of<'a>(origins: &[&'a str], region: usize) -> &'a str {
     origins.get(region).copied().unwrap_or_default()
-}
-
-fn good(attempt: &Attempt) -> bool {
-    !attempt.outcome().is_failure()
 }
 
 fn finish(mut response: Response, cors: Option<&reply::Cors>) -> Result<Response> {
