@@ -18,7 +18,8 @@ SCHEDULED = "/__scheduled?cron=*+*+*+*+*"
 
 
 class Stack:
-    def __init__(self, moto_server, table, routing=None, fallback=False, cors=None):
+    def __init__(self, moto_server, table, routing=None, fallback=False, cors=None,
+                 weights=None):
         self.procs = []
         self.moto = moto_server
         self.table = table
@@ -28,7 +29,7 @@ class Stack:
         self.edge = self._keep(edge.start_edge(
             {WEST: self.west.url, CENTRAL: self.central.url},
             fallback=self.fallback.url if self.fallback else "",
-            routing={"hedge": False, **(routing or {})}, cors=cors, weights=WEIGHTS))
+            routing={"hedge": False, **(routing or {})}, cors=cors, weights=weights or WEIGHTS))
 
     def _keep(self, proc):
         self.procs.append(proc)
@@ -100,6 +101,11 @@ def test_per_try_timeout_on_a_slow_region(stack):
 def test_status_404_seen_by_the_cron_probe(stack):
     set_faults(stack.west, status=404)
     assert stack.get(SCHEDULED).status_code == 200
+    # One failed probe is one sample (from one probing location): not enough to drain.
+    assert stack.status()[WEST]["state"] == "healthy"
+    assert stack.status()[WEST]["last_probe"]["failures_in_row"] == 1
+    for _ in range(2):
+        assert stack.get(SCHEDULED).status_code == 200
     assert stack.status()[WEST]["state"] == "drained"
     assert stack.status()[WEST]["last_probe"]["status"] == 404
     r = stack.get("/items?limit=1")

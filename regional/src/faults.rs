@@ -21,6 +21,8 @@ pub struct Faults {
     response_delay_ms: AtomicU64,
     /// Share of requests to fail, in millionths.
     error_ppm: AtomicU32,
+    /// The status those failures answer with (0: 503).
+    error_status: AtomicU16,
 }
 
 /// The settings as the admin route shows and takes them (every field optional on update).
@@ -34,8 +36,10 @@ pub struct FaultSettings {
     /// Delay added after a request was handled (the write is done, the answer is late): the
     /// "response lost on the way" case a router must not turn into a second write (at most 60000).
     pub response_delay_ms: u64,
-    /// Share of non-admin requests answered 503 `injected_fault`, 0.0..=1.0.
+    /// Share of non-admin requests answered `error_status` `injected_fault`, 0.0..=1.0.
     pub error_rate: f64,
+    /// The status of those answers, 500..=599 (default 503).
+    pub error_status: u16,
 }
 
 /// A partial update from the admin route.
@@ -46,6 +50,7 @@ pub struct FaultUpdate {
     pub latency_ms: Option<u64>,
     pub response_delay_ms: Option<u64>,
     pub error_rate: Option<f64>,
+    pub error_status: Option<u16>,
 }
 
 /// Longest injectable latency.
@@ -65,6 +70,10 @@ impl Faults {
             latency_ms: self.latency_ms.load(Ordering::Relaxed),
             response_delay_ms: self.response_delay_ms.load(Ordering::Relaxed),
             error_rate: f64::from(self.error_ppm.load(Ordering::Relaxed)) / 1e6,
+            error_status: match self.error_status.load(Ordering::Relaxed) {
+                0 => 503,
+                s => s,
+            },
         }
     }
 
@@ -89,6 +98,14 @@ impl Faults {
             && !(0.0..=1.0).contains(&r)
         {
             return Err("error_rate must be between 0 and 1".to_owned());
+        }
+        if let Some(s) = update.error_status
+            && !(500..=599).contains(&s)
+        {
+            return Err(format!("error_status must be 500..=599, got {s}"));
+        }
+        if let Some(s) = update.error_status {
+            self.error_status.store(s, Ordering::Relaxed);
         }
         if let Some(s) = update.status {
             self.status.store(s, Ordering::Relaxed);
@@ -133,7 +150,11 @@ async fn faulted(faults: &Faults, request: Request, next: Next) -> Response {
     }
     let ppm = faults.error_ppm.load(Ordering::Relaxed);
     if ppm > 0 && fastrand::u32(0..1_000_000) < ppm {
-        return ApiError::InjectedFault.into_response();
+        let mut response = ApiError::InjectedFault.into_response();
+        if let Ok(status) = axum::http::StatusCode::from_u16(faults.settings().error_status) {
+            *response.status_mut() = status;
+        }
+        return response;
     }
     let response = next.run(request).await;
     let delay = faults.response_delay_ms.load(Ordering::Relaxed);

@@ -103,16 +103,20 @@ pub struct Settings {
     /// interval).
     pub failure_window_ms: u64,
     /// Share of failed attempts in the window that ejects a region, beside the consecutive rule
-    /// (default 0.3). Envoy's failure-percentage rule ejects at 85 %, but it was made for large
-    /// fleets; with 2 to 5 regions a region failing a third of its requests is already worth
-    /// leaving, and the last region in service is never ejected.
+    /// (default 0.5). Envoy's failure-percentage rule ejects at 85 %, made for large fleets;
+    /// with 2 to 5 regions a region failing half its requests is worth leaving at once (the
+    /// last region in service is never ejected). Lesser failure rates make a region rank worse
+    /// instead (`failure_penalty_ms`): a region failing one request in five is avoided, not
+    /// ejected, so a small sample's bad luck never ejects it.
     pub failure_rate_ejection: f64,
-    /// Attempts a region needs in the window before the failure-rate rule judges it (default 10;
+    /// Attempts a region needs in the window before the failure-rate rule judges it (default 20;
     /// Envoy's request volume is 50, for one host of many).
     pub failure_rate_min_requests: u32,
     /// What failing costs a region in the ranking, in ms per unit of its smoothed failure share
-    /// beyond 5 % (default 200: a failure costs the client a retry's round trip and more; a
-    /// region failing 20 % of requests ranks 30 ms worse). Finagle's and Linkerd's balancers
+    /// beyond 10 % (default 1000: a failed attempt costs the client a retry's round trip, a
+    /// share of the retry budget, and the chance of an error if the retry fails too, so it
+    /// weighs as a second; a region failing 20 % of requests ranks 100 ms worse, enough to
+    /// send its clients to a healthy region an ocean away rather than retry). Finagle's and Linkerd's balancers
     /// likewise weigh errors as latency.
     pub failure_penalty_ms: f64,
     /// Failed probes in a row that drain a region (default 3, Route 53's FailureThreshold); a
@@ -146,9 +150,9 @@ impl Default for Settings {
             sticky_band_ms: 5.0,
             sticky_band_ratio: 0.2,
             failure_window_ms: 10_000,
-            failure_rate_ejection: 0.3,
-            failure_rate_min_requests: 10,
-            failure_penalty_ms: 200.0,
+            failure_rate_ejection: 0.5,
+            failure_rate_min_requests: 20,
+            failure_penalty_ms: 1000.0,
             probe_failures: 3,
         }
     }

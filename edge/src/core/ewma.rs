@@ -74,21 +74,32 @@ pub struct SmoothedLatency {
     updated_at: Option<Millis>,
     max_age_ms: f64,
     weight: f64,
+    /// Where an empty (or stale) estimate starts: `None`, at its first sample.
+    prior: Option<f64>,
 }
 
 impl SmoothedLatency {
     /// Starts empty; an estimate older than three `decay_ms` is not recent.
     pub fn new(decay_ms: u64) -> Self {
-        Self::with_weight(decay_ms, RANK_SMOOTHING)
+        Self {
+            value_ms: 0.0,
+            updated_at: None,
+            max_age_ms: decay_ms.max(1) as f64 * RECENT_FOR_DECAYS,
+            weight: RANK_SMOOTHING,
+            prior: None,
+        }
     }
 
-    /// The same with another weight per sample (in `0.0..=1.0`).
-    pub fn with_weight(decay_ms: u64, weight: f64) -> Self {
+    /// An estimate with another weight per sample (in `0.0..=1.0`) that starts from `prior`
+    /// rather than from its first sample (a failure share starts at 0: one failure is one
+    /// twentieth of the evidence, not all of it).
+    pub fn with_prior(decay_ms: u64, weight: f64, prior: f64) -> Self {
         Self {
             value_ms: 0.0,
             updated_at: None,
             max_age_ms: decay_ms.max(1) as f64 * RECENT_FOR_DECAYS,
             weight: weight.clamp(0.0, 1.0),
+            prior: Some(prior),
         }
     }
 
@@ -102,7 +113,7 @@ impl SmoothedLatency {
     /// starts afresh).
     pub fn observe(&mut self, sample_ms: f64, now: Millis) {
         let sample_ms = sample_ms.max(0.0);
-        self.value_ms = match self.recent(now) {
+        self.value_ms = match self.recent(now).or(self.prior) {
             Some(current) => current + (sample_ms - current) * self.weight,
             None => sample_ms,
         };

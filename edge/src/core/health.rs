@@ -77,8 +77,9 @@ impl ProbeResult {
 /// way): a lone failure barely moves it, a region failing one request in five reaches 0.2.
 pub const FAILURE_SHARE_WEIGHT: f64 = 0.05;
 /// Failure share a region may have without ranking worse: occasional throttles or a client's
-/// own 500s do not move clients (one failure moves the share to 0.05, within it).
-pub const FAILURE_SHARE_FLOOR: f64 = 0.05;
+/// own 500s do not move clients, and a region that fails outright is ejected by the
+/// consecutive rule (its third failure in a row) before it would rank worse.
+pub const FAILURE_SHARE_FLOOR: f64 = 0.1;
 
 /// Whether a region takes traffic now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -130,12 +131,13 @@ impl RegionHealth {
             last_probe: None,
             latency: PeakEwma::new(settings.ewma_decay_ms),
             rank_latency: SmoothedLatency::new(settings.ewma_decay_ms),
-            failure_share: SmoothedLatency::with_weight(
-                settings.ewma_decay_ms,
-                FAILURE_SHARE_WEIGHT,
-            ),
+            failure_share: Self::new_failure_share(settings),
             window: FailureWindow::default(),
         }
+    }
+
+    fn new_failure_share(settings: &Settings) -> SmoothedLatency {
+        SmoothedLatency::with_prior(settings.ewma_decay_ms, FAILURE_SHARE_WEIGHT, 0.0)
     }
 
     /// Availability at `now`.
@@ -221,9 +223,13 @@ impl RegionHealth {
         self.window.add(now, false, settings.failure_window_ms);
         self.consecutive_failures = 0;
         if self.ejected_until.is_some_and(|until| now >= until) || self.trial_started.is_some() {
+            // A passed trial: recovered. Its failures no longer count against it.
             self.ejected_until = None;
             self.trial_started = None;
             self.ejections = 0;
+            self.failure_share = Self::new_failure_share(settings);
+            self.rank_latency = SmoothedLatency::new(settings.ewma_decay_ms);
+            self.rank_latency.observe(latency_ms, now);
         }
     }
 
@@ -259,13 +265,8 @@ impl RegionHealth {
         if !(failed_trial || over_threshold || over_rate) || currently_ejected || !may_eject {
             return false;
         }
-        // The ejection is the verdict on these failures: the trial after it is judged afresh,
-        // and ranked on distance alone (an unmeasured region ranks as a typical one), so it
-        // comes when the ejection ends.
+        // The trial after this ejection is judged afresh by the rate rule.
         self.window.clear();
-        self.failure_share =
-            SmoothedLatency::with_weight(settings.ewma_decay_ms, FAILURE_SHARE_WEIGHT);
-        self.rank_latency = SmoothedLatency::new(settings.ewma_decay_ms);
         self.ejections = self.ejections.saturating_add(1);
         let base = settings
             .base_ejection_ms
@@ -461,11 +462,11 @@ mod tests {
             ..settings()
         };
         let mut h = RegionHealth::new(&s);
-        // Two failures in every five: never three in a row, but 40 % of the window.
+        // Three failures in every five: never three in a row, but 60 % of the window.
         let mut ejected_at = None;
         for n in 0..50u64 {
             let now = n * 100;
-            let ejected = if n % 5 < 2 {
+            let ejected = if n % 5 % 2 == 0 {
                 h.record_failure(5.0, now, true, 0.0, &s)
             } else {
                 h.record_success(5.0, now, &s);

@@ -172,16 +172,16 @@ impl EdgeRouter {
     }
 
     /// The latency a region is ranked by: its smoothed recent latency, or, when it has none
-    /// (never measured, or idle for a while), the mean of the other regions' recent ones (an
-    /// unmeasured region is neither free nor penalised: it ranks as a typical region); plus its
-    /// smoothed failure share times `failure_penalty_ms`, so a region that fails fast looks
-    /// worse, not faster.
+    /// (never measured, or idle for a while), the mean of the other regions' recent ones. An
+    /// unmeasured region is neither free nor penalised: it ranks as a typical region.
     fn ranking_latency(&self, i: usize, now: Millis) -> f64 {
-        let penalty = self.health[i].failure_share(now).unwrap_or(0.0)
-            * self.config.settings.failure_penalty_ms;
-        if let Some(ms) = self.health[i].ranking_latency_ms(now) {
-            return ms + penalty;
-        }
+        self.health[i]
+            .ranking_latency_ms(now)
+            .unwrap_or_else(|| self.prior_latency(now))
+    }
+
+    /// The latency of a typical region: the mean of the recent estimates (0 when none).
+    fn prior_latency(&self, now: Millis) -> f64 {
         let known: Vec<f64> = self
             .health
             .iter()
@@ -190,19 +190,29 @@ impl EdgeRouter {
         if known.is_empty() {
             0.0
         } else {
-            known.iter().sum::<f64>() / known.len() as f64 + penalty
+            known.iter().sum::<f64>() / known.len() as f64
         }
     }
 
     /// Estimated cost of sending this client to region `i`: fibre round trip plus observed
-    /// latency (failures included: see [`Self::ranking_latency`]) plus [`BASE_COST_MS`],
-    /// divided by the region's weight.
+    /// latency plus [`BASE_COST_MS`], divided by the region's weight; plus the region's smoothed
+    /// failure share times `failure_penalty_ms` (not divided: a preferred region that fails is
+    /// as costly to a client as any other), so a region that fails fast looks worse, not faster.
     fn cost(&self, i: usize, client: Option<Coordinates>, now: Millis) -> f64 {
         let region = &self.config.regions[i];
         let distance = client.map_or(0.0, |c| {
             geo::rtt_ms(geo::distance_km(c, region.coordinates()))
         });
-        (BASE_COST_MS + distance + self.ranking_latency(i, now)) / region.weight
+        let settings = &self.config.settings;
+        // A region due its trial ranks as if unmeasured, without its penalty: the trial must
+        // come, and its answer decides.
+        if self.health[i].availability(now, settings) == Availability::TrialDue {
+            let typical = self.prior_latency(now);
+            return (BASE_COST_MS + distance + typical) / region.weight;
+        }
+        let penalty =
+            self.health[i].failure_share(now).unwrap_or(0.0) * settings.failure_penalty_ms;
+        (BASE_COST_MS + distance + self.ranking_latency(i, now)) / region.weight + penalty
     }
 
     /// Orders admitted regions (`ranked`: index and cost, cheapest first). The band of
