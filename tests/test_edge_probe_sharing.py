@@ -29,7 +29,8 @@ def test_a_fresh_isolate_learns_a_drain_from_the_shared_probe_results():
     stack = Stack(tick_s=0, weights={WEST: 100.0, CENTRAL: 1.0}, name="probe-kv").start()
     try:
         stack.set_faults(WEST, status=404)
-        stack.probe()  # the cron: probes both regions, shares the report in KV
+        for _ in range(3):  # the cron: probes both regions, shares the report in KV; three
+            stack.probe()   # failed probes in a row drain a region
         stack.restart_edge()  # a new isolate, same KV
         r = requests.post(stack.edge.url + "/items", json={"x": 1}, timeout=10)
         assert r.status_code == 201

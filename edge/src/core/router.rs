@@ -74,6 +74,19 @@ impl ProbeReport {
     }
 }
 
+/// Whether and how to read the shared probe results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeRefresh {
+    /// Not due yet.
+    NotDue,
+    /// This isolate has never read them: read before routing this request (once per isolate),
+    /// so a new isolate does not send its first requests to a region every other isolate knows
+    /// is drained.
+    First,
+    /// Due: read after the response (`wait_until`); the next requests use them.
+    Background,
+}
+
 /// What this isolate has done since it started.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Counters {
@@ -448,14 +461,19 @@ impl EdgeRouter {
             .is_none_or(|at| now.saturating_sub(at) >= self.config.settings.probe_refresh_ms)
     }
 
-    /// Claims the next refresh of the shared probe results: true (once per `probe_refresh_ms`)
-    /// when the caller should read them, so concurrent requests start one read, not many.
-    pub fn claim_probe_refresh(&mut self, now: Millis) -> bool {
-        let due = self.probes_due(now);
-        if due {
-            self.probes_read_at = Some(now);
+    /// Claims the next refresh of the shared probe results, so concurrent requests start one
+    /// read, not many (see [`ProbeRefresh`]).
+    pub fn claim_probe_refresh(&mut self, now: Millis) -> ProbeRefresh {
+        let first = self.probes_read_at.is_none();
+        if !self.probes_due(now) {
+            return ProbeRefresh::NotDue;
         }
-        due
+        self.probes_read_at = Some(now);
+        if first {
+            ProbeRefresh::First
+        } else {
+            ProbeRefresh::Background
+        }
     }
 
     /// Applies shared probe results (unknown region names are ignored).

@@ -1,6 +1,6 @@
 //! Active health: the cron probes every region's health path and shares the results through KV
 //! (with each region's failures in a row); each isolate re-reads them at most every
-//! `probe_refresh_ms`, in `wait_until`, never on a request's path.
+//! `probe_refresh_ms`, in `wait_until`, off the request's path (but for its first request).
 
 use std::time::Duration;
 
@@ -9,7 +9,7 @@ use worker::{AbortController, Context, Delay, Env, Fetch, Method, Request, Reque
 
 use super::{KV_BINDING, now_ms, with_router};
 use crate::core::health::ProbeResult;
-use crate::core::router::ProbeReport;
+use crate::core::router::{ProbeRefresh, ProbeReport};
 
 /// KV key holding the latest [`ProbeReport`].
 pub const PROBES_KEY: &str = "probes";
@@ -112,17 +112,23 @@ async fn read_shared(env: &Env) -> Option<ProbeReport> {
         .flatten()
 }
 
-/// Re-reads the shared probe results when they are due, off the request path: the read runs
-/// in `wait_until` after the response, and its results serve the next requests.
-pub fn refresh(env: &Env, ctx: &Context) {
+async fn read_and_apply(env: &Env) {
+    let report = read_shared(env).await.unwrap_or_default();
     let now = now_ms();
-    if !with_router(|r| r.claim_probe_refresh(now)).unwrap_or(false) {
-        return;
+    with_router(|r| r.apply_probes(&report, now));
+}
+
+/// Re-reads the shared probe results when they are due. Off the request path (in `wait_until`,
+/// after the response; the results serve the next requests), except once per isolate: its very
+/// first request waits for the first read.
+pub async fn refresh(env: &Env, ctx: &Context) {
+    let now = now_ms();
+    match with_router(|r| r.claim_probe_refresh(now)) {
+        Some(ProbeRefresh::First) => read_and_apply(env).await,
+        Some(ProbeRefresh::Background) => {
+            let env = env.clone();
+            ctx.wait_until(async move { read_and_apply(&env).await });
+        }
+        Some(ProbeRefresh::NotDue) | None => {}
     }
-    let env = env.clone();
-    ctx.wait_until(async move {
-        let report = read_shared(&env).await.unwrap_or_default();
-        let now = now_ms();
-        with_router(|r| r.apply_probes(&report, now));
-    });
 }

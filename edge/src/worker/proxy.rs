@@ -186,7 +186,7 @@ pub async fn handle(mut req: Request, env: Env, ctx: Context) -> Result<Response
             ),
         };
     }
-    super::probe::refresh(&env, &ctx);
+    super::probe::refresh(&env, &ctx).await;
     if req.path() == "/_edge/status" {
         let mut status = serde_json::to_value(with_router(|r| r.status(now_ms())))
             .unwrap_or(serde_json::Value::Null);
