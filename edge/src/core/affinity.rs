@@ -83,7 +83,7 @@ impl Affinity {
         token: &str,
         now: Millis,
         window_ms: Millis,
-        known: &[&str],
+        known: impl Fn(&str) -> bool,
         key: &SigningKey,
     ) -> Option<Self> {
         let (payload, tag) = token.trim().rsplit_once('.')?;
@@ -93,7 +93,7 @@ impl Affinity {
         if expires_ms <= now || expires_ms > now.saturating_add(window_ms) {
             return None;
         }
-        if !known.contains(&region) {
+        if !known(region) {
             return None;
         }
         let tag = unhex(tag).filter(|t| t.len() == MAC_BYTES)?;
@@ -128,6 +128,10 @@ mod tests {
     use super::*;
 
     const KNOWN: [&str; 2] = ["eu-west-1", "eu-central-1"];
+
+    fn known(region: &str) -> bool {
+        KNOWN.contains(&region)
+    }
     const WINDOW: Millis = 10_000;
 
     fn key() -> SigningKey {
@@ -145,9 +149,9 @@ mod tests {
     fn round_trips_and_expires() {
         let a = dublin(5000);
         let t = a.token(&key());
-        assert_eq!(Affinity::parse(&t, 4000, WINDOW, &KNOWN, &key()), Some(a));
+        assert_eq!(Affinity::parse(&t, 4000, WINDOW, known, &key()), Some(a));
         assert_eq!(
-            Affinity::parse(&t, 5000, WINDOW, &KNOWN, &key()),
+            Affinity::parse(&t, 5000, WINDOW, known, &key()),
             None,
             "expired"
         );
@@ -159,19 +163,19 @@ mod tests {
         let t = dublin(5000).token(&k);
         let other = SigningKey::new(&[7u8; 32]).unwrap();
         assert_eq!(
-            Affinity::parse(&t, 0, WINDOW, &KNOWN, &other),
+            Affinity::parse(&t, 0, WINDOW, known, &other),
             None,
             "other key"
         );
         let moved = t.replacen("eu-west-1", "eu-central-1", 1);
         assert_eq!(
-            Affinity::parse(&moved, 0, WINDOW, &KNOWN, &k),
+            Affinity::parse(&moved, 0, WINDOW, known, &k),
             None,
             "region changed"
         );
         let later = t.replacen(".5000.", ".9000.", 1);
         assert_eq!(
-            Affinity::parse(&later, 0, WINDOW, &KNOWN, &k),
+            Affinity::parse(&later, 0, WINDOW, known, &k),
             None,
             "expiry changed"
         );
@@ -179,7 +183,7 @@ mod tests {
         let last = flipped.pop().unwrap();
         flipped.push(if last == '0' { '1' } else { '0' });
         assert_eq!(
-            Affinity::parse(&flipped, 0, WINDOW, &KNOWN, &k),
+            Affinity::parse(&flipped, 0, WINDOW, known, &k),
             None,
             "mac changed"
         );
@@ -192,7 +196,7 @@ mod tests {
             "a.b.c",
         ] {
             assert_eq!(
-                Affinity::parse(garbage, 0, WINDOW, &KNOWN, &k),
+                Affinity::parse(garbage, 0, WINDOW, known, &k),
                 None,
                 "{garbage:?}"
             );
@@ -200,7 +204,7 @@ mod tests {
         // Signed with the right key but for longer than the window: not honoured.
         let long = dublin(60_000).token(&k);
         assert_eq!(
-            Affinity::parse(&long, 0, WINDOW, &KNOWN, &k),
+            Affinity::parse(&long, 0, WINDOW, known, &k),
             None,
             "outlives the window"
         );
@@ -210,7 +214,7 @@ mod tests {
         }
         .token(&k);
         assert_eq!(
-            Affinity::parse(&unknown, 0, WINDOW, &KNOWN, &k),
+            Affinity::parse(&unknown, 0, WINDOW, known, &k),
             None,
             "unknown region"
         );

@@ -305,14 +305,10 @@ impl EdgeRouter {
         if let Some(token) = facts.affinity
             && let Some(key) = &self.config.affinity_key
         {
-            let known: Vec<&str> = self
-                .config
-                .regions
-                .iter()
-                .map(|r| r.name.as_str())
-                .collect();
+            let regions = &self.config.regions;
+            let known = |name: &str| regions.iter().any(|r| r.name == name);
             if let Some(affinity) =
-                Affinity::parse(token, now, settings.affinity_window_ms, &known, key)
+                Affinity::parse(token, now, settings.affinity_window_ms, known, key)
                 && let Some(pos) = order
                     .iter()
                     .position(|&i| self.config.regions[i].name == affinity.region)
