@@ -13,6 +13,11 @@ The configuration, and why:
   (conn-failure). Retrying a POST after a timeout or an empty response could store it twice; the
   regions honour `Idempotency-Key`, so a keyed POST may be retried like a read.
 - `timeout connect 1s`, `timeout server 2s` (the edge's per-try timeout), `timeout queue 2s`.
+- Passive checks on live traffic too, so the comparison with the edge's outlier detection is fair
+  in gray failures: `observe layer7` counts 5xx answers (and connection failures) as errors,
+  `error-limit 5` consecutive errors trigger `on-error mark-down` (the server is marked down at
+  once and comes back through its active checks, `rise 2`). HAProxy has no failure-rate rule:
+  a server failing one request in five rarely has five errors in a row.
 """
 
 from __future__ import annotations
@@ -53,7 +58,7 @@ backend regions
     http-check expect status 200
     # A POST without an idempotency key is only retried when it could not be sent at all.
     http-request disable-l7-retry if METH_POST !{{ req.hdr(idempotency-key) -m found }}
-    default-server inter 1s fall 2 rise 2
+    default-server inter 1s fall 2 rise 2 observe layer7 error-limit 5 on-error mark-down
 {servers}
 """
 
