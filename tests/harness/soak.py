@@ -443,25 +443,36 @@ def workerd_rss(wrangler: procs.Proc) -> dict:
             "processes": len(worker) + len(proxy)}
 
 
-def _sample(load: Load, wrangler: procs.Proc, wasm: bool) -> dict:
+def _sample(load: Load, wrangler: procs.Proc, wasm: bool, extra=None) -> dict:
     out = {"t_s": round(load.clock.now(), 1), "requests": load.count()}
     if wasm:
+        out["wasm_memory_bytes"] = None
         try:
             r = requests.get(load.base_url + "/_edge/status", timeout=5)
-            out["wasm_memory_bytes"] = int(r.json()["wasm_memory_bytes"]) if r.ok else None
-        except (requests.RequestException, ValueError, KeyError, TypeError):
-            out["wasm_memory_bytes"] = None
+            status = r.json() if r.ok else {}
+            out["wasm_memory_bytes"] = int(status["wasm_memory_bytes"])
+            # How the isolate sees each region: state and smoothed latency (diagnosis only).
+            out["regions"] = {g.get("name"): {"state": g.get("state"),
+                                              "ewma_ms": g.get("ewma_latency_ms")}
+                              for g in status.get("regions", []) if isinstance(g, dict)}
+        except (requests.RequestException, ValueError, KeyError, TypeError, AttributeError):
+            pass
     rss = workerd_rss(wrangler)
     out["workerd_rss_mb"], out["proxy_rss_mb"] = rss["worker"], rss["proxy"]
+    if extra is not None:
+        try:
+            out.update(extra())
+        except Exception as e:  # noqa: BLE001 (a diagnosis must never stop the soak)
+            out["extra_error"] = type(e).__name__
     return out
 
 
 def _sampler(load: Load, wrangler: procs.Proc, wasm: bool, every: float, stop: threading.Event,
-             samples: list[dict]) -> None:
-    samples.append(_sample(load, wrangler, wasm))
+             samples: list[dict], extra=None) -> None:
+    samples.append(_sample(load, wrangler, wasm, extra))
     k = 1
     while not stop.wait(max(0.0, k * every - load.clock.now())):
-        samples.append(_sample(load, wrangler, wasm))
+        samples.append(_sample(load, wrangler, wasm, extra))
         k += 1
 
 
@@ -469,8 +480,9 @@ def _sampler(load: Load, wrangler: procs.Proc, wasm: bool, every: float, stop: t
 
 def drive(target: str, base_url: str, regionals: dict[str, str], wrangler: procs.Proc,
           seconds: float, settings: SoakSettings, run_id: str, wasm: bool,
-          log=print) -> tuple[Load, list[dict]]:
-    """Runs the load against one target for `seconds`, sampling memory; returns what it saw."""
+          log=print, extra=None) -> tuple[Load, list[dict]]:
+    """Runs the load against one target for `seconds`, sampling memory (and `extra()`, a dict
+    merged into each sample); returns what it saw."""
     load = Load(target=target, base_url=base_url, regionals=regionals, run_id=run_id,
                 clock=Clock(), read_min_age_s=settings.read_min_age_s)
     rng = random.Random(settings.seed or None)
@@ -478,7 +490,8 @@ def drive(target: str, base_url: str, regionals: dict[str, str], wrangler: procs
     stop = threading.Event()
     samples: list[dict] = []
     sampler = threading.Thread(target=_sampler, name=f"{target}-sampler", daemon=True,
-                               args=(load, wrangler, wasm, settings.sample_s, stop, samples))
+                               args=(load, wrangler, wasm, settings.sample_s, stop, samples,
+                                     extra))
     sampler.start()
     threads = []
     for n in range(settings.clients):
@@ -493,7 +506,7 @@ def drive(target: str, base_url: str, regionals: dict[str, str], wrangler: procs
         t.join(seconds + CLIENT_TIMEOUT_S * 2 + 30)
     stop.set()
     sampler.join(30)
-    samples.append(_sample(load, wrangler, wasm))
+    samples.append(_sample(load, wrangler, wasm, extra))
     return load, samples
 
 
@@ -621,6 +634,12 @@ def run_control(settings: SoakSettings, seconds: float, run_id: str, log=print):
 
 # --- the whole soak ----------------------------------------------------------------------------
 
+def _replication(stack: Stack) -> dict:
+    """The replicator's backlog and its lag so far (cumulative percentiles, ms)."""
+    status = stack.replicator_status()
+    return {"pending": status.get("pending"), "lag_ms": status.get("lag_ms")}
+
+
 def machine() -> dict:
     model = ""
     for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -645,7 +664,8 @@ def run(settings: SoakSettings, log=print, command: str = "") -> dict:
     try:
         edge_load, edge_samples = drive(
             EDGE_TARGET, stack.edge.url, {r: stack.regional[r].url for r in stack.regions},
-            stack.edge, seconds, settings, run_id, wasm=True, log=log)
+            stack.edge, seconds, settings, run_id, wasm=True, log=log,
+            extra=lambda: {"replicator": _replication(stack)})
         replicator = stack.replicator_status()
     finally:
         stack.stop()
@@ -733,6 +753,7 @@ def summary_text(result: dict) -> str:
         f"  expected 404 (own deletes): {result['expected_404']}   412 (writers raced): "
         f"{result['conflicts_412']}   stale reads: {result['stale_reads']}   retried: {result['retried']}",
         f"  latency p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms; served by {result['served_by']}",
+        f"  replication lag (the local replicator, ms): {result['replicator'].get('lag_ms')}",
         "  per minute (p50/p99 ms, errors): " + "  ".join(
             f"{m['minute']}: {m['p50_ms']}/{m['p99_ms']}" + (f" E{m['client_errors']}" if m["client_errors"] else "")
             for m in result["per_minute"]),
