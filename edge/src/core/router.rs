@@ -2,7 +2,7 @@
 //! each attempt's outcome does to health, whether a retry is allowed, and the status report.
 //! The adapter asks; this decides. Nothing here sends, sleeps or reads a clock.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -134,24 +134,37 @@ pub struct EdgeRouter {
     probes_read_at: Option<Millis>,
     /// Which regions are in the band of near-equal regions (kept between plans: hysteresis).
     in_band: Vec<bool>,
+    /// Each region's name hashed once, for the rendezvous scores.
+    name_hashes: Vec<u64>,
+    /// Each region's position, for distances.
+    points: Vec<geo::UnitVector>,
+    /// Affinity tokens whose signature was checked, with what they say (expiry is checked
+    /// again on every use); cleared when full.
+    verified_tokens: HashMap<String, Affinity>,
 }
+
+/// Most verified affinity tokens kept per isolate.
+const VERIFIED_TOKENS: usize = 1024;
 
 /// What every region costs before distance and latency (its own work), so that weights order
 /// regions even when nothing else is known.
 pub const BASE_COST_MS: f64 = 1.0;
 
-/// A stable 64-bit hash (FNV-1a) of a client key and a region name: the same in every isolate,
-/// natively and in Wasm.
-fn rendezvous(client_key: &str, region: &str) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in client_key.bytes().chain([0xff]).chain(region.bytes()) {
-        hash ^= u64::from(b);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    // FNV's low bits mix poorly for short inputs: finish with a multiply-xorshift.
-    hash ^= hash >> 33;
-    hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    hash ^ (hash >> 33)
+/// A stable 64-bit hash (FNV-1a) of a string: the same in every isolate, natively and in Wasm.
+fn fnv1a(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, b| {
+        (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// The rendezvous score of a client (its key's hash) with a region (its name's hash): the
+/// client's region among near-equal ones is the one scoring highest. A splitmix64 finish mixes
+/// the two hashes, so each client's order over the regions is independent of the others'.
+fn rendezvous(client_hash: u64, region_hash: u64) -> u64 {
+    let mut z = (client_hash ^ region_hash).wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 impl EdgeRouter {
@@ -171,6 +184,13 @@ impl EdgeRouter {
             counters: Counters::default(),
             probes_read_at: None,
             in_band: vec![false; config.regions.len()],
+            name_hashes: config.regions.iter().map(|r| fnv1a(&r.name)).collect(),
+            points: config
+                .regions
+                .iter()
+                .map(|r| r.coordinates().into())
+                .collect(),
+            verified_tokens: HashMap::new(),
             config: Arc::new(config),
         }
     }
@@ -211,10 +231,10 @@ impl EdgeRouter {
     /// latency plus [`BASE_COST_MS`], divided by the region's weight; plus the region's smoothed
     /// failure share times `failure_penalty_ms` (not divided: a preferred region that fails is
     /// as costly to a client as any other), so a region that fails fast looks worse, not faster.
-    fn cost(&self, i: usize, client: Option<Coordinates>, now: Millis) -> f64 {
+    fn cost(&self, i: usize, client: Option<geo::UnitVector>, now: Millis) -> f64 {
         let region = &self.config.regions[i];
         let distance = client.map_or(0.0, |c| {
-            geo::rtt_ms(geo::distance_km(c, region.coordinates()))
+            geo::rtt_ms(geo::distance_km_between(c, self.points[i]))
         });
         let settings = &self.config.settings;
         // A region due its trial ranks as if unmeasured, without its penalty: the trial must
@@ -244,8 +264,8 @@ impl EdgeRouter {
         // Costs are divided by weight: so is the band's fixed part.
         let weight = self.config.regions[first].weight;
         let tolerance = (best * s.sticky_band_ratio).max(s.sticky_band_ms / weight);
-        let mut band = Vec::new();
-        let mut rest = Vec::new();
+        let mut band = Vec::with_capacity(ranked.len());
+        let mut rest = Vec::with_capacity(ranked.len());
         for &(i, cost) in ranked {
             let limit = if self.in_band[i] {
                 2.0 * tolerance
@@ -256,8 +276,11 @@ impl EdgeRouter {
             self.in_band[i] = inside;
             if inside { band.push(i) } else { rest.push(i) }
         }
-        let names = &self.config.regions;
-        band.sort_by_key(|&i| std::cmp::Reverse(rendezvous(client_key, &names[i].name)));
+        if band.len() > 1 {
+            let client = fnv1a(client_key);
+            let names = &self.name_hashes;
+            band.sort_by_cached_key(|&i| std::cmp::Reverse(rendezvous(client, names[i])));
+        }
         band.extend(rest);
         band
     }
@@ -268,13 +291,16 @@ impl EdgeRouter {
         self.budget.deposit(now);
         let client = facts
             .client
-            .or_else(|| facts.continent.and_then(geo::continent_centre));
+            .or_else(|| facts.continent.and_then(geo::continent_centre))
+            .map(geo::UnitVector::from);
         let settings = Arc::clone(&self.config);
         let settings = &settings.settings;
-        let mut ranked: Vec<(usize, f64)> = (0..self.health.len())
-            .filter(|&i| self.health[i].admits(now, settings))
-            .map(|i| (i, self.cost(i, client, now)))
-            .collect();
+        let mut ranked: Vec<(usize, f64)> = Vec::with_capacity(self.health.len());
+        ranked.extend(
+            (0..self.health.len())
+                .filter(|&i| self.health[i].admits(now, settings))
+                .map(|i| (i, self.cost(i, client, now))),
+        );
         let least_bad = ranked.is_empty();
         if least_bad {
             // Every region is drained or ejected (panic mode): the whole plan, least bad first.
@@ -305,10 +331,24 @@ impl EdgeRouter {
         if let Some(token) = facts.affinity
             && let Some(key) = &self.config.affinity_key
         {
-            let regions = &self.config.regions;
-            let known = |name: &str| regions.iter().any(|r| r.name == name);
-            if let Some(affinity) =
-                Affinity::parse(token, now, settings.affinity_window_ms, known, key)
+            let window = settings.affinity_window_ms;
+            let cached = self
+                .verified_tokens
+                .get(token)
+                .filter(|a| a.expires_ms > now && a.expires_ms <= now.saturating_add(window))
+                .cloned();
+            let affinity = cached.or_else(|| {
+                let regions = &self.config.regions;
+                let known = |name: &str| regions.iter().any(|r| r.name == name);
+                let parsed = Affinity::parse(token, now, window, known, key)?;
+                if self.verified_tokens.len() >= VERIFIED_TOKENS {
+                    self.verified_tokens.clear();
+                }
+                self.verified_tokens
+                    .insert(token.to_owned(), parsed.clone());
+                Some(parsed)
+            });
+            if let Some(affinity) = affinity
                 && let Some(pos) = order
                     .iter()
                     .position(|&i| self.config.regions[i].name == affinity.region)
