@@ -165,14 +165,26 @@ pub enum Found {
     InFlight,
     /// Another request used this key: 422.
     Reused,
+    /// This request's own claim (its write landed; a retry of it saw it): carry on.
+    Ours,
 }
 
 /// Classifies the record a claim collided with (`None`: it vanished, e.g. expired and deleted
-/// since; the caller may claim again).
-pub fn classify(record: Option<&Item>, fingerprint: &str, now_ms: u64) -> Option<Found> {
+/// since; the caller may claim again). A record holding the caller's own claim `token` is
+/// [`Found::Ours`]: the claim's write was applied and the SDK, not hearing back in time, sent it
+/// again.
+pub fn classify(
+    record: Option<&Item>,
+    fingerprint: &str,
+    token: &str,
+    now_ms: u64,
+) -> Option<Found> {
     let record = record?;
     let number = |name: &str| record.get(name).and_then(Value::as_u64);
     let text = |name: &str| record.get(name).and_then(Value::as_str);
+    if text(CLAIM) == Some(token) && text(STATE) == Some(IN_FLIGHT) {
+        return Some(Found::Ours);
+    }
     if number(EXPIRES_AT).is_some_and(|at| at < now_ms / 1000) {
         return None;
     }
@@ -258,21 +270,26 @@ mod tests {
         };
         let record = claim.record(STAMP);
         assert_eq!(
-            classify(Some(&record), "fp", 1_000_100),
+            classify(Some(&record), "fp", "t2", 1_000_100),
             Some(Found::InFlight)
         );
         assert_eq!(
-            classify(Some(&record), "other", 1_000_100),
+            classify(Some(&record), "fp", "t1", 1_000_100),
+            Some(Found::Ours),
+            "our own claim, sent again by the SDK"
+        );
+        assert_eq!(
+            classify(Some(&record), "other", "t2", 1_000_100),
             Some(Found::Reused)
         );
         assert_eq!(
-            classify(Some(&record), "fp", 1_006_000),
+            classify(Some(&record), "fp", "t2", 1_006_000),
             None,
             "abandoned claim"
         );
         let item = json!({"item_id": "a", "x": 1, "version": 1, "_idempotency": "h"});
         let done = completed(record, item.as_object().unwrap());
-        let replay = classify(Some(&done), "fp", 1_006_000).unwrap();
+        let replay = classify(Some(&done), "fp", "t1", 1_006_000).unwrap();
         assert_eq!(
             replay,
             Found::Replay {
@@ -283,7 +300,11 @@ mod tests {
             }
         );
         let day_later = 1_000_000 + (KEY_TTL_S + 1) * 1000;
-        assert_eq!(classify(Some(&done), "fp", day_later), None, "expired");
-        assert_eq!(classify(None, "fp", 0), None);
+        assert_eq!(
+            classify(Some(&done), "fp", "t1", day_later),
+            None,
+            "expired"
+        );
+        assert_eq!(classify(None, "fp", "t1", 0), None);
     }
 }

@@ -76,7 +76,16 @@ pub async fn create(
                 item: new,
                 replayed: false,
             }),
-            Err(StoreError::ConditionFailed) => Err(ApiError::ItemExists(id)),
+            Err(StoreError::ConditionFailed) => match store.get(&id).await? {
+                // The SDK resent our write after its first try landed: it is ours.
+                Some(existing) if WriteIdentity::of(&existing) == WriteIdentity::of(&new) => {
+                    Ok(Created {
+                        item: existing,
+                        replayed: false,
+                    })
+                }
+                _ => Err(ApiError::ItemExists(id)),
+            },
             Err(e) => Err(e.into()),
         };
     };
@@ -121,24 +130,30 @@ pub async fn create(
         Ok(()) => {}
         Err(StoreError::ConditionFailed) => {
             let found = store.get(&key.record_id()).await?;
-            return match idempotency::classify(found.as_ref(), &fingerprint, now_ms()) {
+            match idempotency::classify(found.as_ref(), &fingerprint, &token, now_ms()) {
+                // The SDK resent our claim after its first try landed: we hold the key.
+                Some(Found::Ours) => {}
                 Some(Found::Replay {
                     body: Some(body), ..
-                }) => Ok(Created {
-                    item: body,
-                    replayed: true,
-                }),
+                }) => {
+                    return Ok(Created {
+                        item: body,
+                        replayed: true,
+                    });
+                }
                 Some(Found::Replay {
                     item_id,
                     body: None,
-                }) => Ok(Created {
-                    item: get(store, &item_id).await?,
-                    replayed: true,
-                }),
-                Some(Found::Reused) => Err(ApiError::IdempotencyKeyReused),
+                }) => {
+                    return Ok(Created {
+                        item: get(store, &item_id).await?,
+                        replayed: true,
+                    });
+                }
+                Some(Found::Reused) => return Err(ApiError::IdempotencyKeyReused),
                 // Still running, or its record just expired: the client retries shortly.
-                Some(Found::InFlight) | None => Err(ApiError::IdempotencyInFlight),
-            };
+                Some(Found::InFlight) | None => return Err(ApiError::IdempotencyInFlight),
+            }
         }
         Err(e) => return Err(e.into()),
     }
