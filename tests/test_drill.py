@@ -20,18 +20,43 @@ WEST, CENTRAL, EAST = "eu-west-1", "eu-central-1", "us-east-1"
 
 
 def test_short_drill_edge_hides_every_fault(tmp_path):
-    settings = drill.DrillSettings(phase_s=3.5, concurrency=4, rate=5.0, out=tmp_path / "drill")
+    settings = drill.DrillSettings(phase_s=3.5, concurrency=4, writers=2, rate=2.0,
+                                   out=tmp_path / "drill")
     started = time.monotonic()
     summary = drill.run(settings, log=lambda *_: None)
     elapsed = time.monotonic() - started
     try:
+        assert [p["name"] for p in summary["phases"]] == drill.PHASE_NAMES
         edge = summary["targets"][drill.EDGE]
-        # One region is healthy in every phase: the edge shows no error in any of them.
+        # One region is healthy in every phase: the edge shows no error in any phase without the
+        # pause (reads, creates, and its writers' reads and writes), and its writers lose nothing.
         for n, phase in enumerate(edge["phases"], start=1):
             assert phase["requests"] > 0, n
+            assert phase["writers"]["writes"] > 0, n
+            if n == drill.PAUSED:
+                continue
             assert phase["errors"] == 0, (n, phase["error_kinds"])
-        assert edge["phases"][0]["share"].get(WEST, 0) > 0.5  # A is preferred while healthy
-        assert edge["phases"][2]["share"] == {CENTRAL: 1.0}  # A killed: everything in B
+            assert phase["writers"]["lost_silently"] == 0, (n, phase["writers"])
+            assert phase["writers"]["write_errors"] == 0, (n, phase["writers"])
+        assert edge["phases"][drill.HEALTHY - 1]["share"].get(WEST, 0) > 0.5  # A preferred
+        assert edge["phases"][drill.KILLED - 1]["share"] == {CENTRAL: 1.0}  # everything in B
+        # Every phase of every target: each write is acknowledged, a conflict or an error, and
+        # each acknowledged one is kept or lost.
+        for name, target in summary["targets"].items():
+            for n, phase in enumerate(target["phases"], start=1):
+                w = phase["writers"]
+                assert w["writes"] == w["acknowledged"] + w["conflicts"] + w["write_errors"], (name, n, w)
+                assert w["acknowledged"] == w["kept"] + w["lost_silently"], (name, n, w)
+        # The paused phase reports its numbers: the two pinned writers wrote the same items in
+        # both regions, every write was acknowledged locally, and last-writer-wins dropped the
+        # losing side's last write of each item on resume (silently: no client was told).
+        split = summary["targets"][drill.SPLIT]["phases"]
+        paused = split[drill.PAUSED - 1]["writers"]
+        assert paused["acknowledged"] > 0 and paused["write_errors"] == 0, paused
+        assert paused["lost_silently"] >= 1, paused  # the rule sees what last-writer-wins drops
+        assert all(p["requests"] == 0 for n, p in enumerate(split, start=1) if n != drill.PAUSED)
+        pause = summary["pause"]
+        assert pause["caught_up"] and pause["queued_at_resume"] > 0, pause
         # The seed's check, after convergence; before it, at most one create per client thread.
         seed = edge["seed_check"]
         assert seed["holds"], seed
@@ -39,11 +64,23 @@ def test_short_drill_edge_hides_every_fault(tmp_path):
         assert seed["creates_in_a_before_convergence"] <= settings.concurrency
         # Data: replicated everywhere, no duplicate, nothing acknowledged lost.
         checks = summary["data_checks"]
-        assert checks["acknowledged_writes"] > 0
+        assert checks["acknowledged_creates"] > 0
         assert checks["replication_caught_up"], checks
         assert not checks["duplicate_markers"] and not checks["duplicate_acks"], checks
         assert not checks["lost_writes"], checks
         assert not checks["stored_region_differs_from_answer"], checks
+        # The writers' data check covers updates, deletes and recreates, read back from every
+        # region after the catch-up, and every region holds the same final state of every item.
+        writers = checks["writers"]
+        assert writers["acknowledged_updates"] > 0 and writers["acknowledged_deletes"] > 0, writers
+        assert writers["acknowledged_recreates"] > 0, writers
+        assert writers["regions_agree"], writers["disagreements"]
+        assert writers["checked_reads"] == writers["items"] * 2
+        assert not writers["final_write_differs_from_its_answer"], writers
+        assert not writers["final_from_no_known_write"], writers  # every final state was written
+        assert writers["kept"] + writers["lost_silently"] == writers["acknowledged_writes"]
+        assert writers["lost_silently"] == sum(
+            p["writers"]["lost_silently"] for t in summary["targets"].values() for p in t["phases"])
         # The side-by-side columns are there (recorded, not judged).
         assert drill.PINNED in summary["targets"]
         if haproxy.binary():
@@ -51,10 +88,14 @@ def test_short_drill_edge_hides_every_fault(tmp_path):
         else:
             warnings.warn("haproxy is not installed: the drill ran without its HAProxy column")
         assert len(summary["dns_model"]) == 2
+        phase_files = [f"phase-{n}.json" for n in range(1, len(drill.PHASE_NAMES) + 1)]
         for name in ["chart.svg", "summary.json", "table.txt", "requests.csv", "health.csv",
-                     *(f"phase-{n}.json" for n in range(1, 6))]:
+                     *phase_files]:
             assert (settings.out / name).stat().st_size > 0, name
         assert (settings.out / "chart.svg").read_text().startswith("<svg")
+        paused_file = json.loads((settings.out / f"phase-{drill.PAUSED}.json").read_text())
+        assert paused_file["phase"]["replication"] == "paused"
+        assert paused_file["targets"][drill.SPLIT]["writers"] == paused
         assert elapsed < 90, elapsed
     finally:
         assert stack.remaining(summary["pids"]) == []

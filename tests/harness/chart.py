@@ -1,6 +1,7 @@
 """The drill's chart as a hand-written SVG: per target, requests per second stacked by serving
-region with client-visible errors on top, and p99 latency per second below; one strip per DNS
-model with the share of cases in which a client would fail; phase boundaries across everything."""
+region with conflicts reported to writers (412/409) and client-visible errors on top, and p99
+latency per second below; one strip per DNS model with the share of cases in which a client
+would fail; phase boundaries across everything, the phase with replication paused shaded."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ LEFT, RIGHT = 70, 190
 RPS_H, P99_H, STRIP_H, GAP = 130, 60, 26, 34
 PALETTE = ["#4e79a7", "#f28e2b", "#59a14f", "#b07aa1", "#76b7b2"]
 ERROR = "#e15759"
+CONFLICT = "#edc948"
 OTHER = "#bab0ac"
+PAUSED_FILL = "#f2f2f2"
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -36,8 +39,9 @@ def _nice(value: float) -> float:
 def render(duration_s: float, phases: list[dict], targets: list[str], regions: list[str],
            records: list[dict], dns: dict[str, list[float]], dns_step_s: float,
            title: str) -> str:
-    """`records`: dicts with target, t_send, ok, served_by, latency_ms. `phases`: dicts with n,
-    name, start_s. `dns`: model name -> failing share per step."""
+    """`records`: dicts with target, t_send, ok, conflict (optional), served_by, latency_ms.
+    `phases`: dicts with n, name, start_s, end_s, and `replication: "paused"` for the shaded one.
+    `dns`: model name -> failing share per step."""
     seconds = max(1, math.ceil(duration_s))
     colours = {r: PALETTE[i % len(PALETTE)] for i, r in enumerate(regions)}
     buckets = {t: [dict() for _ in range(seconds)] for t in targets}
@@ -46,7 +50,10 @@ def render(duration_s: float, phases: list[dict], targets: list[str], regions: l
         if r["target"] not in buckets:
             continue
         i = min(seconds - 1, max(0, int(r["t_send"])))
-        key = r["served_by"] if r["ok"] and r["served_by"] in colours else ("error" if not r["ok"] else "other")
+        if r["ok"]:
+            key = r["served_by"] if r["served_by"] in colours else "other"
+        else:
+            key = "conflict" if r.get("conflict") else "error"
         buckets[r["target"]][i][key] = buckets[r["target"]][i].get(key, 0) + 1
         latencies[r["target"]][i].append(r["latency_ms"])
     rps_max = _nice(max((sum(b.values()) for t in targets for b in buckets[t]), default=1))
@@ -60,13 +67,17 @@ def render(duration_s: float, phases: list[dict], targets: list[str], regions: l
            f'viewBox="0 0 {WIDTH} {height}" font-family="sans-serif" font-size="11">',
            '<rect width="100%" height="100%" fill="white"/>',
            f'<text x="{LEFT}" y="22" font-size="15" font-weight="bold">{escape(title)}</text>']
-    legend = [(r, colours[r]) for r in regions] + [("client-visible error", ERROR), ("other", OTHER)]
+    legend = ([(r, colours[r]) for r in regions]
+              + [("conflict (412/409)", CONFLICT), ("client-visible error", ERROR), ("other", OTHER),
+                 ("replication paused", PAUSED_FILL)])
     lx = LEFT
     for name, colour in legend:
-        out.append(f'<rect x="{lx}" y="32" width="10" height="10" fill="{colour}"/>'
+        out.append(f'<rect x="{lx}" y="32" width="10" height="10" fill="{colour}" stroke="#999" stroke-width="0.5"/>'
                    f'<text x="{lx + 14}" y="41">{escape(name)}</text>')
         lx += 24 + 7 * len(name)
     y = 74
+    body_top = y
+    shade_at = len(out)  # the paused phase's band goes under everything drawn after it
     for target in targets:
         top = y
         out.append(f'<text x="{WIDTH - RIGHT + 10}" y="{top + 14}" font-weight="bold">{escape(target)}</text>'
@@ -78,13 +89,13 @@ def render(duration_s: float, phases: list[dict], targets: list[str], regions: l
         bar_w = max(1.0, plot_w / seconds - 0.5)
         for i, bucket in enumerate(buckets[target]):
             base = top + RPS_H
-            for key in regions + ["other", "error"]:
+            for key in regions + ["other", "conflict", "error"]:
                 n = bucket.get(key, 0)
                 if not n:
                     continue
                 h = RPS_H * n / rps_max
                 base -= h
-                colour = colours.get(key, ERROR if key == "error" else OTHER)
+                colour = colours.get(key, {"error": ERROR, "conflict": CONFLICT}.get(key, OTHER))
                 out.append(f'<rect x="{x(i):.1f}" y="{base:.1f}" width="{bar_w:.1f}" height="{h:.1f}" '
                            f'fill="{colour}"><title>{target} t={i}s {key}: {n}</title></rect>')
         ptop = top + RPS_H + 8
@@ -109,6 +120,11 @@ def render(duration_s: float, phases: list[dict], targets: list[str], regions: l
                            f'{level:.0%} of cases failing</title></rect>')
         y += STRIP_H + 8
     bottom = y
+    for phase in phases:
+        if phase.get("replication") == "paused":
+            x0, x1 = x(phase["start_s"]), x(phase.get("end_s", duration_s))
+            out.insert(shade_at, f'<rect x="{x0:.1f}" y="{body_top}" width="{max(0.0, x1 - x0):.1f}" '
+                                 f'height="{bottom - body_top}" fill="{PAUSED_FILL}"/>')
     for tick in range(0, seconds + 1, 10 if seconds > 30 else 2):
         out.append(f'<text x="{x(tick):.1f}" y="{bottom + 14}" text-anchor="middle">{tick}s</text>')
     for phase in phases:

@@ -1,24 +1,45 @@
 """The failover drill: the seed's Step 6 (take a region out with STATUS=404, check that new items
-land in the healthy region) under steady load, followed by a crash, a slow region and recovery,
-measured through the edge and, side by side under the same load and the same faults, a client
-pinned to region A and HAProxy in front of both regions; plus a DNS-failover model replayed on
-the recorded health timeline.
+land in the healthy region) under steady load, preceded by a pause of replication while both
+regions take writes and followed by a crash, a slow region and recovery, measured through the
+edge and, side by side under the same load and the same faults, a client pinned to region A and
+HAProxy in front of both regions; plus a DNS-failover model replayed on the recorded health
+timeline.
 
 Phases (each `--phase-s` long):
   1. all healthy
-  2. region A drained: its STATUS set to 404 (admin route); it still serves requests
-  3. region A's process killed (SIGKILL)
-  4. region B slowed (+`--slow-ms` per request, below the edge's per-try timeout), A still down
-  5. restored: A restarted on the same port (STATUS 200), B's latency 0, edge probe fired
+  2. replication paused (as FIS's aws:dynamodb:global-table-pause-replication): the replicator
+     holds every change; two more writers, one pinned to A and one to B, write the same items
+     with If-Match; at the phase's end they stop, replication resumes and the next phase starts
+     once the held changes are applied (the catch-up time belongs to this phase)
+  3. region A drained: its STATUS set to 404 (admin route); it still serves requests
+  4. region A's process killed (SIGKILL)
+  5. region B slowed (+`--slow-ms` per request, below the edge's per-try timeout), A still down
+  6. restored: A restarted on the same port (STATUS 200), B's latency 0, edge probe fired
 
 Load: per target, `--concurrency` client threads (each with its own requests.Session), each
 sending `--rate` requests per second on a fixed schedule (a late request skips its missed slots,
-it never bursts): a create (POST /items with a unique client marker, no Idempotency-Key) with
-probability `--write-share`, else a read (GET /items/{id}) of an id the same target created at
-least `--read-min-age-s` ago. Every request is recorded; the counts are bounded by rate x time.
+it never bursts). `--writers` of them are writers, the others creators/readers:
+- a creator/reader sends a create (POST /items with a unique client marker, no Idempotency-Key)
+  with probability `--write-share`, else a read (GET /items/{id}) of an id the same target
+  created at least `--read-min-age-s` ago;
+- a writer owns `--writer-items` items and goes round them: one slot GET /items/{id} (learns the
+  ETag, or 404), the next slot a write based on that read: PUT with If-Match (or, with
+  probability `--delete-share`, DELETE with If-Match) when it found the item, PUT without
+  If-Match (recreate) when it found none; after a 412/409 it simply reads again on its next turn.
+Every request is recorded; the counts are bounded by rate x time.
 
 Client-visible error: anything but 201 for a create and 200 with the right marker for a read
-(a 404 for an acknowledged item counts), a connection error, or no answer within 10 s.
+(a 404 for an acknowledged item counts), a connection error, or no answer within 10 s; for a
+writer, a write answered other than 2xx, 412, 409 (or 404 to a DELETE: the item is gone), and a
+read of an item it owns that does not show its own last acknowledged write (stale read). 412,
+409 and 404-to-DELETE answers are conflicts reported to the client, counted apart.
+
+Writes lost silently (`writer_fates`, after replication caught up and every region was read):
+an acknowledged write W (a 2xx PUT with the ETag it returned, or a 204 DELETE) is *kept* if it
+is the final state of its item (the final ETag is W's; for a delete: the item is gone), or a
+later acknowledged write was conditioned on W's ETag (If-Match: it saw W), or, for a delete, an
+acknowledged PUT answered 201 (recreated) was based on a read answered 404 and sent after W was
+acknowledged. Otherwise W was overwritten or undone without any client being told: lost.
 
 Outputs in `--out` (default .state/drill/): requests.csv (every request), health.csv (the
 health timeline), phase-N.json, summary.json, chart.svg, table.txt.
@@ -49,9 +70,12 @@ import requests
 from . import chart, dnsmodel, haproxy, moto, procs
 from .stack import Stack
 
-EDGE, PINNED, HAPROXY = "edge", "pinned-A", "haproxy"
+EDGE, PINNED, HAPROXY, SPLIT = "edge", "pinned-A", "haproxy", "pinned-A+B"
+#: Short codes for writer item ids, per target.
+TARGET_CODES = {EDGE: "e", PINNED: "p", HAPROXY: "h", SPLIT: "s"}
 CLIENT_TIMEOUT_S = 10.0
 MONITOR_EVERY_S = 0.2
+WRITER_OPS = ("get", "put", "delete")
 
 
 @dataclass
@@ -61,6 +85,10 @@ class DrillSettings:
     rate: float = 3.0
     write_share: float = 0.3
     read_min_age_s: float = 1.0
+    writers: int = 2
+    writer_items: int = 3
+    delete_share: float = 0.2
+    split_items: int = 3
     slow_ms: int = 300
     regions: tuple[str, str] = ("eu-west-1", "eu-central-1")
     replication_lag_ms: int = 0
@@ -78,28 +106,41 @@ class DrillSettings:
         return self.regions[1]
 
 
-PHASE_NAMES = ["all healthy", "A drained (404)", "A killed", "B slow, A down", "restored"]
+PHASE_NAMES = ["all healthy", "replication paused", "A drained (404)", "A killed",
+               "B slow, A down", "restored"]
+HEALTHY, PAUSED, DRAINED, KILLED, SLOW, RESTORED = range(1, len(PHASE_NAMES) + 1)
 
 
 @dataclass
 class Record:
     target: str
     thread: int
-    op: str  # create | read
+    op: str  # create | read (creators/readers); get | put | delete (writers)
     t_send: float
     t_done: float
     latency_ms: float
     status: int | None
     ok: bool
-    outcome: str  # ok | http_<code> | not_found | wrong_item | conn_error | timeout
+    # ok | http_<code> | not_found | wrong_item | stale_read | no_etag | conn_error | timeout |
+    # conflict_412 | conflict_409 | conflict_404
+    outcome: str
     served_by: str
     region_status: str
     attempts: str
     item_id: str
-    marker: str
+    marker: str  # creates: the client marker; writer PUTs: the write's own id
     item_region: str
     request_id: str
+    conflict: bool = False  # a 412/409 (or 404 to a DELETE) answer: reported, not an error
+    if_match: str = ""
+    etag: str = ""  # the ETag answered (GET, PUT)
+    seen_s: float | None = None  # writes: when the read they were based on was sent
+    fate: str = ""  # acknowledged writes, after the data checks: kept | lost
     phase: int = 0
+
+    @property
+    def error(self) -> bool:
+        return not self.ok and not self.conflict
 
 
 @dataclass
@@ -122,6 +163,16 @@ class Clock:
 
 
 @dataclass
+class Window:
+    """When a client sends: from `start` until `end` (which the drill may move later, when the
+    paused phase's catch-up shifts the phases after it), never past `hard_end`."""
+
+    start: float
+    end: float
+    hard_end: float
+
+
+@dataclass
 class TargetLoad:
     """One target's clients and what they recorded."""
 
@@ -138,30 +189,72 @@ class TargetLoad:
                 cut -= 1
             return self.acked[:cut]
 
+    def add(self, record: Record) -> None:
+        with self.lock:
+            self.records.append(record)
+            if record.op == "create" and record.ok:
+                self.acked.append((record.t_done, record.item_id, record.marker))
 
-def _one_request(session: requests.Session, load: TargetLoad, op: str, item: tuple | None,
-                 run_id: str, clock: Clock, thread: int) -> Record:
-    marker = item[2] if item else uuid.uuid4().hex
+
+def _slots(clock: Clock, window: Window, rate: float, first: float):
+    """Yields once per slot at `rate` per second from `first`, until the window closes; a late
+    slot skips the ones it missed (never a burst). Bounded in count as well as in time."""
+    interval = 1.0 / rate
+    limit = math.ceil((window.hard_end - window.start) * rate) + 5
+    next_t = first
+    for _ in range(limit):
+        now = clock.now()
+        if next_t > now:
+            time.sleep(next_t - now)
+        if clock.now() >= min(window.end, window.hard_end):
+            return
+        next_t += interval
+        if next_t < clock.now():
+            next_t = clock.now()  # late: skip the missed slots, never burst
+        yield
+
+
+def _http(session: requests.Session, method: str, url: str, clock: Clock, **kwargs):
+    """One request; returns (t_send, t_done, status, headers, JSON body or {}, outcome)."""
     t_send = clock.now()
-    status, outcome, headers, body = None, "ok", {}, {}
+    status, headers, body, outcome = None, {}, {}, "ok"
     try:
-        if op == "create":
-            r = session.post(f"{load.base_url}/items", timeout=CLIENT_TIMEOUT_S,
-                             json={"marker": marker, "drill": run_id, "target": load.name})
-        else:
-            r = session.get(f"{load.base_url}/items/{item[1]}", timeout=CLIENT_TIMEOUT_S)
+        r = session.request(method, url, timeout=CLIENT_TIMEOUT_S, **kwargs)
         status, headers = r.status_code, r.headers
-        try:
-            body = r.json()
-        except ValueError:  # e.g. HAProxy's own HTML error pages
-            body = {}
+        if r.content:
+            try:
+                body = r.json()
+            except ValueError:  # e.g. HAProxy's own HTML error pages
+                body = {}
         if not isinstance(body, dict):
             body = {}
     except requests.Timeout:
         outcome = "timeout"
     except requests.RequestException:
         outcome = "conn_error"
-    t_done = clock.now()
+    return t_send, clock.now(), status, headers, body, outcome
+
+
+def _record(load_name: str, thread: int, op: str, t_send: float, t_done: float, status, headers,
+            outcome: str, item_id: str, marker: str, item_region: str, **extra) -> Record:
+    return Record(
+        target=load_name, thread=thread, op=op, t_send=round(t_send, 4), t_done=round(t_done, 4),
+        latency_ms=round((t_done - t_send) * 1000, 2), status=status, ok=outcome == "ok",
+        outcome=outcome, served_by=headers.get("x-served-by", ""),
+        region_status=headers.get("x-region-status", ""),
+        attempts=headers.get("x-edge-attempts", ""), item_id=item_id, marker=marker,
+        item_region=item_region, request_id=headers.get("x-request-id", ""), **extra)
+
+
+def _one_request(session: requests.Session, load: TargetLoad, op: str, item: tuple | None,
+                 run_id: str, clock: Clock, thread: int) -> Record:
+    marker = item[2] if item else uuid.uuid4().hex
+    if op == "create":
+        sent = _http(session, "POST", f"{load.base_url}/items", clock,
+                     json={"marker": marker, "drill": run_id, "target": load.name})
+    else:
+        sent = _http(session, "GET", f"{load.base_url}/items/{item[1]}", clock)
+    t_send, t_done, status, headers, body, outcome = sent
     if status is not None:
         if op == "create":
             outcome = "ok" if status == 201 and body.get("marker") == marker else f"http_{status}"
@@ -171,46 +264,154 @@ def _one_request(session: requests.Session, load: TargetLoad, op: str, item: tup
             outcome = f"http_{status}"
         elif body.get("marker") != marker:
             outcome = "wrong_item"
-    return Record(
-        target=load.name, thread=thread, op=op, t_send=round(t_send, 4), t_done=round(t_done, 4),
-        latency_ms=round((t_done - t_send) * 1000, 2), status=status, ok=outcome == "ok",
-        outcome=outcome, served_by=headers.get("x-served-by", ""),
-        region_status=headers.get("x-region-status", ""),
-        attempts=headers.get("x-edge-attempts", ""),
-        item_id=body.get("item_id", "") if op == "create" else item[1],
-        marker=marker, item_region=body.get("region", ""),
-        request_id=headers.get("x-request-id", ""),
-    )
+    return _record(load.name, thread, op, t_send, t_done, status, headers, outcome,
+                   body.get("item_id", "") if op == "create" else item[1], marker,
+                   body.get("region", ""))
 
 
 def _client(load: TargetLoad, thread: int, settings: DrillSettings, run_id: str, clock: Clock,
-            start: float, end: float, rng: random.Random) -> None:
-    interval = 1.0 / settings.rate
-    limit = math.ceil((end - start) * settings.rate) + 5  # bounded in count as well as in time
-    next_t = start + interval * thread / settings.concurrency
+            window: Window, rng: random.Random) -> None:
+    """A creator/reader."""
+    first = window.start + thread / (settings.rate * settings.concurrency)
     session = requests.Session()
     try:
-        for _ in range(limit):
-            now = clock.now()
-            if next_t > now:
-                time.sleep(next_t - now)
-            if clock.now() >= end:
-                break
-            next_t += interval
-            if next_t < clock.now():
-                next_t = clock.now()  # late: skip the missed slots, never burst
+        for _ in _slots(clock, window, settings.rate, first):
             candidates = load.readable(clock.now(), settings.read_min_age_s)
             if not candidates or rng.random() < settings.write_share:
                 record = _one_request(session, load, "create", None, run_id, clock, thread)
             else:
                 record = _one_request(session, load, "read", rng.choice(candidates), run_id,
                                       clock, thread)
-            with load.lock:
-                load.records.append(record)
-                if record.op == "create" and record.ok:
-                    load.acked.append((record.t_done, record.item_id, record.marker))
+            load.add(record)
     finally:
         session.close()
+
+
+# --- writers ----------------------------------------------------------------------------------
+
+@dataclass
+class Known:
+    """What a writer's own last answer for an item said: present (with its ETag), absent, or
+    unknown (after a conflict, an error or a timeout; and before its first write)."""
+
+    state: str = "unknown"
+    etag: str = ""
+
+
+def _writer_get(session: requests.Session, load_name: str, base_url: str, thread: int,
+                item_id: str, known: Known | None, clock: Clock) -> Record:
+    """GET of a writer's item. With `known` (an item this client alone writes), a read that does
+    not show the client's own last acknowledged write is a stale read (an error)."""
+    t_send, t_done, status, headers, body, outcome = _http(
+        session, "GET", f"{base_url}/items/{item_id}", clock)
+    etag = headers.get("etag", "") if status == 200 else ""
+    if status == 200:
+        if not etag:
+            outcome = "no_etag"
+        elif known and ((known.state == "present" and etag != known.etag)
+                        or known.state == "absent"):
+            outcome = "stale_read"
+    elif status == 404:
+        if known and known.state == "present":
+            outcome = "not_found"
+    elif status is not None:
+        outcome = f"http_{status}"
+    return _record(load_name, thread, "get", t_send, t_done, status, headers, outcome, item_id,
+                   body.get("write", "") if status == 200 else "", body.get("region", ""),
+                   etag=etag)
+
+
+def _writer_write(session: requests.Session, load_name: str, base_url: str, thread: int,
+                  seen: Record, known: Known, clock: Clock, rng: random.Random, run_id: str,
+                  delete_share: float) -> Record:
+    """The write a read-modify-write client makes after reading `seen`: PUT or DELETE with
+    If-Match on the tag it read, or a recreate (PUT without If-Match) after a 404."""
+    url = f"{base_url}/items/{seen.item_id}"
+    write_id = ""
+    if seen.status == 200 and rng.random() < delete_share:
+        op, if_match = "delete", seen.etag
+        sent = _http(session, "DELETE", url, clock, headers={"If-Match": if_match})
+    else:
+        op, if_match = "put", (seen.etag if seen.status == 200 else "")
+        write_id = uuid.uuid4().hex
+        body = {"drill": run_id, "kind": "writer", "target": load_name, "writer": thread,
+                "write": write_id}
+        sent = _http(session, "PUT", url, clock, json=body,
+                     headers={"If-Match": if_match} if if_match else {})
+    t_send, t_done, status, headers, body, outcome = sent
+    etag = ""
+    if status is not None:
+        if op == "put" and status in (200, 201):
+            etag = headers.get("etag", "")
+            outcome = ("ok" if etag and body.get("write") == write_id
+                       else "no_etag" if not etag else "wrong_item")
+        elif op == "delete" and status == 204:
+            outcome = "ok"
+        elif status in (409, 412) or (op == "delete" and status == 404):
+            outcome = f"conflict_{status}"
+        else:
+            outcome = f"http_{status}"
+    if outcome == "ok":
+        known.state, known.etag = ("present", etag) if op == "put" else ("absent", "")
+    else:
+        known.state, known.etag = "unknown", ""
+    return _record(load_name, thread, op, t_send, t_done, status, headers, outcome,
+                   seen.item_id, write_id, body.get("region", "") if op == "put" else "",
+                   conflict=outcome.startswith("conflict_"), if_match=if_match, etag=etag,
+                   seen_s=seen.t_send)
+
+
+def _writer(load: TargetLoad, base_url: str, thread: int, items: list[str], owned: bool,
+            first: float, settings: DrillSettings, run_id: str, clock: Clock, window: Window,
+            rng: random.Random) -> None:
+    """A read-modify-write client going round `items`: a GET in one slot, the write based on it
+    in the next. `owned`: no other client writes these items (its reads are judged)."""
+    known = {i: Known() for i in items}
+    turn = rng.randrange(len(items))
+    seen: Record | None = None
+    session = requests.Session()
+    try:
+        for _ in _slots(clock, window, settings.rate, first):
+            if seen is None:
+                item_id = items[turn % len(items)]
+                turn += 1
+                record = _writer_get(session, load.name, base_url, thread, item_id,
+                                     known[item_id] if owned else None, clock)
+                if record.status == 404 or (record.status == 200 and record.etag):
+                    seen = record
+            else:
+                record = _writer_write(session, load.name, base_url, thread, seen,
+                                       known[seen.item_id], clock, rng, run_id,
+                                       settings.delete_share)
+                seen = None
+            load.add(record)
+    finally:
+        session.close()
+
+
+def _seed_shared(stack: Stack, items: list[str], run_id: str, timeout_s: float = 15.0) -> dict:
+    """Writes the paused phase's shared items in region A and waits until every region holds
+    that write: {item id: ETag}. Not part of any phase."""
+    a = stack.regions[0]
+    etags = {}
+    with requests.Session() as session:
+        for item_id in items:
+            r = session.put(f"{stack.regional[a].url}/items/{item_id}", timeout=CLIENT_TIMEOUT_S,
+                            json={"drill": run_id, "kind": "writer", "target": SPLIT,
+                                  "writer": -1, "write": "seed"})
+            r.raise_for_status()
+            etags[item_id] = r.headers["etag"]
+        deadline = time.monotonic() + timeout_s
+        for item_id, etag in etags.items():
+            for region in stack.regions[1:]:
+                while True:
+                    r = session.get(f"{stack.regional[region].url}/items/{item_id}", timeout=5)
+                    if r.status_code == 200 and r.headers.get("etag") == etag:
+                        break
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"shared item {item_id} never reached {region}")
+                    time.sleep(0.05)
+    return etags
 
 
 def _warm_up(load: TargetLoad, run_id: str, count: int = 5) -> None:
@@ -245,6 +446,13 @@ def _machine() -> dict:
                       if line.startswith("Model name")), "")
     except (OSError, subprocess.SubprocessError):
         pass
+    if not model:
+        try:
+            model = next((line.split(":", 1)[1].strip()
+                          for line in Path("/proc/cpuinfo").read_text().splitlines()
+                          if line.startswith("model name")), "")
+        except OSError:
+            pass
     return {"nproc": os.cpu_count(), "cpu": model}
 
 
@@ -257,13 +465,37 @@ def _pct(values: list[float], q: float) -> float | None:
     return round(ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))], 1)
 
 
+def writer_summary(records: list[Record]) -> dict:
+    """The writers' figures for some records (fates set by `writer_fates`)."""
+    gets = [r for r in records if r.op == "get"]
+    writes = [r for r in records if r.op in ("put", "delete")]
+    kinds: dict[str, int] = {}
+    for r in writes:
+        if r.conflict:
+            code = r.outcome.removeprefix("conflict_")
+            kinds[code] = kinds.get(code, 0) + 1
+    acked = [r for r in writes if r.ok]
+    return {
+        "reads": len(gets),
+        "read_errors": sum(r.error for r in gets),
+        "writes": len(writes),
+        "acknowledged": len(acked),
+        "acknowledged_by_op": {op: sum(r.op == op for r in acked) for op in ("put", "delete")},
+        "kept": sum(r.fate == "kept" for r in acked),
+        "lost_silently": sum(r.fate == "lost" for r in acked),
+        "conflicts": sum(r.conflict for r in writes),
+        "conflict_kinds": kinds,
+        "write_errors": sum(r.error for r in writes),
+    }
+
+
 def phase_summary(records: list[Record], phase: dict, faulty: str | None,
                   fault_t: float | None) -> dict:
     inside = [r for r in records if r.phase == phase["n"]]
     ok = [r for r in inside if r.ok]
     kinds: dict[str, int] = {}
     for r in inside:
-        if not r.ok:
+        if r.error:
             kinds[r.outcome] = kinds.get(r.outcome, 0) + 1
     share: dict[str, float] = {}
     for r in ok:
@@ -272,12 +504,13 @@ def phase_summary(records: list[Record], phase: dict, faulty: str | None,
         "requests": len(inside),
         "creates": sum(r.op == "create" for r in inside),
         "reads": sum(r.op == "read" for r in inside),
-        "errors": len(inside) - len(ok),
+        "errors": sum(r.error for r in inside),
         "error_kinds": kinds,
         "p50_ms": _pct([r.latency_ms for r in inside], 0.50),
         "p99_ms": _pct([r.latency_ms for r in inside], 0.99),
         "share": {k: round(v / len(ok), 3) for k, v in sorted(share.items())} if ok else {},
         "retried": sum(1 for r in inside if r.attempts not in ("", "1")),
+        "writers": writer_summary([r for r in inside if r.op in WRITER_OPS]),
     }
     if faulty and fault_t is not None:
         # Answers the faulty region gave after the fault, in flight at the fault or sent later.
@@ -301,10 +534,11 @@ def seed_check(records: list[Record], a: str, b: str, flip: Event, restore_t: fl
     in_a_after_flip = [r for r in creates if r.item_region == a and r.t_done >= flip.t_start]
     return {
         "rule": ("converged = completion of the first request, sent after the STATUS flip, that "
-                 f"{b} served; check: every create sent from then until phase 5 is stored with "
-                 f"region={b}. Creates that {a} acknowledged between the flip and convergence are "
-                 "counted, not failed: they were in flight or sent before anything told the "
-                 "router (the edge learns the flip from the region's x-region-status header)."),
+                 f"{b} served; check: every create sent from then until phase {RESTORED} is "
+                 f"stored with region={b}. Creates that {a} acknowledged between the flip and "
+                 "convergence are counted, not failed: they were in flight or sent before "
+                 "anything told the router (the edge learns the flip from the region's "
+                 "x-region-status header)."),
         "flip_s": round(flip.t_start, 3),
         "converged_after_flip_s": (round(converged - flip.t_start, 3) if converged is not None
                                    else None),
@@ -316,6 +550,44 @@ def seed_check(records: list[Record], a: str, b: str, flip: Event, restore_t: fl
     }
 
 
+LOST_RULE = (
+    "An acknowledged write W (a 2xx PUT, with the ETag it answered, or a 204 DELETE) is kept if "
+    "(a) it is the final state of its item once replication caught up and every region agrees "
+    "(the final ETag is W's; for a DELETE, the item is gone), or (b) a later write known to have "
+    "been applied was sent with If-Match: W's ETag (it saw W): an acknowledged PUT or DELETE, or "
+    "a PUT whose answer the client never got but whose own write id was read back later (by a "
+    "GET or in the final state), or (c), for a DELETE, an acknowledged PUT answered 201 (it "
+    "recreated the item) was based on a read answered 404 that was sent after W was "
+    "acknowledged (it saw the item gone). Otherwise W is lost silently: overwritten or undone "
+    "while every client was told it succeeded.")
+
+
+def writer_fates(records: list[Record], final: dict[str, tuple[str, str]],
+                 final_writes: dict[str, str] | None = None) -> None:
+    """Sets `fate` (kept | lost) on every acknowledged writer write, by LOST_RULE. `final`:
+    item id -> ("present", ETag) or ("absent", ""); `final_writes`: item id -> the write id the
+    final item carries."""
+    acked = [r for r in records if r.op in ("put", "delete") and r.ok]
+    # Write ids read back: those PUTs were applied, whatever their client was told.
+    read_back = {(r.item_id, r.marker) for r in records if r.op == "get" and r.status == 200}
+    read_back |= {(i, w) for i, w in (final_writes or {}).items() if w}
+    applied = acked + [r for r in records if r.op == "put" and not r.ok and r.marker
+                       and (r.item_id, r.marker) in read_back]
+    conditioned = {(r.item_id, r.if_match) for r in applied if r.if_match}
+    recreates: dict[str, list[Record]] = {}
+    for r in acked:
+        if r.op == "put" and r.status == 201 and not r.if_match and r.seen_s is not None:
+            recreates.setdefault(r.item_id, []).append(r)
+    for w in acked:
+        state, etag = final.get(w.item_id, ("absent", ""))
+        if w.op == "put":
+            kept = (state == "present" and etag == w.etag) or (w.item_id, w.etag) in conditioned
+        else:
+            kept = state == "absent" or any(rc.seen_s >= w.t_done
+                                            for rc in recreates.get(w.item_id, []))
+        w.fate = "kept" if kept else "lost"
+
+
 def _scan(endpoint: str, region: str, table: str, run_id: str) -> dict[str, dict]:
     client = moto.client(endpoint, region)
     items: dict[str, dict] = {}
@@ -325,9 +597,12 @@ def _scan(endpoint: str, region: str, table: str, run_id: str) -> dict[str, dict
         for item in page.get("Items", []):
             if item.get("drill", {}).get("S") == run_id:
                 items[item["item_id"]["S"]] = {
+                    "kind": item.get("kind", {}).get("S", "create"),
                     "marker": item.get("marker", {}).get("S", ""),
+                    "write": item.get("write", {}).get("S", ""),
                     "updated_at": item.get("updated_at", {}).get("S", ""),
                     "region": item.get("region", {}).get("S", ""),
+                    "version": item.get("version", {}).get("N", ""),
                     "target": item.get("target", {}).get("S", ""),
                 }
         if "LastEvaluatedKey" not in page:
@@ -335,8 +610,16 @@ def _scan(endpoint: str, region: str, table: str, run_id: str) -> dict[str, dict
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
-def data_checks(stack: Stack, loads: list[TargetLoad], run_id: str, timeout_s: float) -> dict:
-    """Waits for replication, then: duplicates, lost acknowledged writes, unacknowledged writes."""
+def _same_write(x: dict, y: dict) -> bool:
+    return all(x[k] == y[k] for k in ("updated_at", "region", "version"))
+
+
+def data_checks(stack: Stack, loads: list[TargetLoad], run_id: str, timeout_s: float,
+                setup_etags: dict[str, str] | None = None) -> dict:
+    """Waits for replication, then: creates (duplicates, lost acknowledged creates,
+    unacknowledged creates stored) and writers (every region's final state of each writer item,
+    the fate of every acknowledged PUT and DELETE)."""
+    setup_etags = setup_etags or {}
     acked = {}
     for load in loads:
         for r in load.records:
@@ -347,17 +630,20 @@ def data_checks(stack: Stack, loads: list[TargetLoad], run_id: str, timeout_s: f
         tables = {region: _scan(stack.moto.url, region, stack.table, run_id)
                   for region in stack.regions}
         first = tables[stack.regions[0]]
-        converged = all(set(t) == set(first) and all(t[i]["updated_at"] == first[i]["updated_at"]
-                                                     for i in t)
+        converged = all(set(t) == set(first) and all(_same_write(t[i], first[i]) for i in t)
                         for t in tables.values())
         missing = [i for i in acked if any(i not in t for t in tables.values())]
-        if (converged and not missing) or time.monotonic() - started > timeout_s:
+        status = _safe(stack.replicator_status)
+        idle = status.get("pending") == 0 and not status.get("paused")
+        if (converged and not missing and idle) or time.monotonic() - started > timeout_s:
             break
         time.sleep(0.25)
     catch_up_s = round(time.monotonic() - started, 2)
+    creates = {region: {i: t for i, t in table.items() if t["kind"] != "writer"}
+               for region, table in tables.items()}
 
     by_marker: dict[str, set[str]] = {}
-    for table in tables.values():
+    for table in creates.values():
         for item_id, item in table.items():
             by_marker.setdefault(item["marker"], set()).add(item_id)
     duplicate_markers = {m: sorted(ids) for m, ids in by_marker.items() if len(ids) > 1}
@@ -381,7 +667,7 @@ def data_checks(stack: Stack, loads: list[TargetLoad], run_id: str, timeout_s: f
     lost = {i: p for i, p in results.items() if p}
 
     # The seed check reads `region` from the create's answer; the stored item must agree.
-    stored = tables[stack.regions[0]]
+    stored = creates[stack.regions[0]]
     region_mismatch = sorted(i for i, rs in acked.items()
                              if i in stored and stored[i]["region"] != rs[0].item_region)
     acked_markers = {r.marker for rs in acked.values() for r in rs}
@@ -396,7 +682,7 @@ def data_checks(stack: Stack, loads: list[TargetLoad], run_id: str, timeout_s: f
         if marker in stored_markers and marker not in acked_markers:
             unacked_stored[target] = unacked_stored.get(target, 0) + 1
     return {
-        "acknowledged_writes": len(acked),
+        "acknowledged_creates": len(acked),
         "replication_caught_up": converged and not missing,
         "catch_up_s": catch_up_s,
         "items_per_region": {r: len(t) for r, t in tables.items()},
@@ -407,10 +693,164 @@ def data_checks(stack: Stack, loads: list[TargetLoad], run_id: str, timeout_s: f
         "checked_reads": len(acked) * len(stack.regions),
         "unacknowledged_but_stored": unacked_stored,
         "stored_region_differs_from_answer": region_mismatch,
+        "writers": writer_checks(stack, loads, tables, setup_etags),
+    }
+
+
+def writer_checks(stack: Stack, loads: list[TargetLoad], tables: dict[str, dict],
+                  setup_etags: dict[str, str]) -> dict:
+    """Reads every writer item from every region's own URL (after the catch-up), checks that
+    every region agrees, and judges every acknowledged write by LOST_RULE."""
+    records = [r for load in loads for r in load.records if r.op in WRITER_OPS]
+    items = sorted({r.item_id for r in records} | set(setup_etags))
+
+    def read_final(item_id: str) -> dict[str, tuple]:
+        answers = {}
+        for region in stack.regions:
+            try:
+                r = requests.get(f"{stack.regional[region].url}/items/{item_id}", timeout=10)
+                body = r.json() if r.status_code == 200 else {}
+                answers[region] = (r.status_code, r.headers.get("etag", ""), body.get("write", ""))
+            except (requests.RequestException, ValueError) as e:
+                answers[region] = (type(e).__name__, "", "")
+        return answers
+
+    with ThreadPoolExecutor(8) as pool:
+        finals = dict(zip(items, pool.map(read_final, items)))
+    disagree, final, final_write = {}, {}, {}
+    for item_id, answers in finals.items():
+        views = set(answers.values())
+        # The moto scan (the tables themselves) must agree with what the regions answer.
+        in_tables = {region: item_id in tables[region] for region in stack.regions}
+        if len(views) != 1 or any(in_tables[reg] != (ans[0] == 200) for reg, ans in answers.items()):
+            disagree[item_id] = {reg: f"{ans[0]} {ans[1]}".strip() for reg, ans in answers.items()}
+        status, etag, write = answers[stack.regions[0]]
+        final[item_id] = ("present", etag) if status == 200 else ("absent", "")
+        final_write[item_id] = write
+    writer_fates(records, final, final_write)
+
+    acked = [r for r in records if r.op in ("put", "delete") and r.ok]
+    put_etags = {(r.item_id, r.etag): r for r in acked if r.op == "put"}
+    unacked_puts = {(r.item_id, r.marker): r for r in records
+                    if r.op == "put" and not r.ok and r.marker}
+    from_unacked, unexplained, mismatch = [], [], []
+    for item_id, (state, etag) in final.items():
+        if state != "present":
+            continue
+        w = put_etags.get((item_id, etag))
+        if w is None:
+            if setup_etags.get(item_id) == etag:
+                continue
+            u = unacked_puts.get((item_id, final_write[item_id]))
+            if u is not None:  # a write its client saw fail (or never heard of), applied anyway
+                from_unacked.append({"item": item_id, "target": u.target, "phase": u.phase,
+                                     "outcome": u.outcome})
+            else:
+                unexplained.append(item_id)
+        elif final_write[item_id] != w.marker:
+            mismatch.append(item_id)
+    lost = [{"target": r.target, "phase": r.phase, "item": r.item_id, "op": r.op,
+             "etag": r.etag, "t_send": r.t_send, "served_by": r.served_by}
+            for r in acked if r.fate == "lost"]
+    return {
+        "rule": LOST_RULE,
+        "items": len(items),
+        "present_at_end": sum(s == "present" for s, _ in final.values()),
+        "absent_at_end": sum(s == "absent" for s, _ in final.values()),
+        "regions_agree": not disagree,
+        "disagreements": disagree,
+        "checked_reads": len(items) * len(stack.regions),
+        "acknowledged_writes": len(acked),
+        "acknowledged_updates": sum(r.op == "put" and bool(r.if_match) for r in acked),
+        "acknowledged_recreates": sum(r.op == "put" and not r.if_match for r in acked),
+        "acknowledged_deletes": sum(r.op == "delete" for r in acked),
+        "kept": sum(r.fate == "kept" for r in acked),
+        "lost_silently": len(lost),
+        "lost": lost,
+        "final_from_unacknowledged_write": from_unacked,
+        "final_write_differs_from_its_answer": mismatch,
+        "final_from_no_known_write": unexplained,
     }
 
 
 # --- the run ----------------------------------------------------------------------------------
+
+#: Caught up after a pause: a marker written in each region reaches every other one this fast.
+CAUGHT_UP_S = 1.0
+
+
+def _write_sentinels(stack: Stack, run_id: str, deadline: float) -> dict[str, str] | None:
+    """Writes one marker item in each region: {region: ETag} (None if a region would not take it
+    before the deadline). Tagged apart from the run's items, so no data check counts them."""
+    etags = {}
+    for region in stack.regions:
+        while region not in etags:
+            try:
+                r = requests.put(f"{stack.regional[region].url}/items/sentinel-{run_id}-{region}",
+                                 json={"drill": f"sentinel-{run_id}"}, timeout=CLIENT_TIMEOUT_S)
+                if r.status_code in (200, 201) and r.headers.get("etag"):
+                    etags[region] = r.headers["etag"]
+                    break
+            except requests.RequestException:
+                pass
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(0.2)  # e.g. a 503 while moto is busy applying the held changes
+    return etags
+
+
+def _sentinels_arrived(stack: Stack, run_id: str, sentinels: dict[str, str],
+                       deadline: float) -> bool:
+    """Until every region's marker has reached every other region (False at the deadline)."""
+    waiting = {(source, target) for source in sentinels for target in stack.regions
+               if target != source}
+    with requests.Session() as session:
+        while True:
+            for source, target in sorted(waiting):
+                try:
+                    r = session.get(f"{stack.regional[target].url}/items/sentinel-{run_id}-{source}",
+                                    timeout=5)
+                    if r.status_code == 200 and r.headers.get("etag") == sentinels[source]:
+                        waiting.discard((source, target))
+                except requests.RequestException:
+                    pass
+            if not waiting:
+                return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+
+
+def _resume_and_catch_up(stack: Stack, run_id: str, timeout_s: float) -> dict:
+    """Resumes replication and waits until it has caught up: a marker written in each region
+    before the resume (after every change held during the pause) has reached every other region
+    (the replicator applies each region's changes in stream order, so everything held before it
+    has been applied), and then a marker written afresh arrives within CAUGHT_UP_S (the changes
+    made during the catch-up, under load, are applied too)."""
+    deadline = time.monotonic() + timeout_s
+    sentinels = _write_sentinels(stack, run_id, deadline)
+    started = time.monotonic()
+    status = stack.resume_replication()
+    rounds = []
+    caught_up = False
+    while sentinels is not None:
+        t0 = time.monotonic()
+        arrived = _sentinels_arrived(stack, run_id, sentinels, deadline)
+        rounds.append(round(time.monotonic() - t0, 3))
+        if not arrived:
+            break
+        if len(rounds) > 1 and rounds[-1] <= CAUGHT_UP_S:
+            caught_up = True
+            break
+        sentinels = _write_sentinels(stack, run_id, deadline)
+    return {"queued_at_resume": status.get("pending"), "caught_up": caught_up,
+            "caught_up_after_resume_s": round(time.monotonic() - started, 3),
+            "marker_rounds_s": rounds,
+            "rule": ("caught up: a marker written in each region after the pinned writers "
+                     "stopped, before the resume, has reached every other region (the replicator "
+                     "applies each region's changes in stream order), and then a marker written "
+                     f"afresh arrives within {CAUGHT_UP_S:g} s")}
+
 
 def run(settings: DrillSettings, log=print) -> dict:
     """Runs the whole drill; returns the summary (also written to settings.out)."""
@@ -438,6 +878,9 @@ def run(settings: DrillSettings, log=print) -> dict:
             log(f"drill: HAProxy column skipped ({haproxy_note})")
         for load in loads:
             _warm_up(load, run_id)
+        split = TargetLoad(SPLIT, f"{stack.regional[a].url} | {stack.regional[b].url}")
+        split_items = [f"w-{run_id}-{TARGET_CODES[SPLIT]}-{k}" for k in range(settings.split_items)]
+        setup_etags = _seed_shared(stack, split_items, run_id)
 
         clock = Clock()
         samples: list[tuple[float, str, int | None]] = []
@@ -445,24 +888,57 @@ def run(settings: DrillSettings, log=print) -> dict:
                                    name="monitor", daemon=True)
         monitor.start()
         total = settings.phase_s * len(PHASE_NAMES)
+        window = Window(0.0, total, total + settings.catch_up_timeout_s + CLIENT_TIMEOUT_S)
+        creators = settings.concurrency - settings.writers
         for load in loads:
             for i in range(settings.concurrency):
-                t = threading.Thread(target=_client, name=f"{load.name}-{i}", daemon=True,
-                                     args=(load, i, settings, run_id, clock, 0.0, total,
-                                           random.Random(rng.random())))
+                first = i / (settings.rate * settings.concurrency)
+                thread_rng = random.Random(rng.random())
+                if i < creators:
+                    target, args = _client, (load, i, settings, run_id, clock, window, thread_rng)
+                else:
+                    code = TARGET_CODES[load.name]
+                    items = [f"w-{run_id}-{code}{i}-{k}" for k in range(settings.writer_items)]
+                    target = _writer
+                    args = (load, load.base_url, i, items, True, first, settings, run_id, clock,
+                            window, thread_rng)
+                t = threading.Thread(target=target, name=f"{load.name}-{i}", daemon=True, args=args)
                 threads.append(t)
                 t.start()
         log(f"drill: load on {', '.join(l.name for l in loads)}: {settings.concurrency} clients "
-            f"each at {settings.rate}/s, {settings.phase_s:g} s per phase")
+            f"({settings.writers} writers) each at {settings.rate}/s, {settings.phase_s:g} s per "
+            "phase")
 
         events: list[Event] = []
         edge_status: list[dict] = []
+        split_threads: list[threading.Thread] = []
+        pause: dict = {}
 
         def act(phase: int, action: str, fn) -> None:
             t_start = clock.now()
             fn()
             events.append(Event(phase, action, round(t_start, 3), round(clock.now(), 3)))
             log(f"  t={t_start:6.2f}s phase {phase}: {action}")
+
+        def pause_and_split() -> None:
+            pause["status_at_pause"] = stack.pause_replication()
+            now = clock.now()
+            split_window = Window(now, now + settings.phase_s, window.hard_end)
+            for i, region in enumerate((a, b)):
+                t = threading.Thread(
+                    target=_writer, name=f"{SPLIT}-{i}", daemon=True,
+                    args=(split, stack.regional[region].url, i, split_items, False,
+                          now + i / (2 * settings.rate), settings, run_id, clock, split_window,
+                          random.Random(rng.random())))
+                split_threads.append(t)
+                t.start()
+
+        def resume_and_catch_up() -> None:
+            for t in split_threads:
+                t.join(timeout=CLIENT_TIMEOUT_S + 5)
+            t_resume = clock.now()
+            pause.update({"resumed_at_s": round(t_resume, 3),
+                          **_resume_and_catch_up(stack, run_id, settings.catch_up_timeout_s)})
 
         def restore() -> None:
             stack.restart_region(a)
@@ -471,21 +947,33 @@ def run(settings: DrillSettings, log=print) -> dict:
             stack.probe()
 
         actions = {
-            1: ("load starts, all healthy", lambda: None),
-            2: (f"{a} STATUS=404 (admin route)", lambda: stack.set_faults(a, status=404)),
-            3: (f"{a} killed (SIGKILL)", lambda: stack.kill_region(a)),
-            4: (f"{b} latency_ms={settings.slow_ms}", lambda: stack.set_faults(b, latency_ms=settings.slow_ms)),
-            5: (f"{a} restarted on its port, STATUS 200; {b} latency 0; probe fired", restore),
+            HEALTHY: ("load starts, all healthy", lambda: None),
+            PAUSED: (f"replication paused; writers pinned to {a} and to {b} write the same "
+                     f"{settings.split_items} items", pause_and_split),
+            DRAINED: (f"{a} STATUS=404 (admin route)", lambda: stack.set_faults(a, status=404)),
+            KILLED: (f"{a} killed (SIGKILL)", lambda: stack.kill_region(a)),
+            SLOW: (f"{b} latency_ms={settings.slow_ms}",
+                   lambda: stack.set_faults(b, latency_ms=settings.slow_ms)),
+            RESTORED: (f"{a} restarted on its port, STATUS 200; {b} latency 0; probe fired",
+                       restore),
         }
+        shift = 0.0  # the paused phase's catch-up moves every later phase
         for n in range(1, len(PHASE_NAMES) + 1):
-            wait = (n - 1) * settings.phase_s - clock.now()
+            wait = (n - 1) * settings.phase_s + shift - clock.now()
             if wait > 0:
                 time.sleep(wait)
+            if n == PAUSED + 1:
+                planned = clock.now()
+                window.end = window.hard_end  # the load goes on while the regions catch up
+                act(PAUSED, "pinned writers stopped; replication resumed; waited for the catch-up",
+                    resume_and_catch_up)
+                shift += clock.now() - planned
+                window.end = total + shift
             if n > 1:
                 edge_status.append({"before_phase": n, **_edge_status(stack)})
             act(n, *actions[n])
-        for t in threads:
-            t.join(timeout=max(1.0, total - clock.now()) + CLIENT_TIMEOUT_S + 5)
+        for t in threads + split_threads:
+            t.join(timeout=max(1.0, window.end - clock.now()) + CLIENT_TIMEOUT_S + 5)
         end_s = clock.now()
         # wrangler dev reloads the Worker when edge/build changes (a rebuild during the run): the
         # isolate, and all it knew about the regions, starts over. Counted, so a reader knows.
@@ -494,12 +982,15 @@ def run(settings: DrillSettings, log=print) -> dict:
         stop_monitor.set()
         monitor.join(timeout=5)
 
+        all_loads = loads + [split]
+        phases = phase_table(events, end_s)
+        assign_phases(all_loads, phases)
         log("drill: load done; waiting for replication, then checking the data")
-        checks = data_checks(stack, loads, run_id, settings.catch_up_timeout_s)
-        summary = analyse(settings, run_id, clock, loads, events, samples, end_s, checks,
-                          edge_status, haproxy_note, stack, edge_reloads)
+        checks = data_checks(stack, all_loads, run_id, settings.catch_up_timeout_s, setup_etags)
+        summary = analyse(settings, run_id, clock, all_loads, events, samples, end_s, checks,
+                          edge_status, haproxy_note, stack, edge_reloads, pause)
         summary["pids"] = stack.pids() + [p.pid for p in started_procs]
-        write_outputs(out, summary, loads, samples)
+        write_outputs(out, summary, all_loads, samples)
         log(summary["table"])
         log(f"drill: outputs in {out}")
         return summary
@@ -519,28 +1010,40 @@ def _edge_status(stack: Stack) -> dict:
         return {"error": str(e)}
 
 
-def analyse(settings: DrillSettings, run_id: str, clock: Clock, loads: list[TargetLoad],
-            events: list[Event], samples, end_s: float, checks: dict, edge_status: list[dict],
-            haproxy_note: str | None, stack: Stack, edge_reloads: int = 0) -> dict:
-    a, b = settings.a, settings.b
-    starts = [e.t_start for e in sorted(events, key=lambda e: e.phase)]
-    phases = [{"n": i + 1, "name": PHASE_NAMES[i], "start_s": starts[i],
-               "end_s": starts[i + 1] if i + 1 < len(starts) else end_s}
-              for i in range(len(PHASE_NAMES))]
+def phase_table(events: list[Event], end_s: float) -> list[dict]:
+    """Each phase from its first event to the next phase's."""
+    starts: dict[int, float] = {}
+    for e in events:
+        starts[e.phase] = min(starts.get(e.phase, e.t_start), e.t_start)
+    ordered = [starts[n] for n in range(1, len(PHASE_NAMES) + 1)]
+    return [{"n": i + 1, "name": PHASE_NAMES[i], "start_s": ordered[i],
+             "end_s": ordered[i + 1] if i + 1 < len(ordered) else end_s,
+             **({"replication": "paused"} if i + 1 == PAUSED else {})}
+            for i in range(len(PHASE_NAMES))]
 
-    def phase_of(t: float) -> int:
-        n = 1
-        for p in phases:
-            if t >= p["start_s"]:
-                n = p["n"]
-        return n
 
+def assign_phases(loads: list[TargetLoad], phases: list[dict]) -> None:
+    """Every request belongs to the phase in which it was sent."""
     for load in loads:
         for r in load.records:
-            r.phase = phase_of(r.t_send)
-    by_phase = {e.phase: e for e in events}
-    # Phase 4's slow region is the only one up, so it serves to the end: nothing to time there.
-    faulty = {2: (a, by_phase[2].t_start), 3: (a, by_phase[3].t_start)}
+            r.phase = 1
+            for p in phases:
+                if r.t_send >= p["start_s"]:
+                    r.phase = p["n"]
+
+
+def analyse(settings: DrillSettings, run_id: str, clock: Clock, loads: list[TargetLoad],
+            events: list[Event], samples, end_s: float, checks: dict, edge_status: list[dict],
+            haproxy_note: str | None, stack: Stack, edge_reloads: int = 0,
+            pause: dict | None = None) -> dict:
+    a, b = settings.a, settings.b
+    phases = phase_table(events, end_s)
+    assign_phases(loads, phases)
+    first_event: dict[int, Event] = {}
+    for e in events:
+        first_event.setdefault(e.phase, e)
+    # Phase 5's slow region is the only one up, so it serves to the end: nothing to time there.
+    faulty = {DRAINED: (a, first_event[DRAINED].t_start), KILLED: (a, first_event[KILLED].t_start)}
     targets = {}
     for load in loads:
         per_phase = [phase_summary(load.records, p, *faulty.get(p["n"], (None, None)))
@@ -548,13 +1051,18 @@ def analyse(settings: DrillSettings, run_id: str, clock: Clock, loads: list[Targ
         targets[load.name] = {
             "url": load.base_url,
             "phases": per_phase,
-            "seed_check": seed_check(load.records, a, b, by_phase[2], by_phase[5].t_start),
+            "writers": writer_summary([r for r in load.records if r.op in WRITER_OPS]),
         }
+        if load.name != SPLIT:
+            targets[load.name]["seed_check"] = seed_check(
+                load.records, a, b, first_event[DRAINED], first_event[RESTORED].t_start)
     timeline = dnsmodel.Timeline(samples)
     windows = [(p["start_s"], p["end_s"]) for p in phases]
     request_times = [r.t_send for r in loads[0].records]
     dns = {cfg.name: dnsmodel.evaluate(timeline, [a, b], cfg, 0.0, end_s, windows, request_times)
            for cfg in dnsmodel.CONFIGS}
+    pause = dict(pause or {})
+    pause.pop("status_at_pause", None)
     summary = {
         "run_id": run_id,
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(clock.wall0)),
@@ -564,6 +1072,7 @@ def analyse(settings: DrillSettings, run_id: str, clock: Clock, loads: list[Targ
         "phases": phases,
         "events": [asdict(e) for e in events],
         "targets": targets,
+        "pause": pause,
         "haproxy": haproxy_note or "measured",
         "dns_model": {name: {k: v for k, v in d.items() if k != "failing_share"}
                       for name, d in dns.items()},
@@ -577,8 +1086,8 @@ def analyse(settings: DrillSettings, run_id: str, clock: Clock, loads: list[Targ
         end_s, phases, [l.name for l in loads], [a, b],
         [asdict(r) for l in loads for r in l.records],
         {name: d["failing_share"] for name, d in dns.items()}, dnsmodel.STEP_S,
-        f"tandem drill {run_id}: {settings.concurrency} clients x {settings.rate}/s per target, "
-        f"{settings.phase_s:g} s per phase")
+        f"tandem drill {run_id}: {settings.concurrency} clients ({settings.writers} writers) x "
+        f"{settings.rate}/s per target, {settings.phase_s:g} s per phase")
     return summary
 
 
@@ -590,19 +1099,28 @@ def _safe(fn):
 
 
 def table(summary: dict) -> str:
-    """One table: client-visible errors per phase and p50/p99, per target and DNS model."""
+    """The tables: client-visible errors per phase and p50/p99, per target and DNS model; the
+    writers' acknowledged / lost / conflicts / errors; the seed check and the data checks."""
     phases = summary["phases"]
     width = 24
     head = f"{'':24}" + "".join(f"{p['n']}: {p['name']}"[:width - 1].ljust(width) for p in phases)
     lines = ["client-visible errors/requests, p50/p99 ms (measured)", head]
     for name, t in summary["targets"].items():
-        cells = [f"{s['errors']}/{s['requests']} {s['p50_ms']}/{s['p99_ms']}" for s in t["phases"]]
+        cells = [f"{s['errors']}/{s['requests']} {s['p50_ms']}/{s['p99_ms']}" if s["requests"]
+                 else "-" for s in t["phases"]]
         lines.append(name.ljust(24) + "".join(c.ljust(width) for c in cells))
     for name, t in summary["targets"].items():
         kinds = [f"{p['n']}: " + ", ".join(f"{k} {v}" for k, v in s["error_kinds"].items())
                  for p, s in zip(phases, t["phases"]) if s["error_kinds"]]
         if kinds:
             lines.append(f"  {name} errors by kind: " + "; ".join(kinds))
+    lines.append("writers: acknowledged writes / lost silently / conflicts reported (412, 409, "
+                 "404 to DELETE) / write errors")
+    lines.append(head)
+    for name, t in summary["targets"].items():
+        cells = [f"{w['acknowledged']}/{w['lost_silently']}/{w['conflicts']}/{w['write_errors']}"
+                 if w["writes"] else "-" for w in (s["writers"] for s in t["phases"])]
+        lines.append(name.ljust(24) + "".join(c.ljust(width) for c in cells))
     lines.append("DNS failover model: error seconds mean (worst), est. failed requests of the edge's load")
     for name, d in summary["dns_model"].items():
         cells = [f"{w['error_s_mean']:g}s ({w['error_s_worst']:g}) ~{w['failed_requests_mean']:g}"
@@ -610,24 +1128,40 @@ def table(summary: dict) -> str:
         lines.append(name[:23].ljust(24) + "".join(c.ljust(width) for c in cells))
     lines.append("seed check (creates sent after convergence stored in B; creates in A after flip):")
     for name, t in summary["targets"].items():
-        s = t["seed_check"]
+        s = t.get("seed_check")
+        if not s:
+            continue
         lines.append(f"  {name}: {'holds' if s['holds'] else 'FAILS'}; converged "
                      f"{s['converged_after_flip_s']} s after the flip; "
                      f"{s['creates_in_a_before_convergence']} creates in A before convergence, "
                      f"{s['violations']} after; {s['creates_in_a_after_flip']} in A after the flip")
+    p = summary.get("pause") or {}
+    if p:
+        lines.append(f"pause: {p.get('queued_at_resume')} changes held at resume, applied "
+                     f"{'in' if p.get('caught_up') else 'NOT within'} "
+                     f"{p.get('caught_up_after_resume_s')} s")
     c = summary["data_checks"]
-    lines.append(f"data: {c['acknowledged_writes']} acknowledged writes, replication caught up "
+    lines.append(f"data: {c['acknowledged_creates']} acknowledged creates, replication caught up "
                  f"{c['replication_caught_up']} in {c['catch_up_s']} s, duplicates "
                  f"{len(c['duplicate_markers']) + len(c['duplicate_acks'])}, lost "
                  f"{len(c['lost_writes'])}, unacknowledged but stored "
                  f"{c['unacknowledged_but_stored'] or 0}")
+    w = c["writers"]
+    lines.append(f"writers' data: {w['items']} items read from every region: regions agree "
+                 f"{w['regions_agree']}, {w['present_at_end']} present, {w['absent_at_end']} "
+                 f"gone; {w['acknowledged_writes']} acknowledged writes ({w['acknowledged_updates']}"
+                 f" updates, {w['acknowledged_recreates']} creates/recreates, "
+                 f"{w['acknowledged_deletes']} deletes): {w['kept']} kept, {w['lost_silently']} "
+                 f"lost silently; final state from an unacknowledged write: "
+                 f"{len(w['final_from_unacknowledged_write'])}")
     if summary.get("edge_reloads"):
         lines.append(f"NOTE: the Worker was reloaded {summary['edge_reloads']} time(s) during the "
                      "run (edge/build changed): each reload starts a fresh isolate")
     lag = summary["replicator"].get("lag_ms", {})
     if lag.get("count"):
-        lines.append(f"replication lag (stream record to applied): p50 {lag['p50']} ms, "
-                     f"p99 {lag['p99']} ms, max {lag['max']} ms over {lag['count']} records")
+        lines.append(f"replication lag (stream record to applied, the pause's held records "
+                     f"included): p50 {lag['p50']} ms, p99 {lag['p99']} ms, max {lag['max']} ms "
+                     f"over {lag['count']} records")
     return "\n".join(lines)
 
 
@@ -642,8 +1176,12 @@ def write_outputs(out: Path, summary: dict, loads: list[TargetLoad], samples) ->
             "phase": p,
             "events": [e for e in summary["events"] if e["phase"] == n],
             "targets": {name: t["phases"][n - 1] for name, t in summary["targets"].items()},
+            "lost_silently": [w for w in summary["data_checks"]["writers"]["lost"]
+                              if w["phase"] == n],
             "dns_model": {name: d["windows"][n - 1] for name, d in summary["dns_model"].items()},
         }
+        if n == PAUSED:
+            per_phase["pause"] = summary.get("pause", {})
         (out / f"phase-{n}.json").write_text(json.dumps(per_phase, indent=2))
     fields = list(Record.__dataclass_fields__)
     with open(out / "requests.csv", "w", newline="") as f:
@@ -664,10 +1202,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--phase-s", type=float, default=d.phase_s, help="seconds per phase (%(default)s)")
     p.add_argument("--concurrency", type=int, default=d.concurrency, help="clients per target (%(default)s)")
     p.add_argument("--rate", type=float, default=d.rate, help="requests/s per client (%(default)s)")
-    p.add_argument("--write-share", type=float, default=d.write_share, help="share of creates (%(default)s)")
+    p.add_argument("--write-share", type=float, default=d.write_share,
+                   help="share of creates in a creator/reader's requests (%(default)s)")
     p.add_argument("--read-min-age-s", type=float, default=d.read_min_age_s,
                    help="reads pick ids created at least this long ago (%(default)s)")
-    p.add_argument("--slow-ms", type=int, default=d.slow_ms, help="B's latency in phase 4 (%(default)s)")
+    p.add_argument("--writers", type=int, default=d.writers,
+                   help="of the clients per target, how many are writers (%(default)s)")
+    p.add_argument("--writer-items", type=int, default=d.writer_items,
+                   help="items each writer owns (%(default)s)")
+    p.add_argument("--delete-share", type=float, default=d.delete_share,
+                   help="share of a writer's writes to a found item that are deletes (%(default)s)")
+    p.add_argument("--split-items", type=int, default=d.split_items,
+                   help="items the two pinned writers of the paused phase share (%(default)s)")
+    p.add_argument("--slow-ms", type=int, default=d.slow_ms, help="B's latency in phase 5 (%(default)s)")
     p.add_argument("--regions", default=",".join(d.regions), help="A,B (%(default)s)")
     p.add_argument("--replication-lag-ms", type=int, default=d.replication_lag_ms)
     p.add_argument("--no-haproxy", action="store_true", help="skip the HAProxy column")
@@ -679,11 +1226,16 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--regions takes exactly two regions: A,B")
     if not (0 < args.concurrency <= 64 and 0 < args.rate <= 100 and 1 <= args.phase_s <= 600):
         p.error("concurrency 1..64, rate (0, 100], phase-s 1..600")
+    if not (0 <= args.writers < args.concurrency and 1 <= args.writer_items <= 100
+            and 1 <= args.split_items <= 100 and 0 <= args.delete_share <= 1):
+        p.error("writers 0..concurrency-1, writer-items and split-items 1..100, delete-share 0..1")
     settings = DrillSettings(
         phase_s=args.phase_s, concurrency=args.concurrency, rate=args.rate,
-        write_share=args.write_share, read_min_age_s=args.read_min_age_s, slow_ms=args.slow_ms,
-        regions=regions, replication_lag_ms=args.replication_lag_ms,
-        haproxy=not args.no_haproxy, out=args.out, seed=args.seed)
+        write_share=args.write_share, read_min_age_s=args.read_min_age_s, writers=args.writers,
+        writer_items=args.writer_items, delete_share=args.delete_share,
+        split_items=args.split_items, slow_ms=args.slow_ms, regions=regions,
+        replication_lag_ms=args.replication_lag_ms, haproxy=not args.no_haproxy, out=args.out,
+        seed=args.seed)
     run(settings)
     return 0
 
