@@ -28,12 +28,7 @@ ITEM = "bench-item"
 
 
 def machine() -> str:
-    model = ""
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            model = line.split(":", 1)[1].strip()
-            break
-    return f"{os.cpu_count()} cores, {model}, {platform.system()} {platform.release()}"
+    return f"{os.cpu_count()} cores, {procs.cpu_model()}, {platform.system()} {platform.release()}"
 
 
 def start_dynalite() -> procs.Proc:

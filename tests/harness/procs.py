@@ -118,3 +118,13 @@ def wait_http(proc: Proc, path: str = "/", timeout: float = 30.0, ok=lambda r: T
         time.sleep(0.05)
     proc.stop()
     raise RuntimeError(f"{proc.name} not ready after {timeout}s ({last}):\n{proc.log()[-3000:]}")
+
+
+def cpu_model() -> str:
+    """The CPU's model name as /proc/cpuinfo gives it ("" when it names none)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return ""
+    return next((line.split(":", 1)[1].strip() for line in lines
+                 if line.startswith("model name")), "")

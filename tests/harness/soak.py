@@ -641,12 +641,8 @@ def _replication(stack: Stack) -> dict:
 
 
 def machine() -> dict:
-    model = ""
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            model = line.split(":", 1)[1].strip()
-            break
-    return {"nproc": os.cpu_count(), "cpu": model, "os": f"{platform.system()} {platform.release()}"}
+    return {"nproc": os.cpu_count(), "cpu": procs.cpu_model(),
+            "os": f"{platform.system()} {platform.release()}"}
 
 
 def run(settings: SoakSettings, log=print, command: str = "") -> dict:
