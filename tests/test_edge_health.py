@@ -10,9 +10,10 @@ from conftest import CENTRAL, WEST
 from harness.regional import set_faults
 from test_edge_workerd import SCHEDULED, Stack
 
-# The ranking's estimates age out after three time constants: 6 s here (30 s by default), so
-# recovery comes within the test.
-FAST_AGING = {"ewma_decay_ms": 2000}
+# The ranking's estimates age out after three time constants: 15 s here (30 s by default), so
+# recovery comes within the test, yet not while the gray phase is measured (a busy machine may
+# take several seconds for it).
+FAST_AGING = {"ewma_decay_ms": 5000}
 
 
 @pytest.fixture
@@ -56,7 +57,7 @@ def test_a_gray_region_is_deprioritised_within_seconds_and_gets_traffic_back(sta
     assert attempts <= 1.05, f"{attempts:.3f} attempts per request"
     assert stack.get("/health").status_code == 200
     set_faults(stack.west, error_rate=0.0)
-    deadline = time.monotonic() + 25
+    deadline = time.monotonic() + 45
     while time.monotonic() < deadline:
         share, _, _ = first_attempts_to(stack, WEST, 10)
         if share == 1.0:
