@@ -82,7 +82,7 @@ WRITER_OPS = ("get", "put", "delete")
 class DrillSettings:
     phase_s: float = 20.0
     concurrency: int = 8
-    rate: float = 3.0
+    rate: float = 1.0
     write_share: float = 0.3
     read_min_age_s: float = 1.0
     writers: int = 2
@@ -196,16 +196,27 @@ class TargetLoad:
                 self.acked.append((record.t_done, record.item_id, record.marker))
 
 
-def _slots(clock: Clock, window: Window, rate: float, first: float):
+#: Writers' slots move by up to this share of the interval, at random: on an exactly periodic
+#: schedule with an even number of clients, HAProxy's round robin would send each client to the
+#: same region every time (the two alternations lock in step), hiding what round robin does to a
+#: client's read-modify-write.
+WRITER_JITTER = 0.25
+
+
+def _slots(clock: Clock, window: Window, rate: float, first: float, jitter: float = 0.0,
+           rng: random.Random | None = None):
     """Yields once per slot at `rate` per second from `first`, until the window closes; a late
-    slot skips the ones it missed (never a burst). Bounded in count as well as in time."""
+    slot skips the ones it missed (never a burst). With `jitter`, each slot moves by up to that
+    share of the interval either way (one request per slot all the same). Bounded in count as
+    well as in time."""
     interval = 1.0 / rate
     limit = math.ceil((window.hard_end - window.start) * rate) + 5
     next_t = first
     for _ in range(limit):
         now = clock.now()
-        if next_t > now:
-            time.sleep(next_t - now)
+        due = next_t + (rng.uniform(-jitter, jitter) * interval if jitter and rng else 0.0)
+        if due > now:
+            time.sleep(due - now)
         if clock.now() >= min(window.end, window.hard_end):
             return
         next_t += interval
@@ -371,7 +382,7 @@ def _writer(load: TargetLoad, base_url: str, thread: int, items: list[str], owne
     seen: Record | None = None
     session = requests.Session()
     try:
-        for _ in _slots(clock, window, settings.rate, first):
+        for _ in _slots(clock, window, settings.rate, first, WRITER_JITTER, rng):
             if seen is None:
                 item_id = items[turn % len(items)]
                 turn += 1
@@ -818,7 +829,7 @@ def _sentinels_arrived(stack: Stack, run_id: str, sentinels: dict[str, str],
                 return True
             if time.monotonic() > deadline:
                 return False
-            time.sleep(0.05)
+            time.sleep(0.2)  # gently: every read is work for moto, which is busy catching up
 
 
 def _resume_and_catch_up(stack: Stack, run_id: str, timeout_s: float) -> dict:
