@@ -3,7 +3,7 @@
 # replication with both regions written, then the seed's STATUS=404 test, a crash, a slow region
 # and recovery, measured through the edge, a client pinned to region A and HAProxy, with a
 # Route 53 DNS-failover model. Installs Debian's haproxy if it is missing.
-#   scripts/drill.sh [--phase-s 20] [--concurrency 8] [--writers 2] [--rate 3] [--out .state/drill]
+#   scripts/drill.sh [--phase-s 20] [--concurrency 8] [--writers 2] [--rate 1] [--out .state/drill]
 #   scripts/drill.sh --no-build ...   # use target/debug/regional and edge/build as they are
 #   scripts/drill.sh --help           # every option (builds nothing)
 source "$(dirname "$0")/lib.sh"
