@@ -154,8 +154,8 @@ impl AttemptLoop {
     /// whether to send the copy to `other` now. Not to a region due its trial (its real answer
     /// must decide), nor beyond the retry budget. When it says yes, the hedge counts as sent.
     pub fn hedge_due(&mut self, router: &mut EdgeRouter, other: usize, now: Millis) -> bool {
-        let settings = router.config().settings.clone();
-        let trial_due = router.availability(other, now, &settings) == Availability::TrialDue;
+        let trial_due =
+            router.availability(other, now, &router.config().settings) == Availability::TrialDue;
         if self.done || self.tried.contains(&other) || trial_due || !router.allow_retry(now, true) {
             return false;
         }
