@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Offline checks for infra/: the CloudFormation templates and renderings of table.yaml for
-# concrete configs, the project's cfn-guard rules (and that each rule can fail), checkov, and
+# Offline checks for infra/: the CloudFormation templates and renderings of table.yaml and
+# region.yaml for concrete configs, the project's cfn-guard rules (and that each rule can fail), checkov, and
 # deploy.py's dry run and config refusals. Nothing here reaches the network or AWS.
 #
 # Tools come from the environment (the project's test command sets them):
@@ -32,10 +32,12 @@ have() {
 templates=("$INFRA"/templates/*.yaml)
 relative_templates=("${templates[@]#"$ROOT"/}")
 
-# --- renderings: table.yaml with every condition decided ------------------------------------------
+# --- renderings: table.yaml and region.yaml with every condition decided ----------------------------
 # cfn-guard cannot evaluate Fn::If, so infra/render.py renders table.yaml with the parameters
 # deploy.py passes for four configs (eventual with two and five regions, strong with three
-# replicas, strong with two and a witness); the renderings go through every check below.
+# replicas, strong with two and a witness) and region.yaml for four regions (SigV4 with origin
+# names, the certificate given or created, and a region without an origin name); the renderings
+# go through every check below.
 RENDERED=$(mktemp -d "${TMPDIR:-/tmp}/tandem-rendered.XXXXXX")
 trap 'rm -rf "$RENDERED"' EXIT
 rendered=()
@@ -53,9 +55,9 @@ if have PYTHON; then
     bad "render.py crashed (exit $RC)" "$OUT"
   fi
   shopt -s nullglob
-  rendered=("$RENDERED"/table.*.json)
+  rendered=("$RENDERED"/*.json)
   shopt -u nullglob
-  [ "${#rendered[@]}" -gt 0 ] || bad "render: no renderings of table.yaml were written"
+  [ "${#rendered[@]}" -gt 0 ] || bad "render: no renderings were written"
 fi
 rendered_names=$(for f in "${rendered[@]}"; do basename "$f"; done | tr '\n' ' ')
 
@@ -66,8 +68,8 @@ if have CFN_LINT; then
   else bad "cfn-lint: findings in infra/templates (exit $RC)" "$OUT"; fi
   if [ "${#rendered[@]}" -gt 0 ]; then
     capture "$CFN_LINT" --regions eu-west-1 eu-central-1 --non-zero-exit-code warning -- "${rendered[@]}"
-    if [ "$RC" -eq 0 ]; then ok "cfn-lint: ${#rendered[@]} renderings of table.yaml clean (${rendered_names% })"
-    else bad "cfn-lint: findings in the renderings of table.yaml (exit $RC)" "$OUT"; fi
+    if [ "$RC" -eq 0 ]; then ok "cfn-lint: ${#rendered[@]} renderings clean (${rendered_names% })"
+    else bad "cfn-lint: findings in the renderings (exit $RC)" "$OUT"; fi
   fi
 fi
 

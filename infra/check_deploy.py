@@ -31,9 +31,10 @@ def check(name, ok, why=""):
     print(f"ok {name}" if ok else f"FAIL {name}: {why}", flush=True)
 
 
-def run_deploy(args, path_dir):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CLOUDFLARE_"))}
+def run_deploy(args, path_dir, extra_env=None):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CLOUDFLARE_", "TANDEM_"))}
     env["PATH"] = str(path_dir)
+    env.update(extra_env or {})
     proc = subprocess.run([sys.executable, str(DEPLOY)] + args, cwd=ROOT, env=env, text=True,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
     return proc.returncode, proc.stdout, proc.stderr
@@ -74,7 +75,8 @@ def expected_deploy_headers(cfg):
     regions = [r["name"] for r in cfg["regions"]]
     p = cfg.get("stack_prefix", "tandem")
     want = [f"stack {p}-table in {regions[0]} from infra/templates/table.yaml",
-            "build the regional function once (arm64)"]
+            "build the regional function once (arm64)",
+            f"stack {p}-edge-identity in {regions[0]} from infra/templates/edge-identity.yaml"]
     for r in regions:
         want += [f"stack {p}-role-{r} in {r} from infra/templates/function-role.yaml",
                  f"function {cfg['function']['name']} in {r}",
@@ -82,7 +84,17 @@ def expected_deploy_headers(cfg):
     want += [f"stack {p}-dns in us-east-1 from infra/templates/dns.yaml",
              f"KV namespace {kv_title(cfg)} (binding EDGE_STATE)",
              f"edge Worker via wrangler ({cfg['cloudflare']['worker_dir']}/)"]
+    user = f"<{p}-edge-identity:UserName>"
+    if origin_auth(cfg) == "sigv4":
+        want.append(f"edge signing key: rotate the access key of {user}")
+    else:
+        want.append(f'edge signing key: none with origin_auth "none"; delete any of {user}')
+    want.append("edge secrets OPERATOR_TOKEN and JWT_HS256_SECRET")
     return want
+
+
+def origin_auth(cfg):
+    return cfg.get("api", {}).get("origin_auth", "sigv4")
 
 
 def expected_teardown_headers(cfg):
@@ -95,12 +107,19 @@ def expected_teardown_headers(cfg):
         want += [f"delete stack {p}-region-{r} in {r}",
                  f"delete function {cfg['function']['name']} in {r}",
                  f"delete stack {p}-role-{r} in {r}"]
-    want += [f"delete stack {p}-table in {regions[0]}"]
+    want += [f"delete the edge user's access keys ({p}-edge-identity output UserName)",
+             f"delete stack {p}-edge-identity in {regions[0]}",
+             f"delete stack {p}-table in {regions[0]}"]
     return want
 
 
+# Stand-ins for the operator's secrets in the dry runs: none of them may appear in any output.
+SENTINELS = {"TANDEM_OPERATOR_TOKEN": "operator-token-sentinel-0123456789abcdef",
+             "TANDEM_JWT_HS256_SECRET": "hs256-secret-sentinel-0123456789abcdefgh"}
+
+
 def check_plan(label, cfg, cfg_path, bin_dir, calls_log):
-    code, out, err = run_deploy(["--config", str(cfg_path), "--dry-run"], bin_dir)
+    code, out, err = run_deploy(["--config", str(cfg_path), "--dry-run"], bin_dir, SENTINELS)
     check(f"{label}: dry run exits 0", code == 0, f"exit {code}: {err.strip()}")
     if code != 0:
         return
@@ -111,8 +130,8 @@ def check_plan(label, cfg, cfg_path, bin_dir, calls_log):
     blocks = steps(out)
     headers = [h for h, _ in blocks]
     want = expected_deploy_headers(cfg)
-    check(f"{label}: every stack and step in order (table, build, role/function/region per "
-          "region, dns, edge)", headers == want,
+    check(f"{label}: every stack and step in order (table, build, edge identity, "
+          "role/function/region per region, dns, edge, signing key, edge secrets)", headers == want,
           f"got {headers}, want {want}")
 
     regions = [r["name"] for r in cfg["regions"]]
@@ -124,12 +143,36 @@ def check_plan(label, cfg, cfg_path, bin_dir, calls_log):
           builds == ["+ cargo lambda build --release --arm64 -p regional"], f"got {builds}")
 
     deploys = [l for l in out.splitlines() if l.startswith("+ cargo lambda deploy")]
+    prefix = cfg.get("stack_prefix", "tandem")
+    sigv4 = origin_auth(cfg) == "sigv4"
+    caller = f"'EDGE_CALLER_ARN=<{prefix}-edge-identity:UserArn>'"
     bad = [l for l in deploys if "--iam-role" not in l or "TABLE_NAME=" not in l
-           or "ADMIN_TOKEN" in l or "STATUS=" in l]
-    check(f"{label}: cargo lambda deploy per region with its role and TABLE_NAME only",
+           or "ADMIN_TOKEN" in l or "STATUS=" in l or l.count("--env-var") != (2 if sigv4 else 1)
+           or (caller in l) != sigv4]
+    check(f"{label}: cargo lambda deploy per region with its role, TABLE_NAME and "
+          f"{'EDGE_CALLER_ARN (the edge user)' if sigv4 else 'no EDGE_CALLER_ARN (origin_auth none)'} only",
           len(deploys) == len(regions) and not bad
           and all(f"--region {r} " in d for r, d in zip(regions, deploys)),
           f"got {deploys}")
+
+    # Each region stack: routes behind AWS_IAM unless opted out, the region's own origin name
+    # (default <region>.<domain>) in the config's zone, and the edge's group.
+    wrong = []
+    for r in cfg["regions"]:
+        lines = next((ls for h, ls in blocks if h.startswith(f"stack {prefix}-region-{r['name']} ")), [])
+        got = dict(l.strip().split("=", 1) for l in lines if re.match(r"^    [A-Za-z0-9]+=", l))
+        origin = r.get("origin_domain", f"{r['name']}.{cfg['domain']}")
+        want_params = {"RouteAuthorization": "AWS_IAM" if sigv4 else "NONE",
+                       "OriginDomainName": origin,
+                       "OriginHostedZoneId": cfg["hosted_zone_id"] if origin else "",
+                       "EdgeGroupName": f"<{prefix}-edge-identity:GroupName>"}
+        if {k: got.get(k) for k in want_params} != want_params:
+            wrong.append(f"{r['name']}: got {({k: got.get(k) for k in want_params})}, want {want_params}")
+    check(f"{label}: region stacks get RouteAuthorization {'AWS_IAM' if sigv4 else 'NONE'}, their "
+          "origin name and zone, and the edge's group", not wrong, "; ".join(wrong))
+    open_warning = 'WARNING: api.origin_auth is "none"' in out and 'WARNING: api.origin_auth is "none"' in err
+    check(f"{label}: {'no warning about open origins' if sigv4 else 'warns, on stdout and stderr, that the origins are open'}",
+          open_warning != sigv4, f"stdout/stderr warning present: {open_warning}")
 
     # Every template parameter is printed, with no stray ones.
     wrong = []
@@ -170,8 +213,9 @@ def check_plan(label, cfg, cfg_path, bin_dir, calls_log):
         edge_regions = json.loads(regions_line.split("=", 1)[1])
     except (IndexError, ValueError):
         edge_regions = None
+    fallback = "--var FALLBACK_ORIGIN: " if sigv4 else f"--var FALLBACK_ORIGIN:https://{cfg['domain']} "
     ok = (len(wrangler) == 1 and "--var 'REGIONS:[" in wrangler[0]
-          and f"--var FALLBACK_ORIGIN:https://{cfg['domain']}" in wrangler[0]
+          and fallback in wrangler[0]
           and isinstance(edge_regions, list)
           and [e.get("name") for e in edge_regions] == regions
           and all(set(e) == {"name", "origin", "lat", "lon", "weight"} for e in edge_regions)
@@ -179,18 +223,191 @@ def check_plan(label, cfg, cfg_path, bin_dir, calls_log):
                   for e in edge_regions)
           and all(e["origin"] == f"<{cfg.get('stack_prefix', 'tandem')}-region-{e['name']}:ApiEndpoint>"
                   for e in edge_regions))
-    check(f"{label}: wrangler deploy with REGIONS (name, origin, lat, lon, weight per region) "
-          "and FALLBACK_ORIGIN", ok, f"wrangler: {wrangler}; REGIONS: {regions_line}")
-    secret = [l for l in out.splitlines() if l.startswith("+ ") and " secret put AFFINITY_SECRET " in l]
-    check(f"{label}: the affinity secret goes to wrangler secret put on stdin, never printed",
-          len(secret) == 1 and secret[0].endswith("# value on stdin, not shown")
-          and not re.search(r"[0-9a-f]{64}", out), f"secret lines: {secret}")
+    check(f"{label}: wrangler deploy with REGIONS (name, origin, lat, lon, weight per region) and "
+          f"FALLBACK_ORIGIN {'empty (a signature names its region)' if sigv4 else 'the shared name'}",
+          ok, f"wrangler: {wrangler}; REGIONS: {regions_line}")
+
+    auth = cfg["auth"]
+    want_auth = {"issuer": auth["issuer"], "audience": auth["audience"],
+                 "jwks_url": auth.get("jwks_url") or None, "read_scope": auth["read_scope"],
+                 "write_scope": auth["write_scope"]}
+    auth_arg = re.search(r"--var 'AUTH:(\{[^']*\})'", wrangler[0]) if len(wrangler) == 1 else None
+    try:
+        got_auth = json.loads(auth_arg.group(1)) if auth_arg else None
+    except ValueError:
+        got_auth = None
+    check(f"{label}: wrangler deploy with ORIGIN_AUTH {origin_auth(cfg)} and AUTH (issuer, audience, "
+          "jwks_url, read_scope, write_scope from the config)",
+          len(wrangler) == 1 and f"--var ORIGIN_AUTH:{origin_auth(cfg)} " in wrangler[0]
+          and got_auth == want_auth, f"wrangler: {wrangler}; AUTH: {got_auth}, want {want_auth}")
+
+    # Secrets: every one goes to wrangler on stdin; none is in an argument or the output.
+    commands = [l for l in out.splitlines() if l.startswith("+ ")]
+    puts = [l for l in commands if re.search(r" secret (put|bulk)\b", l)]
+    put_names = [re.search(r" secret (?:put (\S+)|(bulk))", l).group(1) or "bulk" for l in puts]
+    want_names = ["AFFINITY_SECRET"] + (["bulk"] if sigv4 else []) + ["OPERATOR_TOKEN"] \
+        + (["JWT_HS256_SECRET"] if auth.get("hs256") else [])
+    on_stdin = all(l.endswith("  # value on stdin, not shown") for l in puts)
+    leaked = [name for name, value in SENTINELS.items() if value in out or value in err]
+    in_argv = [l for l in commands if re.search(r"SIGV4_|SecretAccessKey|--secret|=[0-9a-f]{64}", l)]
+    check(f"{label}: secrets {', '.join(want_names)} go to wrangler on stdin; no secret in any "
+          "argument or in the output", put_names == want_names and on_stdin and not leaked
+          and not in_argv and not re.search(r"[0-9a-f]{64}", out),
+          f"secret commands {put_names} (want {want_names}), all on stdin: {on_stdin}, "
+          f"leaked: {leaked}, in arguments: {in_argv}")
+    keys = next((lines for h, lines in blocks if h.startswith("edge signing key")), [])
+    key_commands = [m.group(1) for m in (re.search(r" (iam \S+ --user-name|secret \S+)", l)
+                                         for l in keys if l.startswith("+ ")) if m]
+    want_keys = (["iam list-access-keys --user-name", "iam create-access-key --user-name",
+                  "secret bulk", "iam delete-access-key --user-name"] if sigv4 else
+                 ["iam list-access-keys --user-name", "iam delete-access-key --user-name"])
+    check(f"{label}: signing key {'listed, created, handed to the Worker, then the older deleted' if sigv4 else 'none: the edge user keys are deleted'}",
+          key_commands == want_keys, f"got {key_commands}, want {want_keys}")
 
     code, out, err = run_deploy(["--config", str(cfg_path), "--dry-run", "teardown"], bin_dir)
-    headers = [h for h, _ in steps(out)]
+    blocks = steps(out)
+    headers = [h for h, _ in blocks]
     want = expected_teardown_headers(cfg)
     check(f"{label}: teardown dry run runs the deploy backwards", code == 0 and headers == want,
           f"exit {code}, got {headers}, want {want}")
+    keys = next((lines for h, lines in blocks if h.startswith("delete the edge user's access keys")), [])
+    check(f"{label}: teardown deletes the edge user's access keys before its stack",
+          any(" iam delete-access-key --user-name " in l for l in keys), f"got {keys}")
+
+
+def check_operator_secrets(write):
+    """A real deploy takes OPERATOR_TOKEN and JWT_HS256_SECRET from the environment; checked in
+    process (a real run here would reach the build), with the environment patched."""
+    sys.path.insert(0, str(INFRA))
+    import deploy  # noqa: E402
+
+    example = json.loads(EXAMPLE.read_text())
+    hs = json.loads(json.dumps(example))
+    hs["auth"].update(jwks_url="", hs256=True)
+    cfg_jwks = deploy.load_config(write("secrets-jwks.json", example))
+    cfg_hs = deploy.load_config(write("secrets-hs.json", hs))
+    saved = {k: os.environ.pop(k) for k in SENTINELS if k in os.environ}
+
+    def attempt(cfg, env):
+        os.environ.update(env)
+        try:
+            return deploy.operator_secrets(cfg)
+        except deploy.ConfigError as err:
+            return str(err)
+        finally:
+            for k in env:
+                os.environ.pop(k, None)
+
+    try:
+        got = attempt(cfg_hs, {})
+        check("a real deploy with auth.hs256 stops before any step without TANDEM_JWT_HS256_SECRET",
+              isinstance(got, str) and "TANDEM_JWT_HS256_SECRET" in got, f"got {got!r}")
+        got = attempt(cfg_jwks, {"TANDEM_OPERATOR_TOKEN": "short"})
+        check("a real deploy refuses an OPERATOR_TOKEN under 32 characters",
+              isinstance(got, str) and "at least 32" in got, f"got {got!r}")
+        got = attempt(cfg_hs, SENTINELS)
+        check("a real deploy takes OPERATOR_TOKEN and JWT_HS256_SECRET from the environment",
+              got == {"OPERATOR_TOKEN": SENTINELS["TANDEM_OPERATOR_TOKEN"],
+                      "JWT_HS256_SECRET": SENTINELS["TANDEM_JWT_HS256_SECRET"]}, "wrong values")
+        got = attempt(cfg_jwks, {})
+        check("without TANDEM_OPERATOR_TOKEN (and JWKS tokens) no secret is taken from the environment",
+              got == {"OPERATOR_TOKEN": None, "JWT_HS256_SECRET": None}, f"got {got}")
+    finally:
+        os.environ.update(saved)
+
+
+FAKE_AWS = r"""#!PYTHON
+# Stand-in for `aws iam ...access-key...`: keys in a JSON state file; every call logged.
+import json, sys
+state_file, log = sys.argv[0] + ".state", sys.argv[0] + ".log"
+args = sys.argv[1:]
+with open(log, "a") as f:
+    f.write("aws " + " ".join(args) + "\n")
+keys = json.load(open(state_file))
+if "list-access-keys" in args:
+    print(json.dumps({"AccessKeyMetadata": [{"AccessKeyId": k, "CreateDate": d} for k, d in keys]}))
+elif "create-access-key" in args:
+    keys.append(["AKIANEWKEY0000000001", "2030-01-01T00:00:00Z"])
+    print(json.dumps({"AccessKey": {"AccessKeyId": "AKIANEWKEY0000000001", "SecretAccessKey": "SECRET"}}))
+elif "delete-access-key" in args:
+    keys = [k for k in keys if k[0] != args[args.index("--access-key-id") + 1]]
+json.dump(keys, open(state_file, "w"))
+"""
+FAKE_WRANGLER = r"""#!PYTHON
+# Stand-in for `wrangler secret ...`: logs the call and what it read on stdin.
+import json, sys
+with open(sys.argv[0] + ".log", "a") as f:
+    f.write(json.dumps({"argv": sys.argv[1:], "stdin": sys.stdin.read()}) + "\n")
+"""
+
+
+def check_key_rotation(tmp, cfg, write):
+    """The signing key's rotation, for real against stand-ins for aws and wrangler: the new
+    key reaches the Worker on stdin, in one bulk put, before the old key is deleted; the secret is
+    never in an argument or the output; two existing keys stop the run."""
+    import contextlib
+    import io
+
+    sys.path.insert(0, str(INFRA))
+    import deploy  # noqa: E402
+
+    secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYSENTINELKEY"
+    fake_bin = tmp / "fake-bin"
+    fake_bin.mkdir()
+    for name, text in (("aws", FAKE_AWS), ("wrangler", FAKE_WRANGLER)):
+        path = fake_bin / name
+        path.write_text(text.replace("#!PYTHON", "#!" + sys.executable).replace('"SECRET"', json.dumps(secret)))
+        path.chmod(0o755)
+    config = deploy.load_config(write("rotation.json", cfg))
+    deploy.KEY_PROPAGATION_S = deploy.KEY_GRACE_S = 0
+    saved_path = os.environ["PATH"]
+
+    for label, existing in (("first deploy (no key yet)", []),
+                            ("redeploy (one key in use)", [["AKIAOLDKEY0000000001", "2029-01-01T00:00:00Z"]]),
+                            ("interrupted earlier run (two keys)",
+                             [["AKIAOLDKEY0000000001", "2029-01-01T00:00:00Z"],
+                              ["AKIAOLDKEY0000000002", "2029-06-01T00:00:00Z"]])):
+        (fake_bin / "aws.state").write_text(json.dumps(existing))
+        for log in ("aws.log", "wrangler.log"):
+            (fake_bin / log).write_text("")
+        out, error = io.StringIO(), None
+        os.environ["PATH"] = f"{fake_bin}:{saved_path}"
+        try:
+            with contextlib.redirect_stdout(out):
+                deploy.rotate_edge_key(config, deploy.Runner(config, dry=False), "tandem-edge-user",
+                                       "wrangler.deploy.toml")
+        except deploy.StepFailed as err:
+            error = str(err)
+        finally:
+            os.environ["PATH"] = saved_path
+        aws_calls = [w[w.index("iam") + 1] for w in
+                     (l.split() for l in (fake_bin / "aws.log").read_text().splitlines())]
+        puts = [json.loads(l) for l in (fake_bin / "wrangler.log").read_text().splitlines()]
+        keys_after = [k for k, _ in json.loads((fake_bin / "aws.state").read_text())]
+        argv_text = (fake_bin / "aws.log").read_text() + json.dumps([p["argv"] for p in puts])
+        leaked = secret in out.getvalue() or secret in argv_text or secret in (error or "")
+        if len(existing) == 2:
+            check(f"key rotation, {label}: stops before creating a key, deletes nothing",
+                  error is not None and "already has two access keys" in error
+                  and aws_calls == ["list-access-keys"] and not puts
+                  and keys_after == [k for k, _ in existing], f"error {error}, calls {aws_calls}")
+            continue
+        bulk = puts[0] if len(puts) == 1 else {}
+        try:
+            given = json.loads(bulk.get("stdin", ""))
+        except ValueError:
+            given = None
+        want_calls = ["list-access-keys", "create-access-key"] + ["delete-access-key"] * len(existing)
+        check(f"key rotation, {label}: new key to the Worker on stdin in one bulk put "
+              f"({'then the old key deleted' if existing else 'nothing to delete'}); secret never "
+              "in an argument or the output",
+              error is None and aws_calls == want_calls
+              and bulk.get("argv", [])[:2] == ["secret", "bulk"]
+              and given == {"SIGV4_ACCESS_KEY_ID": "AKIANEWKEY0000000001",
+                            "SIGV4_SECRET_ACCESS_KEY": secret}
+              and keys_after == ["AKIANEWKEY0000000001"] and not leaked,
+              f"error {error}, aws calls {aws_calls}, wrangler {[p['argv'] for p in puts]}, "
+              f"keys after {keys_after}, leaked {leaked}")
 
 
 def main():
@@ -232,6 +449,30 @@ def main():
         witness["witness_region"] = witness["regions"].pop()["name"]
         check_plan("strong, two replicas and a witness", witness, write("witness.json", witness),
                    bin_dir, calls_log)
+
+        # The explicit opt-out: routes open, nothing signs (and so no key), the shared name as
+        # fallback; and client tokens checked with an HS256 secret from the environment.
+        opened = json.loads(json.dumps(cfg))
+        opened["api"]["origin_auth"] = "none"
+        opened["auth"].update(jwks_url="", hs256=True)
+        check_plan("origin_auth none, HS256 tokens", opened, write("opened.json", opened), bin_dir,
+                   calls_log)
+
+        # The older switch still reads (true is SigV4), and a region without an origin name keeps
+        # its execute-api endpoint as its address.
+        legacy = json.loads(json.dumps(cfg))
+        del legacy["api"]["origin_auth"]
+        legacy["api"]["require_iam_auth"] = True
+        legacy["regions"][1]["origin_domain"] = ""
+        check_plan("require_iam_auth true, one region without an origin name", legacy,
+                   write("legacy.json", legacy), bin_dir, calls_log)
+        code, out, err = run_deploy(["--config", str(tmp / "legacy.json"), "--dry-run"], bin_dir)
+        check("a region without an origin name is named in a note (its execute-api endpoint stays)",
+              "# note: region eu-central-1 has no origin_domain" in out
+              and "region eu-west-1 has no origin_domain" not in out, out[:300])
+
+        check_operator_secrets(write)
+        check_key_rotation(tmp, cfg, write)
 
         # The unmodified example files themselves also plan cleanly.
         for shipped in (EXAMPLE, STRONG_EXAMPLE):
@@ -313,6 +554,32 @@ def main():
              "are not all in one MRSC region set"),
             (strong_variant("strong, witness in another region set", witness_in_other_set),
              "are not all in one MRSC region set"),
+            (broken("no auth section", lambda c: c.pop("auth")), 'missing "auth"'),
+            (broken("auth jwks_url over http", lambda c: c["auth"].update(
+                jwks_url="http://auth.example.com/jwks.json")), "auth.jwks_url is not valid"),
+            (broken("auth with jwks_url and hs256", lambda c: c["auth"].update(hs256=True)),
+             "give jwks_url or hs256 true, not both"),
+            (broken("auth with neither jwks_url nor hs256", lambda c: c["auth"].update(jwks_url="")),
+             "missing auth.jwks_url"),
+            (broken("auth without audience", lambda c: c["auth"].pop("audience")), "missing auth.audience"),
+            (broken("auth scope with a space", lambda c: c["auth"].update(read_scope="items read")),
+             "auth.read_scope is not valid"),
+            (broken("auth with one scope for reads and writes",
+                    lambda c: c["auth"].update(write_scope=c["auth"]["read_scope"])),
+             "auth.read_scope and auth.write_scope must differ"),
+            (broken("unknown auth key", lambda c: c["auth"].update(secret="x")), "unknown key 'secret' in \"auth\""),
+            (broken("unknown origin_auth", lambda c: c["api"].update(origin_auth="open")),
+             'api.origin_auth must be "sigv4" or "none"'),
+            (broken("require_iam_auth false", lambda c: c["api"].update(require_iam_auth=False)),
+             "api.require_iam_auth false is no longer read"),
+            (broken("origin_domain is the shared domain",
+                    lambda c: c["regions"][0].update(origin_domain=c["domain"])),
+             "origin_domain must be this region's own name"),
+            (broken("two regions with one origin_domain",
+                    lambda c: [r.update(origin_domain="origin.tandem.example.com") for r in c["regions"]]),
+             "is already another region's"),
+            (broken("malformed origin_domain", lambda c: c["regions"][0].update(origin_domain="Not A Name")),
+             "origin_domain is not valid"),
             (("not JSON", write("not-json.json", "{ regions: ")), "not valid JSON"),
             (("missing file", tmp / "absent.json"), "cannot read config"),
         ]

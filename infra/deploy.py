@@ -7,14 +7,20 @@
 Deploy order (teardown runs it backwards):
   1. table stack      the DynamoDB global table, in the first region
   2. build            `cargo lambda build --release --arm64 -p regional`, once
-  3. for each region  role stack -> `cargo lambda deploy` -> region stack (API, domain)
-  4. DNS stack        health checks, latency records and alarms, in us-east-1
-  5. edge             `wrangler deploy` with REGIONS and FALLBACK_ORIGIN from the stacks' outputs
+  3. edge identity    the edge's IAM user and group (SigV4 signing identity), in the first region
+  4. for each region  role stack -> `cargo lambda deploy` -> region stack (API, domains, the
+                      edge group's execute-api:Invoke on this API)
+  5. DNS stack        health checks, latency records and alarms, in us-east-1
+  6. edge             `wrangler deploy` with REGIONS, FALLBACK_ORIGIN, ORIGIN_AUTH and AUTH; then
+                      the Worker's secrets on stdin: AFFINITY_SECRET, a new access key of the edge
+                      user (SIGV4_ACCESS_KEY_ID, SIGV4_SECRET_ACCESS_KEY; the older key is deleted
+                      once the Worker has the new one), OPERATOR_TOKEN, JWT_HS256_SECRET (HS256 only)
 
 --dry-run prints every command and every template parameter, then stops: it calls nothing (no
 AWS, no cargo, no wrangler) and stands in for stack outputs with <stack:Output> placeholders.
 A missing or inconsistent config is refused with one line on stderr and exit status 2; a failed
-step stops the run with exit status 1.
+step stops the run with exit status 1. No secret is ever put in a command's arguments, written to
+a file or printed: secrets go to wrangler on stdin.
 
 Python 3.8+ standard library only. See infra/README.md for the config file and prerequisites.
 """
@@ -27,6 +33,7 @@ import secrets
 import shlex
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 INFRA = Path(__file__).resolve().parent
@@ -94,6 +101,19 @@ TOPIC_RE = re.compile(r"^arn:aws[a-z-]*:sns:us-east-1:\d{12}:[\w-]{1,256}$")
 TABLE_RE = re.compile(r"^[a-zA-Z0-9_.-]{3,255}$")
 FUNCTION_RE = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 PREFIX_RE = re.compile(r"^[a-zA-Z][a-zA-Z0-9-]{0,30}$")
+URL_RE = re.compile(r"^https://[a-z0-9.-]+(:\d{1,5})?(/[^\s]*)?$")
+# A JWT claim value (iss, aud): printable, no spaces; a scope token as RFC 6749 defines it.
+CLAIM_RE = re.compile(r"^[\x21-\x7e]{1,512}$")
+SCOPE_RE = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]{1,128}$")
+ORIGIN_AUTH = ("sigv4", "none")
+# Secrets deploy.py takes from the operator's environment (never from the config file).
+OPERATOR_TOKEN_ENV = "TANDEM_OPERATOR_TOKEN"
+HS256_SECRET_ENV = "TANDEM_JWT_HS256_SECRET"
+MIN_SECRET_CHARS = 32
+# IAM: a new access key can take a few seconds to be accepted everywhere; the old one is deleted
+# only after the Worker has had time to pick up the new one.
+KEY_PROPAGATION_S = 15
+KEY_GRACE_S = 30
 LOG_RETENTION_DAYS = {1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096,
                       1827, 2192, 2557, 2922, 3288, 3653}
 
@@ -184,6 +204,50 @@ def _check_strong(cfg):
                           f"region set ({sets})")
 
 
+def _origin_auth(api):
+    """api.origin_auth: "sigv4" (the default) or the explicit opt-out "none". The older switch
+    api.require_iam_auth is still read: true means sigv4; false is refused, since it used to
+    mean "open" and openness must now be asked for by name."""
+    legacy = api.get("require_iam_auth")
+    if legacy is not None and not isinstance(legacy, bool):
+        raise ConfigError("api.require_iam_auth must be true or false")
+    if legacy is False:
+        raise ConfigError('api.require_iam_auth false is no longer read: origins are closed by default; '
+                          'to open every route anyway say api.origin_auth "none", else remove the key')
+    value = _string(api, "origin_auth", "api.", default="sigv4")
+    if value not in ORIGIN_AUTH:
+        raise ConfigError(f'api.origin_auth must be "sigv4" or "none", got {value!r}')
+    return value
+
+
+def _auth(raw):
+    """The edge's client authentication (its AUTH var): tokens from `issuer` for `audience`,
+    verified with the keys at `jwks_url`, or with a shared HS256 secret when `hs256` is true
+    (for tests; the secret then comes from the environment, never from this file)."""
+    if "auth" not in raw:
+        raise ConfigError('missing "auth" (issuer, audience, jwks_url, read_scope, write_scope; '
+                          "see infra/README.md)")
+    auth = _section(raw, "auth", {"issuer", "audience", "jwks_url", "read_scope", "write_scope",
+                                  "hs256"})
+    out = {
+        "issuer": _string(auth, "issuer", "auth.", CLAIM_RE, required=True),
+        "audience": _string(auth, "audience", "auth.", CLAIM_RE, required=True),
+        "jwks_url": _string(auth, "jwks_url", "auth.", URL_RE),
+        "read_scope": _string(auth, "read_scope", "auth.", SCOPE_RE, required=True),
+        "write_scope": _string(auth, "write_scope", "auth.", SCOPE_RE, required=True),
+        "hs256": _bool(auth, "hs256", "auth.", False),
+    }
+    if out["hs256"] and out["jwks_url"]:
+        raise ConfigError("auth: give jwks_url or hs256 true, not both")
+    if not out["hs256"] and not out["jwks_url"]:
+        raise ConfigError("missing auth.jwks_url (https URL of the issuer's JSON Web Key Set; "
+                          "hs256 true is for tests)")
+    if out["read_scope"] == out["write_scope"]:
+        raise ConfigError("auth.read_scope and auth.write_scope must differ (else every reader "
+                          "may write)")
+    return out
+
+
 def load_config(path):
     """Reads and checks the config file; returns a plain dict every later step can trust."""
     try:
@@ -200,7 +264,7 @@ def load_config(path):
     _no_unknown_keys(raw, {
         "stack_prefix", "aws_profile", "domain", "hosted_zone_id", "certificate_validation_zone_id",
         "table_name", "consistency", "witness_region", "function", "regions", "route53", "api",
-        "cloudflare"}, "the config")
+        "auth", "cloudflare"}, "the config")
 
     cfg = {
         "prefix": _string(raw, "stack_prefix", "", PREFIX_RE, default="tandem"),
@@ -241,7 +305,8 @@ def load_config(path):
         where = f"regions[{index}]."
         if not isinstance(region, dict):
             raise ConfigError(f"regions[{index}] must be an object")
-        _no_unknown_keys(region, {"name", "certificate_arn", "lat", "lon", "weight"}, f"regions[{index}]")
+        _no_unknown_keys(region, {"name", "certificate_arn", "origin_domain", "lat", "lon", "weight"},
+                         f"regions[{index}]")
         name = _string(region, "name", where, REGION_RE, required=True)
         if name in seen:
             raise ConfigError(f"duplicate region {name}")
@@ -265,7 +330,18 @@ def load_config(path):
         weight = region.get("weight", 1)
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight <= 0:
             raise ConfigError(f"region {name}: weight must be a positive number")
-        cfg["regions"].append({"name": name, "cert": cert, "lat": lat, "lon": lon, "weight": weight})
+        # The region's own name, which the edge calls and Route 53 probes; "" keeps the
+        # execute-api endpoint as its address instead.
+        origin = region.get("origin_domain", f"{name}.{cfg['domain']}")
+        if not isinstance(origin, str) or (origin and not DOMAIN_RE.match(origin)):
+            raise ConfigError(f"region {name}: origin_domain is not valid: {origin!r}")
+        if origin == cfg["domain"]:
+            raise ConfigError(f"region {name}: origin_domain must be this region's own name, not the "
+                              f"shared domain {origin}")
+        if origin and origin in {r["origin_domain"] for r in cfg["regions"]}:
+            raise ConfigError(f"region {name}: origin_domain {origin} is already another region's")
+        cfg["regions"].append({"name": name, "cert": cert, "origin_domain": origin, "lat": lat,
+                               "lon": lon, "weight": weight})
     if cfg["consistency"] == "strong":
         _check_strong(cfg)
 
@@ -280,14 +356,16 @@ def load_config(path):
         "alarm_topic": _string(route53, "alarm_topic_arn", "route53.", TOPIC_RE),
     }
 
-    api = _section(raw, "api", {"require_iam_auth", "throttling_rate_limit",
+    api = _section(raw, "api", {"origin_auth", "require_iam_auth", "throttling_rate_limit",
                                 "throttling_burst_limit", "access_log_retention_days"})
     cfg["api"] = {
-        "iam_auth": _bool(api, "require_iam_auth", "api.", False),
+        "origin_auth": _origin_auth(api),
         "rate": _int(api, "throttling_rate_limit", "api.", 100, 1, 100000),
         "burst": _int(api, "throttling_burst_limit", "api.", 200, 1, 100000),
         "log_days": _int(api, "access_log_retention_days", "api.", 30, 1, 3653, LOG_RETENTION_DAYS),
     }
+
+    cfg["auth"] = _auth(raw)
 
     cloudflare = _section(raw, "cloudflare", {"account_id", "worker_dir", "wrangler",
                                               "worker_name", "route", "env"})
@@ -359,7 +437,7 @@ class Runner:
 
     def deploy_stack(self, stack, region, template, params, iam=False, outputs=True):
         self.header(f"stack {stack} in {region} from infra/templates/{template}")
-        print("  parameters:")
+        print("  parameters:" if params else "  parameters: none")
         for key, value in params.items():
             print(f"    {key}={value}")
         argv = self.aws(region, "cloudformation", "deploy", "--stack-name", stack,
@@ -367,7 +445,8 @@ class Runner:
                         "--no-fail-on-empty-changeset", "--tags", "project=tandem")
         if iam:
             argv += ["--capabilities", "CAPABILITY_IAM"]
-        argv += ["--parameter-overrides"] + [f"{k}={v}" for k, v in params.items()]
+        if params:
+            argv += ["--parameter-overrides"] + [f"{k}={v}" for k, v in params.items()]
         self.run(argv)
         return self.outputs(stack, region) if outputs else None
 
@@ -398,14 +477,49 @@ def stack_names(cfg):
         "role": {r["name"]: f"{p}-role-{r['name']}" for r in cfg["regions"]},
         "region": {r["name"]: f"{p}-region-{r['name']}" for r in cfg["regions"]},
         "dns": f"{p}-dns",
+        "identity": f"{p}-edge-identity",
     }
 
 
 def edge_vars(cfg, origins):
-    """The Worker's REGIONS (JSON string) and FALLBACK_ORIGIN vars."""
+    """The Worker's vars, in order: REGIONS (JSON), FALLBACK_ORIGIN, ORIGIN_AUTH, AUTH (JSON).
+
+    With SigV4 there is no fallback origin: the shared name answers from whichever region Route 53
+    picks, and a signature names its region, so a signed request to it would be refused whenever
+    the guess is wrong (and an unsigned one always)."""
     regions = [{"name": r["name"], "origin": origins[r["name"]], "lat": r["lat"], "lon": r["lon"],
                 "weight": r["weight"]} for r in cfg["regions"]]
-    return json.dumps(regions, separators=(",", ":")), f"https://{cfg['domain']}"
+    sigv4 = cfg["api"]["origin_auth"] == "sigv4"
+    auth = cfg["auth"]
+    auth_var = {"issuer": auth["issuer"], "audience": auth["audience"],
+                "jwks_url": auth["jwks_url"] or None, "read_scope": auth["read_scope"],
+                "write_scope": auth["write_scope"]}
+    compact = {"separators": (",", ":")}
+    return {
+        "REGIONS": json.dumps(regions, **compact),
+        "FALLBACK_ORIGIN": "" if sigv4 else f"https://{cfg['domain']}",
+        "ORIGIN_AUTH": cfg["api"]["origin_auth"],
+        "AUTH": json.dumps(auth_var, **compact),
+    }
+
+
+def operator_secrets(cfg):
+    """The secrets deploy.py takes from the operator's environment, checked before a real run
+    starts: {"OPERATOR_TOKEN": value or None, "JWT_HS256_SECRET": value or None (HS256 only)}."""
+    got = {}
+    token = os.environ.get(OPERATOR_TOKEN_ENV, "")
+    if token and len(token) < MIN_SECRET_CHARS:
+        raise ConfigError(f"{OPERATOR_TOKEN_ENV} must be at least {MIN_SECRET_CHARS} characters "
+                          "(or unset, to keep the Worker's OPERATOR_TOKEN as it is)")
+    got["OPERATOR_TOKEN"] = token or None
+    got["JWT_HS256_SECRET"] = None
+    if cfg["auth"]["hs256"]:
+        secret = os.environ.get(HS256_SECRET_ENV, "")
+        if len(secret) < MIN_SECRET_CHARS:
+            raise ConfigError(f"auth.hs256 is true: set {HS256_SECRET_ENV} to the HS256 secret "
+                              f"(at least {MIN_SECRET_CHARS} characters) in the environment")
+        got["JWT_HS256_SECRET"] = secret
+    return got
 
 
 def wrangler_base(cfg):
@@ -479,16 +593,125 @@ def table_parameters(cfg):
     }
 
 
-def deploy(cfg, runner):
+def wrangler_secret_argv(cfg, config_file, *args):
+    """`wrangler secret ...` for the deployed Worker (name and env as in the deploy)."""
+    argv, env, cwd = wrangler_base(cfg)
+    cf = cfg["cloudflare"]
+    argv += ["secret"] + list(args)
+    if config_file:
+        argv += ["--config", config_file]
+    if cf["worker_name"]:
+        argv += ["--name", cf["worker_name"]]
+    if cf["env"]:
+        argv += ["--env", cf["env"]]
+    return argv, env, cwd
+
+
+def access_keys(cfg, runner, user):
+    """The edge user's access keys, oldest first: [(id, create date)]. Ids are not secret. In a
+    dry run, one placeholder."""
+    text = runner.run(runner.aws(cfg["regions"][0]["name"], "iam", "list-access-keys",
+                                 "--user-name", user, "--output", "json"), capture=True)
+    if runner.dry:
+        return [("<each key listed>", "")]
+    keys = json.loads(text or "{}").get("AccessKeyMetadata", [])
+    return sorted(((k["AccessKeyId"], k["CreateDate"]) for k in keys), key=lambda k: k[1])
+
+
+def delete_access_keys(cfg, runner, user, keys):
+    for key_id, _ in keys:
+        runner.run(runner.aws(cfg["regions"][0]["name"], "iam", "delete-access-key",
+                              "--user-name", user, "--access-key-id", key_id))
+
+
+def rotate_edge_key(cfg, runner, user, config_file):
+    """A new access key for the edge user goes to the Worker, then the older keys are deleted.
+
+    IAM allows two keys per user: one in use, one being introduced. The new key's secret is read
+    from `aws iam create-access-key`'s captured output, kept in memory only and handed to
+    `wrangler secret bulk` on stdin as one JSON object, so the Worker gets the key id and its
+    secret in one version (two `secret put`s would leave it, between them, with a mismatched
+    pair). Found two keys already (an earlier run stopped halfway): the run stops rather than
+    guess which one the Worker uses."""
+    region = cfg["regions"][0]["name"]
+    runner.header(f"edge signing key: rotate the access key of {user}")
+    old = access_keys(cfg, runner, user)
+    if len(old) >= 2:
+        raise StepFailed(f"{user} already has two access keys ({', '.join(k for k, _ in old)}), so a "
+                         "new one cannot be made; delete the one the Worker does not use "
+                         f"(aws iam delete-access-key --user-name {user} --access-key-id ...) and "
+                         "run again")
+    created = runner.run(runner.aws(region, "iam", "create-access-key", "--user-name", user,
+                                    "--output", "json"), capture=True)
+    if runner.dry:
+        key_id, secret = "<new access key id>", None
+    else:
+        try:
+            key = json.loads(created)["AccessKey"]
+            key_id, secret = key["AccessKeyId"], key["SecretAccessKey"]
+        except (ValueError, KeyError, TypeError):
+            raise StepFailed("aws iam create-access-key gave no access key") from None
+        print(f"  new access key {key_id}; waiting {KEY_PROPAGATION_S} s for IAM to accept it")
+        time.sleep(KEY_PROPAGATION_S)
+    argv, env, cwd = wrangler_secret_argv(cfg, config_file, "bulk")
+    print("  the Worker gets SIGV4_ACCESS_KEY_ID and SIGV4_SECRET_ACCESS_KEY in one version:")
+    runner.run(argv, cwd=cwd, env=env, secret_input="" if runner.dry else json.dumps(
+        {"SIGV4_ACCESS_KEY_ID": key_id, "SIGV4_SECRET_ACCESS_KEY": secret}))
+    secret = None
+    if old:
+        print(f"  waiting {KEY_GRACE_S} s for every Worker instance to take the new key, then "
+              f"deleting the older key: {', '.join(k for k, _ in old)}", flush=True)
+        if not runner.dry:
+            time.sleep(KEY_GRACE_S)
+        delete_access_keys(cfg, runner, user, old)
+
+
+def put_secret(cfg, runner, config_file, name, value):
+    argv, env, cwd = wrangler_secret_argv(cfg, config_file, "put", name)
+    runner.run(argv, cwd=cwd, env=env, secret_input="" if value is None else value)
+
+
+def worker_secrets(cfg, runner, config_file, operator):
+    """OPERATOR_TOKEN and JWT_HS256_SECRET (HS256 only), from the operator's environment.
+
+    Without TANDEM_OPERATOR_TOKEN the Worker's OPERATOR_TOKEN is left as it is; a Worker that has
+    none lets nobody read /_edge/status (edge/src/core/access.rs), so nothing opens by default."""
+    runner.header("edge secrets OPERATOR_TOKEN and JWT_HS256_SECRET")
+    if operator["OPERATOR_TOKEN"] or runner.dry:
+        print(f"  OPERATOR_TOKEN from ${OPERATOR_TOKEN_ENV}, when set:")
+        put_secret(cfg, runner, config_file, "OPERATOR_TOKEN", operator["OPERATOR_TOKEN"])
+    if not operator["OPERATOR_TOKEN"]:
+        print(f"  without ${OPERATOR_TOKEN_ENV}, OPERATOR_TOKEN is left as it is (none: /_edge/status "
+              "answers no one)")
+    if cfg["auth"]["hs256"]:
+        print(f"  JWT_HS256_SECRET from ${HS256_SECRET_ENV} (auth.hs256 is true):")
+        put_secret(cfg, runner, config_file, "JWT_HS256_SECRET", operator["JWT_HS256_SECRET"])
+    else:
+        print(f"  JWT_HS256_SECRET not used: tokens are checked against {cfg['auth']['jwks_url']}")
+
+
+def deploy(cfg, runner, operator=None):
+    operator = operator or {"OPERATOR_TOKEN": None, "JWT_HS256_SECRET": None}
     names = stack_names(cfg)
     regions = [r["name"] for r in cfg["regions"]]
     fn = cfg["function"]
+    sigv4 = cfg["api"]["origin_auth"] == "sigv4"
     print(f"# tandem deploy: regions {', '.join(regions)}; table stack in {regions[0]}; "
           f"DNS stack in {DNS_REGION}; domain {cfg['domain']}")
 
-    if cfg["api"]["iam_auth"]:
-        print("# note: require_iam_auth is on: every route but GET /health needs SigV4, so the edge "
-              "must hold signing credentials (infra/README.md, origin protection)")
+    if sigv4:
+        print("# origins: SigV4 (AWS_IAM) on every regional route but GET /health; only the edge's "
+              "IAM user may invoke them (infra/README.md, origin protection)")
+    else:
+        print('# WARNING: api.origin_auth is "none": every regional route is open to anyone who '
+              "knows a region's address, and the edge does not sign (infra/README.md, origin "
+              "protection)")
+        print('WARNING: api.origin_auth is "none": the regional APIs are open to anyone',
+              file=sys.stderr)
+    for region in cfg["regions"]:
+        if not region["origin_domain"]:
+            print(f"# note: region {region['name']} has no origin_domain: its execute-api endpoint "
+                  "stays enabled, as its own address")
 
     if cfg["consistency"] == "strong":
         witness = f", witness {cfg['witness']}" if cfg["witness"] else ""
@@ -501,6 +724,8 @@ def deploy(cfg, runner):
 
     runner.header("build the regional function once (arm64)")
     runner.run(["cargo", "lambda", "build", "--release", "--arm64", "-p", fn["package"]])
+
+    identity = runner.deploy_stack(names["identity"], regions[0], "edge-identity.yaml", {}, iam=True)
 
     api_outputs = {}
     for region in cfg["regions"]:
@@ -515,23 +740,19 @@ def deploy(cfg, runner):
         argv = ["cargo", "lambda", "deploy", "--region", name]
         if cfg["profile"]:
             argv += ["--profile", cfg["profile"]]
-        # Only TABLE_NAME: STATUS stays unset (200) and ADMIN_TOKEN stays unset (admin routes
-        # off). A deploy therefore also ends a failover test that set STATUS=404 by hand.
-        argv += ["--iam-role", role["RoleArn"], "--env-var", f"TABLE_NAME={cfg['table']}",
-                 "--memory", str(fn["memory_mb"]), "--timeout", str(fn["timeout_s"]),
+        # TABLE_NAME, and with SigV4 the edge's ARN (the function compares it with the caller
+        # API Gateway authenticated). STATUS stays unset (200) and ADMIN_TOKEN stays unset
+        # (admin routes off). A deploy therefore also ends a failover test that set STATUS=404.
+        argv += ["--iam-role", role["RoleArn"], "--env-var", f"TABLE_NAME={cfg['table']}"]
+        if sigv4:
+            argv += ["--env-var", f"EDGE_CALLER_ARN={identity['UserArn']}"]
+        argv += ["--memory", str(fn["memory_mb"]), "--timeout", str(fn["timeout_s"]),
                  "--tag", "project=tandem", "--binary-name", fn["binary"], fn["name"]]
         runner.run(argv)
 
-        api_outputs[name] = runner.deploy_stack(names["region"][name], name, "region.yaml", {
-            "FunctionName": fn["name"],
-            "DomainName": cfg["domain"],
-            "CertificateArn": region["cert"],
-            "HostedZoneId": "" if region["cert"] else cfg["validation_zone"],
-            "RequireIamAuth": "true" if cfg["api"]["iam_auth"] else "false",
-            "ThrottlingRateLimit": cfg["api"]["rate"],
-            "ThrottlingBurstLimit": cfg["api"]["burst"],
-            "AccessLogRetentionDays": cfg["api"]["log_days"],
-        })
+        api_outputs[name] = runner.deploy_stack(names["region"][name], name, "region.yaml",
+                                                region_parameters(cfg, region, identity["GroupName"]),
+                                                iam=True)
 
     r53 = cfg["route53"]
     runner.deploy_stack(names["dns"], DNS_REGION, "dns.yaml", {
@@ -548,17 +769,18 @@ def deploy(cfg, runner):
         "AlarmTopicArn": r53["alarm_topic"],
     }, outputs=False)
 
-    regions_json, fallback = edge_vars(cfg, {r: api_outputs[r]["ApiEndpoint"] for r in regions})
+    variables = edge_vars(cfg, {r: api_outputs[r]["ApiEndpoint"] for r in regions})
     cf = cfg["cloudflare"]
     kv_id = kv_namespace(cfg, runner, create=True)
     argv, env, cwd = wrangler_base(cfg)
     runner.header(f"edge Worker via wrangler ({cf['worker_dir']}/)")
     runner.run([str(ROOT / "scripts" / "build-edge.sh")], cwd=ROOT, env=env)
-    print(f"  REGIONS={regions_json}")
-    print(f"  FALLBACK_ORIGIN={fallback}")
+    for key, value in variables.items():
+        print(f"  {key}={value}")
     config_file = deploy_config(cfg, runner, kv_id)
-    argv += ["deploy", "--config", config_file,
-             "--var", f"REGIONS:{regions_json}", "--var", f"FALLBACK_ORIGIN:{fallback}"]
+    argv += ["deploy", "--config", config_file]
+    for key, value in variables.items():
+        argv += ["--var", f"{key}:{value}"]
     if cf["worker_name"]:
         argv += ["--name", cf["worker_name"]]
     if cf["route"]:
@@ -569,14 +791,36 @@ def deploy(cfg, runner):
     # The affinity tokens' signing secret: new at each deploy (tokens live 10 s, so rotating it
     # costs at most one read-your-writes window), handed to wrangler on stdin, never written or
     # printed.
-    secret_argv, _, _ = wrangler_base(cfg)
-    secret_argv += ["secret", "put", "AFFINITY_SECRET", "--config", config_file]
-    if cf["worker_name"]:
-        secret_argv += ["--name", cf["worker_name"]]
-    if cf["env"]:
-        secret_argv += ["--env", cf["env"]]
-    runner.run(secret_argv, cwd=cwd, env=env, secret_input=secrets.token_hex(32))
+    put_secret(cfg, runner, config_file, "AFFINITY_SECRET", secrets.token_hex(32))
+
+    if sigv4:
+        rotate_edge_key(cfg, runner, identity["UserName"], config_file)
+    else:
+        # Nothing signs: an earlier deploy's keys would only be long-lived credentials lying about.
+        runner.header(f"edge signing key: none with origin_auth \"none\"; delete any of "
+                      f"{identity['UserName']}")
+        delete_access_keys(cfg, runner, identity["UserName"],
+                           access_keys(cfg, runner, identity["UserName"]))
+    worker_secrets(cfg, runner, config_file, operator)
     print(f"\n# done: {', '.join(regions)} behind https://{cfg['domain']} (Route 53) and the edge Worker")
+
+
+def region_parameters(cfg, region, edge_group):
+    """The region stack's parameters (infra/render.py renders the template with the same ones)."""
+    origin = region["origin_domain"]
+    return {
+        "FunctionName": cfg["function"]["name"],
+        "DomainName": cfg["domain"],
+        "CertificateArn": region["cert"],
+        "HostedZoneId": "" if region["cert"] else cfg["validation_zone"],
+        "OriginDomainName": origin,
+        "OriginHostedZoneId": cfg["zone"] if origin else "",
+        "RouteAuthorization": "AWS_IAM" if cfg["api"]["origin_auth"] == "sigv4" else "NONE",
+        "EdgeGroupName": edge_group,
+        "ThrottlingRateLimit": cfg["api"]["rate"],
+        "ThrottlingBurstLimit": cfg["api"]["burst"],
+        "AccessLogRetentionDays": cfg["api"]["log_days"],
+    }
 
 
 def teardown(cfg, runner):
@@ -607,6 +851,19 @@ def teardown(cfg, runner):
         runner.run(runner.aws(name, "lambda", "delete-function", "--function-name", fn["name"]),
                    may_fail=True)
         runner.delete_stack(names["role"][name], name)
+
+    # The edge user's access keys were made by deploy.py, not by the stack, and IAM refuses to
+    # delete a user that still has keys.
+    runner.header(f"delete the edge user's access keys ({names['identity']} output UserName)")
+    found = runner.run(runner.aws(regions[0], "cloudformation", "describe-stacks", "--stack-name",
+                                  names["identity"], "--query",
+                                  "Stacks[0].Outputs[?OutputKey=='UserName'].OutputValue",
+                                  "--output", "text"), capture=True, may_fail=True)
+    user = f"<{names['identity']}:UserName>" if runner.dry else (found or "").strip()
+    if user and user != "None":
+        delete_access_keys(cfg, runner, user, access_keys(cfg, runner, user))
+    runner.delete_stack(names["identity"], regions[0])
+
     runner.delete_stack(names["table"], regions[0])
     print(f"\n# the table {cfg['table']} is kept (DeletionPolicy Retain, deletion protection on);"
           " infra/README.md says how to delete it for good")
@@ -629,11 +886,24 @@ def main(argv=None):
         print(f"deploy.py: config error: {err}", file=sys.stderr)
         return 2
 
+    operator = {"OPERATOR_TOKEN": None, "JWT_HS256_SECRET": None}
+    if args.command == "deploy":
+        try:
+            operator = operator_secrets(cfg)
+        except ConfigError as err:
+            if not args.dry_run:
+                print(f"deploy.py: config error: {err}", file=sys.stderr)
+                return 2
+            print(f"# note: a real deploy would stop here: {err}")
+
     runner = Runner(cfg, dry=args.dry_run)
     if args.dry_run:
         print(f"# dry run: nothing is called; config {args.config}")
     try:
-        (deploy if args.command == "deploy" else teardown)(cfg, runner)
+        if args.command == "deploy":
+            deploy(cfg, runner, operator)
+        else:
+            teardown(cfg, runner)
     except StepFailed as err:
         print(f"deploy.py: step {runner.step} failed: {err}", file=sys.stderr)
         return 1

@@ -1,23 +1,31 @@
 #!/usr/bin/env python3
-"""Renders infra/templates/table.yaml for concrete configs, for the offline checks in check.sh.
+"""Renders infra/templates/table.yaml and region.yaml for concrete configs, for the offline
+checks in check.sh.
 
     infra/render.py OUT_DIR
 
 The table template chooses its shape with parameters and conditions (two to five replicas,
-EVENTUAL or STRONG, a witness region or none), and cfn-guard rules cannot evaluate a condition.
-So for each variant below this script takes the parameters deploy.py would pass to the table
-stack (deploy.table_parameters), checks them against the template's parameter constraints and
-its Rules, resolves Ref to parameters, Conditions, Fn::If, Fn::Select, Fn::Split, Fn::Join and
-AWS::NoValue, and writes OUT_DIR/table.<variant>.json: the template with nothing left to choose.
-check.sh gives those renderings to cfn-lint, every cfn-guard rule and checkov.
+EVENTUAL or STRONG, a witness region or none), the region template too (SigV4 on the routes or
+the opt-out, an origin name with the execute-api endpoint off or none with it on, a certificate
+given or created), and cfn-guard rules cannot evaluate a condition. So for each variant below
+this script takes the parameters deploy.py would pass (deploy.table_parameters,
+deploy.region_parameters), checks them against the template's parameter constraints and its
+Rules, resolves Ref to parameters, parameters named in Fn::Sub, Conditions, Fn::If, Fn::Select,
+Fn::Split, Fn::Join and AWS::NoValue, and writes OUT_DIR/table.<variant>.json and
+OUT_DIR/region.<variant>-<region>.json: the templates with nothing left to choose. check.sh
+gives those renderings to cfn-lint, every cfn-guard rule and checkov.
 
-Variants: `example` (infra/config.example.json), `five` (five regions, eventual), `strong`
+Table variants: `example` (infra/config.example.json), `five` (five regions, eventual), `strong`
 (infra/config.strong.example.json, three replicas) and `strong-witness` (two of its replicas
-and the third region as witness).
+and the third region as witness). Region variants: `example` (both regions: SigV4, origin names,
+certificates given), `five` (its first region: the certificate created, with the origin name as
+a second name), `no-origin` (a region without an origin name); and `open` (origin_auth "none"),
+checked here but not written, since it is the opt-out the guard rules exist to refuse.
 
-This is this project's own evaluation of the few intrinsic functions table.yaml uses, not
-CloudFormation's; anything else (GetAtt, Sub, pseudo parameters) is left as it is. Prints one
-line per check, `ok <name>` or `FAIL <name>: <why>`. Needs PyYAML (cfn-lint's venv has it).
+This is this project's own evaluation of the few intrinsic functions the templates use, not
+CloudFormation's; anything else (GetAtt, resources and pseudo parameters in Sub) is left as it
+is. Prints one line per check, `ok <name>` or `FAIL <name>: <why>`. Needs PyYAML (cfn-lint's venv
+has it).
 """
 
 import json
@@ -32,6 +40,9 @@ sys.path.insert(0, str(INFRA))
 import deploy  # noqa: E402  (the same config checks and table parameters as a deploy)
 
 TEMPLATE = INFRA / "templates" / "table.yaml"
+REGION_TEMPLATE = INFRA / "templates" / "region.yaml"
+# Stands in for the edge-identity stack's GroupName output (a name IAM could have made).
+EDGE_GROUP = "tandem-edge-identity-EdgeGroup-1A2B3C4D5E6F"
 NO_VALUE = object()
 RESULTS = []
 
@@ -117,6 +128,10 @@ class Context:
             if key == "Fn::If":
                 name, yes, no = arg
                 return self.resolve(yes if self.condition(name) else no)
+            if key == "Fn::Sub" and isinstance(arg, str):
+                text = re.sub(r"\$\{([A-Za-z0-9]+)\}",
+                              lambda m: str(self.params.get(m.group(1), m.group(0))), arg)
+                return text if "${" not in text else {key: text}
             if key in FUNCTIONS:
                 args = self.resolve(arg)
                 if self.known(args):
@@ -216,6 +231,120 @@ def variants():
     return [("example", example), ("five", five), ("strong", strong), ("strong-witness", witness)]
 
 
+def load(out_dir, label, raw):
+    """The config as deploy.py reads it, or None (and a failed check)."""
+    path = out_dir / f"{label}.json"
+    path.write_text(json.dumps(raw))
+    try:
+        return deploy.load_config(path)
+    except deploy.ConfigError as err:
+        check(f"{label}: deploy.py accepts the config", False, str(err))
+        return None
+    finally:
+        path.unlink()
+
+
+def region_variants():
+    """(label, config, region names to render, written?)."""
+    by_label = dict(variants())
+    example, five = by_label["example"], by_label["five"]
+    no_origin = json.loads(json.dumps(example))
+    no_origin["regions"][1]["origin_domain"] = ""
+    opened = json.loads(json.dumps(example))
+    opened["api"]["origin_auth"] = "none"
+    return [("example", example, ["eu-west-1", "eu-central-1"], True),
+            ("five", five, ["eu-west-1"], True),
+            ("no-origin", no_origin, ["eu-central-1"], True),
+            ("open", opened, ["eu-west-1"], False)]
+
+
+def check_region(label, cfg, region, rendered):
+    """What the rendering of region.yaml must say for this config and region."""
+    resources, outputs = rendered["Resources"], rendered.get("Outputs", {})
+    sigv4 = cfg["api"]["origin_auth"] == "sigv4"
+    origin = region["origin_domain"]
+    routes = {r["Properties"]["RouteKey"]: r["Properties"].get("AuthorizationType")
+              for r in resources.values() if r["Type"] == "AWS::ApiGatewayV2::Route"}
+    want_routes = {k: "NONE" if k == "GET /health" or not sigv4 else "AWS_IAM" for k in routes}
+    check(f"{label}: routes: GET /health open, every other route "
+          f"{'AWS_IAM' if sigv4 else 'NONE (the opt-out)'}",
+          routes == want_routes and "GET /health" in routes and "$default" in routes,
+          f"got {routes}")
+    api = resources["Api"]["Properties"]
+    names = sorted(r["Properties"]["DomainName"] for r in resources.values()
+                   if r["Type"] == "AWS::ApiGatewayV2::DomainName")
+    records = [r["Properties"]["Name"] for r in resources.values() if r["Type"] == "AWS::Route53::RecordSet"]
+    host = outputs.get("ApiHost", {}).get("Value")
+    if origin:
+        ok = (api.get("DisableExecuteApiEndpoint") is True and names == sorted([cfg["domain"], origin])
+              and records == [origin] and host == origin
+              and outputs.get("ApiEndpoint", {}).get("Value") == f"https://{origin}")
+        what = f"execute-api endpoint off; reached as {origin} (domain, alias record, ApiHost)"
+    else:
+        ok = (api.get("DisableExecuteApiEndpoint") is False and names == [cfg["domain"]]
+              and not records and isinstance(host, dict))
+        what = "no origin name: execute-api endpoint kept as the region's address"
+    check(f"{label}: {what}", ok, f"Disable={api.get('DisableExecuteApiEndpoint')} domains={names} "
+          f"records={records} ApiHost={host}")
+    policy = resources.get("EdgeInvokePolicy", {}).get("Properties", {})
+    check(f"{label}: the edge group may invoke this API only",
+          policy.get("Groups") == [EDGE_GROUP] and all(
+              st["Action"] == "execute-api:Invoke" for st in policy["PolicyDocument"]["Statement"]),
+          f"got {policy}")
+    cert = resources.get("Certificate")
+    if cert:
+        sans = cert["Properties"].get("SubjectAlternativeNames", [])
+        validated = [o["DomainName"] for o in cert["Properties"]["DomainValidationOptions"]]
+        check(f"{label}: the certificate it creates names {cfg['domain']}"
+              f"{' and ' + origin if origin else ''}",
+              sans == ([origin] if origin else []) and validated == [cfg["domain"]] + ([origin] if origin else []),
+              f"SANs {sans}, validated {validated}")
+
+
+def render_regions(out_dir):
+    template = load_template(REGION_TEMPLATE)
+    for label, raw, names, written in region_variants():
+        cfg = load(out_dir, f"region-{label}", raw)
+        if cfg is None:
+            continue
+        for region in (r for r in cfg["regions"] if r["name"] in names):
+            name = f"region.{label}-{region['name']}"
+            given = deploy.region_parameters(cfg, region, EDGE_GROUP)
+            try:
+                ctx = Context(template, parameters(template, given))
+                broken = broken_rules(template, ctx)
+                check(f"{name}: the region parameters deploy.py passes meet the template's "
+                      "constraints and Rules", not broken, "; ".join(broken))
+                rendered = render(template, ctx, f"{label}, {region['name']}")
+            except (RenderError, KeyError, IndexError, ValueError, TypeError) as err:
+                check(f"{name}: region.yaml renders", False, f"{type(err).__name__}: {err}")
+                continue
+            try:
+                check_region(name, cfg, region, rendered)
+            except (KeyError, TypeError, AttributeError) as err:
+                check(f"{name}: rendering has the expected shape", False, f"{type(err).__name__}: {err}")
+            if written:
+                (out_dir / f"{name}.json").write_text(json.dumps(rendered, indent=2) + "\n")
+
+    # The region template's own Rules can fail too.
+    for what, given, expect in [
+        ("an origin name without its zone",
+         {"OriginDomainName": "eu-west-1.api.example.com", "OriginHostedZoneId": ""},
+         "OriginNameNeedsZone:"),
+        ("no certificate and no validation zone", {"CertificateArn": "", "HostedZoneId": ""},
+         "CertificateOrZone:"),
+    ]:
+        base = {"DomainName": "api.example.com", "EdgeGroupName": EDGE_GROUP,
+                "CertificateArn": "arn:aws:acm:eu-west-1:123456789012:certificate/1",
+                "OriginDomainName": "", "OriginHostedZoneId": ""}
+        try:
+            broken = broken_rules(template, Context(template, parameters(template, {**base, **given})))
+        except RenderError as err:
+            broken = [f"error: {err}"]
+        check(f"region.yaml's Rules refuse {what}", any(b.startswith(expect) for b in broken),
+              f"broken rules: {broken}")
+
+
 def main(argv):
     if len(argv) != 2:
         print("usage: infra/render.py OUT_DIR", file=sys.stderr)
@@ -225,15 +354,9 @@ def main(argv):
     template = load_template(TEMPLATE)
 
     for label, raw in variants():
-        path = out_dir / f"{label}.json"
-        path.write_text(json.dumps(raw))
-        try:
-            cfg = deploy.load_config(path)
-        except deploy.ConfigError as err:
-            check(f"{label}: deploy.py accepts the config", False, str(err))
+        cfg = load(out_dir, label, raw)
+        if cfg is None:
             continue
-        finally:
-            path.unlink()
         given = deploy.table_parameters(cfg)
         try:
             ctx = Context(template, parameters(template, given))
@@ -282,6 +405,7 @@ def main(argv):
         check(f"table.yaml's Rules refuse {name}", any(b.startswith(expect) for b in broken),
               f"broken rules: {broken}")
 
+    render_regions(out_dir)
     return 0 if all(RESULTS) else 1
 
 
