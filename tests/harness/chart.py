@@ -127,10 +127,11 @@ def render(duration_s: float, phases: list[dict], targets: list[str], regions: l
                                  f'height="{bottom - body_top}" fill="{PAUSED_FILL}"/>')
     for tick in range(0, seconds + 1, 10 if seconds > 30 else 2):
         out.append(f'<text x="{x(tick):.1f}" y="{bottom + 14}" text-anchor="middle">{tick}s</text>')
-    for phase in phases:
+    for i, phase in enumerate(phases):
         px = x(phase["start_s"])
+        label_y = 58 + 11 * (i % 2)  # every other label lower: short phases' labels do not overlap
         out.append(f'<line x1="{px:.1f}" y1="50" x2="{px:.1f}" y2="{bottom}" stroke="#222" '
                    f'stroke-dasharray="4,3"/>'
-                   f'<text x="{px + 3:.1f}" y="58" font-size="10">{phase["n"]}: {escape(phase["name"])}</text>')
+                   f'<text x="{px + 3:.1f}" y="{label_y}" font-size="10">{phase["n"]}: {escape(phase["name"])}</text>')
     out.append("</svg>")
     return "\n".join(out)

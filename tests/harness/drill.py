@@ -1,9 +1,9 @@
 """The failover drill: the seed's Step 6 (take a region out with STATUS=404, check that new items
 land in the healthy region) under steady load, preceded by a pause of replication while both
-regions take writes and followed by a crash, a slow region and recovery, measured through the
-edge and, side by side under the same load and the same faults, a client pinned to region A and
-HAProxy in front of both regions; plus a DNS-failover model replayed on the recorded health
-timeline.
+regions take writes and followed by a crash, a slow region, recovery, and three partial faults of
+region A (latency doubled, gray failure, flapping health), measured through the edge and, side by
+side under the same load and the same faults, a client pinned to region A and HAProxy in front of
+both regions; plus a DNS-failover model replayed on the recorded health timeline.
 
 Phases (each `--phase-s` long):
   1. all healthy
@@ -15,6 +15,16 @@ Phases (each `--phase-s` long):
   4. region A's process killed (SIGKILL)
   5. region B slowed (+`--slow-ms` per request, below the edge's per-try timeout), A still down
   6. restored: A restarted on the same port (STATUS 200), B's latency 0, edge probe fired
+  7. A slow: A's latency_ms set to pinned-A's p50 of phase 6 (its latency about doubles), no
+     errors; cleared at the phase's end
+  8. A gray: A answers 503 at once to `--gray-error-rate` (0.2) of requests, its /health 200;
+     cleared at the phase's end
+  9. A flapping: A's /health STATUS toggles 404 / 200 every `--flap-s` (2) s from the phase's
+     start (first 404), by a thread of the drill; 200 again at the phase's end
+  Phases 7-9 (`--fault-phase-s` long, default `--phase-s`) each start with fresh clients: every
+  client thread drops its session (cookies: the edge's affinity token) and each writer takes new
+  items, so each phase starts with clients where the edge's ranking puts them (region A), not
+  where an earlier phase's read-your-writes affinity left them (region B after the drain).
 
 Load: per target, `--concurrency` client threads (each with its own requests.Session), each
 sending `--rate` requests per second on a fixed schedule (a late request skips its missed slots,
@@ -41,8 +51,17 @@ later acknowledged write was conditioned on W's ETag (If-Match: it saw W), or, f
 acknowledged PUT answered 201 (recreated) was based on a read answered 404 and sent after W was
 acknowledged. Otherwise W was overwritten or undone without any client being told: lost.
 
+Per phase and target also: attempts per request (the edge: its `x-edge-attempts`; HAProxy:
+1 + the retries its request log shows; pinned-A: 1), the share of first attempts sent to region A
+after the phase's first `--settle-s` (5) s (the edge does not say where an attempt went: the
+first attempt's region is `x-served-by` when `x-edge-attempts` is 1, else the other region, since
+with two regions each is tried at most once; a hedged read won by the first region is the
+exception, counted wrongly, and bounded by the phase's hedge counter), and, from a poll of
+`/_edge/status` every 0.5 s during phases 7-9 and HAProxy's log, how often each took A out of
+service (drains, ejections; HAProxy "is DOWN") against the flips.
+
 Outputs in `--out` (default .state/drill/): requests.csv (every request), health.csv (the
-health timeline), phase-N.json, summary.json, chart.svg, table.txt.
+health timeline), edge-status.csv (the poll), phase-N.json, summary.json, chart.svg, table.txt.
 
 `python -m tests.harness.drill [--phase-s 20] [--concurrency 8] [--out DIR]` or scripts/drill.sh.
 It never leaves 127.0.0.1, never stops a process it did not start, and bounds every load loop in
@@ -57,12 +76,14 @@ import json
 import math
 import os
 import random
+import re
 import subprocess
 import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import requests
@@ -90,6 +111,12 @@ class DrillSettings:
     delete_share: float = 0.2
     split_items: int = 3
     slow_ms: int = 300
+    #: Phases 7-9 (A slow, gray, flapping): their length (None: `phase_s`).
+    fault_phase_s: float | None = None
+    gray_error_rate: float = 0.2
+    flap_s: float = 2.0
+    #: First attempts are counted from this long after a phase's start.
+    settle_s: float = 5.0
     regions: tuple[str, str] = ("eu-west-1", "eu-central-1")
     replication_lag_ms: int = 0
     catch_up_timeout_s: float = 60.0
@@ -105,10 +132,23 @@ class DrillSettings:
     def b(self) -> str:
         return self.regions[1]
 
+    def phase_lengths(self) -> list[float]:
+        """Each phase's planned length (the paused phase's catch-up comes on top)."""
+        fault = self.fault_phase_s or self.phase_s
+        return [fault if n in FRESH_CLIENT_PHASES else self.phase_s
+                for n in range(1, len(PHASE_NAMES) + 1)]
+
 
 PHASE_NAMES = ["all healthy", "replication paused", "A drained (404)", "A killed",
-               "B slow, A down", "restored"]
-HEALTHY, PAUSED, DRAINED, KILLED, SLOW, RESTORED = range(1, len(PHASE_NAMES) + 1)
+               "B slow, A down", "restored", "A slow (latency x2)", "A gray (503s, health 200)",
+               "A flapping (404/200)"]
+(HEALTHY, PAUSED, DRAINED, KILLED, SLOW, RESTORED, A_SLOW, GRAY,
+ FLAPPING) = range(1, len(PHASE_NAMES) + 1)
+#: Phases that start with fresh clients (new sessions, new writer items), and whose figures
+#: include attempts per request and first attempts to region A.
+FRESH_CLIENT_PHASES = (A_SLOW, GRAY, FLAPPING)
+#: How often the edge's /_edge/status is polled during those phases.
+EDGE_POLL_S = 0.5
 
 
 @dataclass
@@ -137,6 +177,8 @@ class Record:
     seen_s: float | None = None  # writes: when the read they were based on was sent
     fate: str = ""  # acknowledged writes, after the data checks: kept | lost
     phase: int = 0
+    #: The region the client's affinity token (the edge's cookie) named when it sent, if unexpired.
+    affinity: str = ""
 
     @property
     def error(self) -> bool:
@@ -170,6 +212,9 @@ class Window:
     start: float
     end: float
     hard_end: float
+    #: Raised by the drill at the start of phases 7-9: every client then starts afresh (a new
+    #: session without cookies; a writer also takes new items).
+    generation: int = 0
 
 
 @dataclass
@@ -225,8 +270,23 @@ def _slots(clock: Clock, window: Window, rate: float, first: float, jitter: floa
         yield
 
 
+#: The edge's affinity cookie: `<region>.<expires_ms>.<mac>`.
+AFFINITY_COOKIE = "tandem_affinity"
+
+
+def _affinity(session: requests.Session) -> str:
+    """The region the session's affinity token names, if it has not expired ("" otherwise)."""
+    token = session.cookies.get(AFFINITY_COOKIE) or ""
+    parts = token.split(".")
+    if len(parts) != 3 or not parts[1].isdigit() or int(parts[1]) <= time.time() * 1000:
+        return ""
+    return parts[0]
+
+
 def _http(session: requests.Session, method: str, url: str, clock: Clock, **kwargs):
-    """One request; returns (t_send, t_done, status, headers, JSON body or {}, outcome)."""
+    """One request; returns (t_send, t_done, status, headers, JSON body or {}, outcome,
+    affinity: the region the session's affinity token named when it was sent)."""
+    affinity = _affinity(session)
     t_send = clock.now()
     status, headers, body, outcome = None, {}, {}, "ok"
     try:
@@ -243,18 +303,20 @@ def _http(session: requests.Session, method: str, url: str, clock: Clock, **kwar
         outcome = "timeout"
     except requests.RequestException:
         outcome = "conn_error"
-    return t_send, clock.now(), status, headers, body, outcome
+    return t_send, clock.now(), status, headers, body, outcome, affinity
 
 
 def _record(load_name: str, thread: int, op: str, t_send: float, t_done: float, status, headers,
-            outcome: str, item_id: str, marker: str, item_region: str, **extra) -> Record:
+            outcome: str, item_id: str, marker: str, item_region: str, affinity: str = "",
+            **extra) -> Record:
     return Record(
         target=load_name, thread=thread, op=op, t_send=round(t_send, 4), t_done=round(t_done, 4),
         latency_ms=round((t_done - t_send) * 1000, 2), status=status, ok=outcome == "ok",
         outcome=outcome, served_by=headers.get("x-served-by", ""),
         region_status=headers.get("x-region-status", ""),
         attempts=headers.get("x-edge-attempts", ""), item_id=item_id, marker=marker,
-        item_region=item_region, request_id=headers.get("x-request-id", ""), **extra)
+        item_region=item_region, request_id=headers.get("x-request-id", ""), affinity=affinity,
+        **extra)
 
 
 def _one_request(session: requests.Session, load: TargetLoad, op: str, item: tuple | None,
@@ -265,7 +327,7 @@ def _one_request(session: requests.Session, load: TargetLoad, op: str, item: tup
                      json={"marker": marker, "drill": run_id, "target": load.name})
     else:
         sent = _http(session, "GET", f"{load.base_url}/items/{item[1]}", clock)
-    t_send, t_done, status, headers, body, outcome = sent
+    t_send, t_done, status, headers, body, outcome, affinity = sent
     if status is not None:
         if op == "create":
             outcome = "ok" if status == 201 and body.get("marker") == marker else f"http_{status}"
@@ -277,7 +339,7 @@ def _one_request(session: requests.Session, load: TargetLoad, op: str, item: tup
             outcome = "wrong_item"
     return _record(load.name, thread, op, t_send, t_done, status, headers, outcome,
                    body.get("item_id", "") if op == "create" else item[1], marker,
-                   body.get("region", ""))
+                   body.get("region", ""), affinity)
 
 
 def _client(load: TargetLoad, thread: int, settings: DrillSettings, run_id: str, clock: Clock,
@@ -285,8 +347,13 @@ def _client(load: TargetLoad, thread: int, settings: DrillSettings, run_id: str,
     """A creator/reader."""
     first = window.start + thread / (settings.rate * settings.concurrency)
     session = requests.Session()
+    generation = window.generation
     try:
         for _ in _slots(clock, window, settings.rate, first):
+            if window.generation != generation:  # a fresh client from now on
+                generation = window.generation
+                session.close()
+                session = requests.Session()
             candidates = load.readable(clock.now(), settings.read_min_age_s)
             if not candidates or rng.random() < settings.write_share:
                 record = _one_request(session, load, "create", None, run_id, clock, thread)
@@ -313,7 +380,7 @@ def _writer_get(session: requests.Session, load_name: str, base_url: str, thread
                 item_id: str, known: Known | None, clock: Clock) -> Record:
     """GET of a writer's item. With `known` (an item this client alone writes), a read that does
     not show the client's own last acknowledged write is a stale read (an error)."""
-    t_send, t_done, status, headers, body, outcome = _http(
+    t_send, t_done, status, headers, body, outcome, affinity = _http(
         session, "GET", f"{base_url}/items/{item_id}", clock)
     etag = headers.get("etag", "") if status == 200 else ""
     if status == 200:
@@ -329,7 +396,7 @@ def _writer_get(session: requests.Session, load_name: str, base_url: str, thread
         outcome = f"http_{status}"
     return _record(load_name, thread, "get", t_send, t_done, status, headers, outcome, item_id,
                    body.get("write", "") if status == 200 else "", body.get("region", ""),
-                   etag=etag)
+                   affinity, etag=etag)
 
 
 def _writer_write(session: requests.Session, load_name: str, base_url: str, thread: int,
@@ -349,7 +416,7 @@ def _writer_write(session: requests.Session, load_name: str, base_url: str, thre
                 "write": write_id}
         sent = _http(session, "PUT", url, clock, json=body,
                      headers={"If-Match": if_match} if if_match else {})
-    t_send, t_done, status, headers, body, outcome = sent
+    t_send, t_done, status, headers, body, outcome, affinity = sent
     etag = ""
     if status is not None:
         if op == "put" and status in (200, 201):
@@ -368,7 +435,7 @@ def _writer_write(session: requests.Session, load_name: str, base_url: str, thre
         known.state, known.etag = "unknown", ""
     return _record(load_name, thread, op, t_send, t_done, status, headers, outcome,
                    seen.item_id, write_id, body.get("region", "") if op == "put" else "",
-                   conflict=outcome.startswith("conflict_"), if_match=if_match, etag=etag,
+                   affinity, conflict=outcome.startswith("conflict_"), if_match=if_match, etag=etag,
                    seen_s=seen.t_send)
 
 
@@ -376,13 +443,25 @@ def _writer(load: TargetLoad, base_url: str, thread: int, items: list[str], owne
             first: float, settings: DrillSettings, run_id: str, clock: Clock, window: Window,
             rng: random.Random) -> None:
     """A read-modify-write client going round `items`: a GET in one slot, the write based on it
-    in the next. `owned`: no other client writes these items (its reads are judged)."""
+    in the next. `owned`: no other client writes these items (its reads are judged). When the
+    window's generation changes, a fresh client takes over: a new session, and (owned items)
+    new items, `<id>-g<generation>`, so nothing it expects depends on the old client's writes."""
+    base_items = list(items)
     known = {i: Known() for i in items}
     turn = rng.randrange(len(items))
     seen: Record | None = None
     session = requests.Session()
+    generation = window.generation
     try:
         for _ in _slots(clock, window, settings.rate, first, WRITER_JITTER, rng):
+            if window.generation != generation:
+                generation = window.generation
+                session.close()
+                session = requests.Session()
+                seen = None
+                if owned:
+                    items = [f"{i}-g{generation}" for i in base_items]
+                    known = {i: Known() for i in items}
             if seen is None:
                 item_id = items[turn % len(items)]
                 turn += 1
@@ -465,6 +544,322 @@ def _machine() -> dict:
         except OSError:
             pass
     return {"nproc": os.cpu_count(), "cpu": model}
+
+
+# --- partial faults (phases 7-9) ----------------------------------------------------------------
+
+class Flapper:
+    """Toggles a region's /health STATUS 404 / 200 every `period_s` on a fixed schedule (first
+    404 at once), until stopped; then 200 again. Every change is a flip, kept with its time."""
+
+    def __init__(self, stack: Stack, region: str, period_s: float, clock: Clock,
+                 events: list[Event], phase: int, limit_s: float):
+        self.stack, self.region, self.period_s, self.clock = stack, region, period_s, clock
+        self.events, self.phase = events, phase
+        self.flips: list[tuple[float, int]] = []
+        self.failed: list[str] = []
+        self.status = 200
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._limit = math.ceil(limit_s / period_s) + 2
+        self._thread = threading.Thread(target=self._run, name="flapper", daemon=True)
+
+    def _set(self, status: int) -> None:
+        with self._lock:
+            if status == self.status:
+                return
+            t = self.clock.now()
+            try:
+                self.stack.set_faults(self.region, status=status)
+            except (requests.RequestException, RuntimeError) as e:
+                self.failed.append(f"{t:.3f}: {e}")
+                return
+            self.status = status
+            self.flips.append((round(t, 3), status))
+            self.events.append(Event(self.phase, f"{self.region} STATUS={status} (flip)",
+                                     round(t, 3), round(self.clock.now(), 3)))
+
+    def start(self) -> None:
+        self._set(404)  # the phase's start: the first flip
+        self._thread.start()
+
+    def _run(self) -> None:
+        t0 = self.clock.now()
+        for k in range(1, self._limit):
+            if self._stop.wait(max(0.0, t0 + k * self.period_s - self.clock.now())):
+                return
+            self._set(404 if self.status == 200 else 200)
+
+    def stop(self) -> None:
+        """Stops flipping and leaves the region at 200 (the fault cleared)."""
+        self._stop.set()
+        self._thread.join(timeout=10)
+        self._set(200)
+
+
+def _state_name(state) -> str:
+    """An `/_edge/status` region state: "healthy", "drained", "trial_due", ... or "ejected"."""
+    return state if isinstance(state, str) else next(iter(state), "?") if isinstance(state, dict) else "?"
+
+
+class EdgePoller:
+    """Polls `/_edge/status` every EDGE_POLL_S while running: (t, {region: state}, counters)."""
+
+    def __init__(self, stack: Stack, clock: Clock):
+        self.stack, self.clock = stack, clock
+        self.samples: list[tuple[float, dict, dict]] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self, hard_end: float) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, args=(hard_end,), name="edge-poller",
+                                            daemon=True)
+            self._thread.start()
+
+    def _run(self, hard_end: float) -> None:
+        for _ in range(math.ceil(hard_end / EDGE_POLL_S) + 1):
+            if self._stop.wait(EDGE_POLL_S) or self.clock.now() > hard_end:
+                return
+            t = self.clock.now()
+            report = _edge_status(self.stack)
+            if "regions" in report:
+                self.samples.append((round(t, 3), report["regions"], report["counters"]))
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=10)
+
+
+#: HAProxy's `option httplog` line: client [accept date] frontend backend/server
+#: TR/Tw/Tc/Tr/Ta status bytes cookies(2) termination-state ac/fc/bc/sc/rc ... "request".
+HAPROXY_LINE = re.compile(
+    r'^\S+ \[(?P<date>\d{2}/\w{3}/\d{4}:\d{2}:\d{2}:\d{2}\.\d{3})\] \S+ (?P<backend>[^/\s]+)/'
+    r'(?P<server>\S+) [-+\d/]+ (?P<status>-?\d+) \S+ \S+ \S+ \S+ '
+    r'\d+/\d+/\d+/\d+/(?P<retries>\+?\d+) ')
+HAPROXY_STATE = re.compile(r"Server (?P<backend>[^/\s]+)/(?P<server>\S+) is (?P<state>UP|DOWN)")
+
+
+class HaproxyTail:
+    """Reads HAProxy's output (its request log and server state changes) as it is written; each
+    state change gets the drill time it was read at (within 0.2 s)."""
+
+    def __init__(self, proc: procs.Proc, clock: Clock):
+        self.path, self.clock = proc.log_path, clock
+        self.offset = proc.log_path.stat().st_size if proc.log_path.exists() else 0
+        self.lines: list[tuple[float, str]] = []
+        self._rest = ""
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="haproxy-tail", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _read(self) -> None:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                chunk = f.read(4 << 20)
+        except OSError:
+            return
+        self.offset += len(chunk)
+        text = self._rest + chunk.decode(errors="replace")
+        *complete, self._rest = text.split("\n")
+        t = round(self.clock.now(), 3)
+        self.lines.extend((t, line) for line in complete if line)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.2):
+            self._read()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._read()
+
+    def requests(self) -> list[dict]:
+        """Every logged request: send time (drill clock, from the accept date), server, status,
+        retries (`+` means redispatched: HAProxy counts a retry to another server as both)."""
+        out = []
+        for _, line in self.lines:
+            m = HAPROXY_LINE.match(line)
+            if not m:
+                continue
+            try:
+                accepted = datetime.strptime(m["date"], "%d/%b/%Y:%H:%M:%S.%f").timestamp()
+            except ValueError:
+                continue
+            out.append({"t_send": round(accepted - self.clock.wall0, 3), "server": m["server"],
+                        "status": int(m["status"]), "retries": int(m["retries"].lstrip("+"))})
+        return out
+
+    def state_changes(self) -> list[tuple[float, str, str]]:
+        """(read at, server, UP | DOWN) for each change (a line repeated on stderr and in the
+        log counts once)."""
+        state: dict[str, str] = {}
+        out = []
+        for t, line in self.lines:
+            m = HAPROXY_STATE.search(line)
+            if m and state.get(m["server"], "UP") != m["state"]:
+                state[m["server"]] = m["state"]
+                out.append((t, m["server"], m["state"]))
+        return out
+
+
+def _first_region(r: Record, regions: list[str]) -> str | None:
+    """The region an edge request's first attempt went to, derived from its answer: the serving
+    region when `x-edge-attempts` is 1; with two regions (each tried at most once), the other one
+    when it is 2 or more (a retry or a hedge that won; a hedge the first region won anyway is
+    counted wrongly: bounded by the hedge counter). None when not known (no answer, the edge's
+    own 503, more than two regions)."""
+    if r.served_by not in regions or not r.attempts.isdigit():
+        return None
+    if int(r.attempts) <= 1:
+        return r.served_by
+    if len(regions) == 2:
+        return regions[1] if r.served_by == regions[0] else regions[0]
+    return None
+
+
+def first_attempts(records: list[Record], phase: dict, bad: str, regions: list[str],
+                   settle_s: float, target: str) -> dict:
+    """Share of first attempts sent to `bad` among requests sent after the phase's first
+    `settle_s`. The edge: derived (`_first_region`); pinned-A: always A."""
+    t0 = phase["start_s"] + settle_s
+    inside = [r for r in records if r.phase == phase["n"] and r.t_send >= t0]
+    if target == PINNED:
+        firsts = [regions[0]] * len(inside)
+    else:
+        firsts = [_first_region(r, regions) for r in inside]
+    known = [(r, f) for r, f in zip(inside, firsts) if f is not None]
+    to_bad = [r for r, f in known if f == bad]
+    # The edge: a request with an affinity token goes to the region it names first while that
+    # region is in service (read-your-writes after a write it served: a write that failed over
+    # earns the other region's token); only requests without a token follow the ranking alone.
+    by_token: dict[str, dict] = {}
+    for r, f in known:
+        slot = by_token.setdefault(r.affinity or "none", {"known": 0, "to_bad": 0})
+        slot["known"] += 1
+        slot["to_bad"] += f == bad
+    return {
+        "after_s": settle_s, "region": bad, "requests": len(inside), "known": len(known),
+        "to_bad": len(to_bad),
+        "share": round(len(to_bad) / len(known), 3) if known else None,
+        "pinned_by_affinity": sum(r.affinity == bad for r in to_bad),
+        "by_affinity_token": dict(sorted(by_token.items())),
+    }
+
+
+def attempts_per_request(records: list[Record], phase: dict, target: str) -> float | None:
+    """The edge: the mean of `x-edge-attempts` (answers that carry it); pinned-A: 1."""
+    inside = [r for r in records if r.phase == phase["n"]]
+    if target == PINNED:
+        return 1.0 if inside else None
+    counts = [int(r.attempts) for r in inside if r.attempts.isdigit()]
+    return round(sum(counts) / len(counts), 3) if counts else None
+
+
+def haproxy_phase(logged: list[dict], phase: dict, bad: str, regions: list[str],
+                  settle_s: float, changes: list[tuple[float, str, str]]) -> dict:
+    """HAProxy's figures for a phase from its request log: attempts per request (1 + retries),
+    first attempts to `bad` after `settle_s` (the serving server when there was no retry; with
+    two servers, the other one after a retry, `option redispatch 1` sending every retry to
+    another server), and how often it marked `bad` DOWN."""
+    inside = [x for x in logged if phase["start_s"] <= x["t_send"] < phase["end_s"]]
+    late = [x for x in inside if x["t_send"] >= phase["start_s"] + settle_s]
+
+    def first(x: dict) -> str | None:
+        if x["retries"] == 0:
+            return x["server"]
+        if len(regions) == 2 and x["server"] in regions:
+            return regions[1] if x["server"] == regions[0] else regions[0]
+        return None
+
+    known = [f for f in map(first, late) if f is not None]
+    downs = [c for c in changes if c[1] == bad and c[2] == "DOWN"
+             and phase["start_s"] <= c[0] < phase["end_s"]]
+    return {
+        "logged": len(inside),
+        "attempts_per_request": (round(sum(1 + x["retries"] for x in inside) / len(inside), 3)
+                                 if inside else None),
+        "retried": sum(x["retries"] > 0 for x in inside),
+        "first_attempts": {"after_s": settle_s, "region": bad, "known": len(known),
+                           "to_bad": sum(f == bad for f in known),
+                           "share": (round(sum(f == bad for f in known) / len(known), 3)
+                                     if known else None)},
+        "marked_down": len(downs),
+    }
+
+
+def edge_transitions(samples: list[tuple[float, dict, dict]], region: str, phase: dict) -> dict:
+    """From the poll: how often the edge took `region` out of service during a phase (a change
+    from any other state into drained, or into ejected), and the polls in each state."""
+    inside = [(t, regions.get(region, "?")) for t, regions, _ in samples
+              if phase["start_s"] <= t < phase["end_s"]]
+    before = [regions.get(region, "?") for t, regions, _ in samples if t < phase["start_s"]]
+    previous = _state_name(before[-1]) if before else "healthy"
+    drains = ejections = 0
+    states: dict[str, int] = {}
+    for _, state in inside:
+        name = _state_name(state)
+        states[name] = states.get(name, 0) + 1
+        if name != previous:
+            drains += name == "drained"
+            ejections += name == "ejected"
+        previous = name
+    return {"polls": len(inside), "every_s": EDGE_POLL_S, "drains": drains,
+            "ejections": ejections, "states": states}
+
+
+def counter_diff(edge_status: list[dict], n: int) -> dict | None:
+    """The edge's counters over phase n (snapshots at its start and at the next phase's, or after
+    the last phase); None when a snapshot is missing."""
+    start = next((s for s in edge_status if s.get("before_phase") == n), None)
+    end = next((s for s in edge_status if s.get("before_phase") == n + 1
+                or s.get("after_phase") == n), None)
+    if not start or not end or "counters" not in start or "counters" not in end:
+        return None
+    return {k: end["counters"][k] - start["counters"].get(k, 0)
+            for k in end["counters"] if isinstance(end["counters"][k], (int, float))}
+
+
+def dns_holding(timeline: dnsmodel.Timeline, preference: list[str], cfg: dnsmodel.DnsConfig,
+                t0: float, t1: float, windows: list[tuple[float, float]]) -> list[dict]:
+    """The DNS model's client per window: the share of the time it holds the preferred region
+    (its first attempts go there: it has no other) and how often the modelled health check of
+    that region changed its verdict, mean over the same grid of checker and resolver phases as
+    `dnsmodel.evaluate`."""
+    held_share = [[] for _ in windows]
+    verdicts = [[] for _ in windows]
+    a = preference[0]
+    for i in range(dnsmodel.PHI_STEPS):
+        phi = cfg.interval_s * i / dnsmodel.PHI_STEPS
+        health = {r: dnsmodel._dns_health(timeline, r, cfg, phi, t0, t1) for r in preference}
+        for w, (start, end) in enumerate(windows):
+            verdicts[w].append(sum(start <= t < end for t, _ in health[a][1:]))
+        for j in range(dnsmodel.PSI_STEPS):
+            psi = cfg.ttl_s * j / dnsmodel.PSI_STEPS
+
+            def answer(t: float) -> str:
+                return next((r for r in preference if dnsmodel._at(health[r], t)), a)
+
+            # The client's answer changes only when it resolves again: (from, held) pieces.
+            pieces = [(t0, answer(t0))]
+            t = t0 + psi
+            while t < t1:
+                pieces.append((t, answer(t)))
+                t += cfg.ttl_s
+            for w, (start, end) in enumerate(windows):
+                holding = 0.0
+                for k, (since, region) in enumerate(pieces):
+                    until = pieces[k + 1][0] if k + 1 < len(pieces) else t1
+                    if region == a:
+                        holding += max(0.0, min(until, end) - max(since, start))
+                held_share[w].append(holding / (end - start) if end > start else 0.0)
+    return [{"holds_a_share": round(sum(h) / len(h), 3) if h else None,
+             "health_verdict_changes_a": round(sum(v) / len(v), 2) if v else None}
+            for h, v in zip(held_share, verdicts)]
 
 
 # --- analysis ---------------------------------------------------------------------------------
@@ -880,6 +1275,7 @@ def run(settings: DrillSettings, log=print) -> dict:
         stack.start()
         loads = [TargetLoad(EDGE, stack.edge.url), TargetLoad(PINNED, stack.regional[a].url)]
         haproxy_note = None
+        hp = None
         if settings.haproxy and haproxy.binary():
             hp = haproxy.start_haproxy({r: stack.regional[r].url for r in stack.regions}, out)
             started_procs.append(hp)
@@ -898,8 +1294,14 @@ def run(settings: DrillSettings, log=print) -> dict:
         monitor = threading.Thread(target=_monitor, args=(stack, clock, stop_monitor, samples),
                                    name="monitor", daemon=True)
         monitor.start()
-        total = settings.phase_s * len(PHASE_NAMES)
+        lengths = settings.phase_lengths()
+        planned_start = [sum(lengths[:i]) for i in range(len(lengths))]
+        total = sum(lengths)
         window = Window(0.0, total, total + settings.catch_up_timeout_s + CLIENT_TIMEOUT_S)
+        hp_tail = HaproxyTail(hp, clock) if hp else None
+        if hp_tail:
+            hp_tail.start()
+        poller = EdgePoller(stack, clock)
         creators = settings.concurrency - settings.writers
         for load in loads:
             for i in range(settings.concurrency):
@@ -918,9 +1320,11 @@ def run(settings: DrillSettings, log=print) -> dict:
                 t.start()
         log(f"drill: load on {', '.join(l.name for l in loads)}: {settings.concurrency} clients "
             f"({settings.writers} writers) each at {settings.rate}/s, {settings.phase_s:g} s per "
-            "phase")
+            f"phase ({lengths[-1]:g} s for phases {A_SLOW}-{FLAPPING})")
 
         events: list[Event] = []
+        faults: dict = {}  # what phases 7-9 set, for the summary
+        flapper: Flapper | None = None
         edge_status: list[dict] = []
         split_threads: list[threading.Thread] = []
         pause: dict = {}
@@ -957,6 +1361,38 @@ def run(settings: DrillSettings, log=print) -> dict:
             stack.set_faults(b, latency_ms=0)
             stack.probe()
 
+        def a_p50_ms() -> float:
+            """pinned-A's p50 over its good answers of the phase before (A up, no fault): A's
+            own latency as a client next to it sees it."""
+            since = max((e.t_start for e in events if e.phase == RESTORED), default=0.0)
+            with loads[1].lock:
+                values = [r.latency_ms for r in loads[1].records if r.ok and r.t_send >= since]
+            return _pct(values, 0.5) or 50.0
+
+        def slow_a() -> None:
+            faults["a_p50_before_ms"] = a_p50_ms()
+            faults["latency_ms"] = max(1, round(faults["a_p50_before_ms"]))
+            stack.set_faults(a, latency_ms=faults["latency_ms"])
+
+        def gray_a() -> None:
+            faults["gray"] = stack.set_faults(a, error_rate=settings.gray_error_rate,
+                                              error_status=503, latency_ms=0)
+
+        def flap_a() -> None:
+            nonlocal flapper
+            flapper = Flapper(stack, a, settings.flap_s, clock, events, FLAPPING,
+                              lengths[FLAPPING - 1] + settings.catch_up_timeout_s)
+            flapper.start()
+
+        def clear(n: int) -> None:
+            """Ends phase n's fault at its end (phases 7-9)."""
+            if n == A_SLOW:
+                act(n, f"{a} latency_ms=0 (cleared)", lambda: stack.set_faults(a, latency_ms=0))
+            elif n == GRAY:
+                act(n, f"{a} error_rate=0 (cleared)", lambda: stack.set_faults(a, error_rate=0))
+            elif n == FLAPPING and flapper is not None:
+                act(n, f"{a} flapping stopped, STATUS=200 (cleared)", flapper.stop)
+
         actions = {
             HEALTHY: ("load starts, all healthy", lambda: None),
             PAUSED: (f"replication paused; writers pinned to {a} and to {b} write the same "
@@ -967,12 +1403,20 @@ def run(settings: DrillSettings, log=print) -> dict:
                    lambda: stack.set_faults(b, latency_ms=settings.slow_ms)),
             RESTORED: (f"{a} restarted on its port, STATUS 200; {b} latency 0; probe fired",
                        restore),
+            A_SLOW: (f"fresh clients; {a} latency_ms = pinned-A's p50 of phase {RESTORED}",
+                     slow_a),
+            GRAY: (f"fresh clients; {a} error_rate={settings.gray_error_rate:g} (503 at once), "
+                   "/health 200", gray_a),
+            FLAPPING: (f"fresh clients; {a} STATUS toggles 404/200 every {settings.flap_s:g} s",
+                       flap_a),
         }
         shift = 0.0  # the paused phase's catch-up moves every later phase
         for n in range(1, len(PHASE_NAMES) + 1):
-            wait = (n - 1) * settings.phase_s + shift - clock.now()
+            wait = planned_start[n - 1] + shift - clock.now()
             if wait > 0:
                 time.sleep(wait)
+            if n - 1 in FRESH_CLIENT_PHASES:
+                clear(n - 1)
             if n == PAUSED + 1:
                 planned = clock.now()
                 window.end = window.hard_end  # the load goes on while the regions catch up
@@ -982,7 +1426,17 @@ def run(settings: DrillSettings, log=print) -> dict:
                 window.end = total + shift
             if n > 1:
                 edge_status.append({"before_phase": n, **_edge_status(stack)})
+            if n in FRESH_CLIENT_PHASES:
+                poller.start(window.hard_end)
+                window.generation += 1  # the clients' next requests come from fresh clients
             act(n, *actions[n])
+            if n == A_SLOW:
+                log(f"    {a}: pinned-A p50 {faults['a_p50_before_ms']} ms in phase {RESTORED}; "
+                    f"latency_ms={faults['latency_ms']}")
+        wait = total + shift - clock.now()
+        if wait > 0:
+            time.sleep(wait)
+        clear(len(PHASE_NAMES))  # the last phase's fault ends with the load
         for t in threads + split_threads:
             t.join(timeout=max(1.0, window.end - clock.now()) + CLIENT_TIMEOUT_S + 5)
         end_s = clock.now()
@@ -990,8 +1444,19 @@ def run(settings: DrillSettings, log=print) -> dict:
         # isolate, and all it knew about the regions, starts over. Counted, so a reader knows.
         edge_reloads = stack.edge.log().count("Reloading local server")
         edge_status.append({"after_phase": len(PHASE_NAMES), **_edge_status(stack)})
+        poller.stop()
+        if hp_tail:
+            hp_tail.stop()
         stop_monitor.set()
         monitor.join(timeout=5)
+        partial = {
+            "faults": faults,
+            "flips": flapper.flips if flapper else [],
+            "flip_errors": flapper.failed if flapper else [],
+            "edge_polls": poller.samples,
+            "haproxy_requests": hp_tail.requests() if hp_tail else [],
+            "haproxy_state_changes": hp_tail.state_changes() if hp_tail else [],
+        }
 
         all_loads = loads + [split]
         phases = phase_table(events, end_s)
@@ -999,7 +1464,7 @@ def run(settings: DrillSettings, log=print) -> dict:
         log("drill: load done; waiting for replication, then checking the data")
         checks = data_checks(stack, all_loads, run_id, settings.catch_up_timeout_s, setup_etags)
         summary = analyse(settings, run_id, clock, all_loads, events, samples, end_s, checks,
-                          edge_status, haproxy_note, stack, edge_reloads, pause)
+                          edge_status, haproxy_note, stack, edge_reloads, pause, partial)
         summary["pids"] = stack.pids() + [p.pid for p in started_procs]
         write_outputs(out, summary, all_loads, samples)
         log(summary["table"])
@@ -1013,11 +1478,22 @@ def run(settings: DrillSettings, log=print) -> dict:
 
 
 def _edge_status(stack: Stack) -> dict:
+    """The edge's /_edge/status, reduced to each region's state and the counters (through
+    `Stack.edge_status()` when the stack has it: it knows how to authenticate)."""
     try:
-        report = requests.get(stack.edge.url + "/_edge/status", timeout=5).json()
+        fetch = getattr(stack, "edge_status", None)
+        if callable(fetch):
+            report = fetch()
+            if hasattr(report, "json"):
+                report = report.json()
+        else:
+            r = requests.get(stack.edge.url + "/_edge/status", timeout=5)
+            if r.status_code != 200:
+                return {"error": f"/_edge/status answered {r.status_code}"}
+            report = r.json()
         return {"regions": {r["name"]: r["state"] for r in report["regions"]},
                 "counters": report["counters"]}
-    except (requests.RequestException, ValueError, KeyError) as e:
+    except (requests.RequestException, ValueError, KeyError, TypeError) as e:
         return {"error": str(e)}
 
 
@@ -1046,7 +1522,7 @@ def assign_phases(loads: list[TargetLoad], phases: list[dict]) -> None:
 def analyse(settings: DrillSettings, run_id: str, clock: Clock, loads: list[TargetLoad],
             events: list[Event], samples, end_s: float, checks: dict, edge_status: list[dict],
             haproxy_note: str | None, stack: Stack, edge_reloads: int = 0,
-            pause: dict | None = None) -> dict:
+            pause: dict | None = None, partial: dict | None = None) -> dict:
     a, b = settings.a, settings.b
     phases = phase_table(events, end_s)
     assign_phases(loads, phases)
@@ -1056,9 +1532,27 @@ def analyse(settings: DrillSettings, run_id: str, clock: Clock, loads: list[Targ
     # Phase 5's slow region is the only one up, so it serves to the end: nothing to time there.
     faulty = {DRAINED: (a, first_event[DRAINED].t_start), KILLED: (a, first_event[KILLED].t_start)}
     targets = {}
+    partial = partial or {}
+    regions = [a, b]
+    hp_logged = partial.get("haproxy_requests", [])
+    hp_changes = [tuple(c) for c in partial.get("haproxy_state_changes", [])]
     for load in loads:
         per_phase = [phase_summary(load.records, p, *faulty.get(p["n"], (None, None)))
                      for p in phases]
+        for p, s in zip(phases, per_phase):
+            if load.name in (EDGE, PINNED):
+                s["attempts_per_request"] = attempts_per_request(load.records, p, load.name)
+            elif load.name == HAPROXY and hp_logged:
+                s["haproxy_log"] = haproxy_phase(hp_logged, p, a, regions, settings.settle_s,
+                                                 hp_changes)
+                s["attempts_per_request"] = s["haproxy_log"]["attempts_per_request"]
+            if p["n"] not in FRESH_CLIENT_PHASES:
+                continue
+            if load.name in (EDGE, PINNED):
+                s["first_attempts"] = first_attempts(load.records, p, a, regions,
+                                                     settings.settle_s, load.name)
+            elif "haproxy_log" in s:
+                s["first_attempts"] = s["haproxy_log"]["first_attempts"]
         targets[load.name] = {
             "url": load.base_url,
             "phases": per_phase,
@@ -1072,6 +1566,50 @@ def analyse(settings: DrillSettings, run_id: str, clock: Clock, loads: list[Targ
     request_times = [r.t_send for r in loads[0].records]
     dns = {cfg.name: dnsmodel.evaluate(timeline, [a, b], cfg, 0.0, end_s, windows, request_times)
            for cfg in dnsmodel.CONFIGS}
+    # Phases 7-9: where the modelled DNS client goes (its first and only attempt), and, in the
+    # gray phase, the errors it would see: A's /health says 200, so while the client holds A it
+    # fails as often as pinned-A did (no retry).
+    pinned_phases = targets[PINNED]["phases"] if PINNED in targets else []
+    for cfg in dnsmodel.CONFIGS:
+        holding = dns_holding(timeline, [a, b], cfg, 0.0, end_s, windows)
+        for n, (w, h) in enumerate(zip(dns[cfg.name]["windows"], holding), start=1):
+            if n not in FRESH_CLIENT_PHASES:
+                continue
+            w.update(h)
+            if n == GRAY and pinned_phases and pinned_phases[n - 1]["requests"]:
+                pin = pinned_phases[n - 1]
+                w["gray_failed_requests_est"] = round(
+                    (h["holds_a_share"] or 0) * pin["errors"] / pin["requests"] * w["requests"], 1)
+    edge_polls = partial.get("edge_polls", [])
+    flips = [tuple(f) for f in partial.get("flips", [])]
+    partial_faults = {
+        "rule": (f"phases {A_SLOW}-{FLAPPING} start with fresh clients (new sessions, new writer "
+                 f"items); first attempts are counted from {settings.settle_s:g} s after a phase's "
+                 "start. The edge's first attempt: x-served-by when x-edge-attempts is 1, else "
+                 "the other region (two regions, each tried at most once; a hedge won by the "
+                 "first region is counted wrongly, at most the phase's hedge counter). HAProxy's: "
+                 "from its request log, the server when it logged no retry, else the other one "
+                 "(option redispatch 1). Drains and ejections: transitions of the region's "
+                 f"state in /_edge/status polled every {EDGE_POLL_S:g} s, and the ejection "
+                 "counter; HAProxy: its 'is DOWN' messages."),
+        "faults": partial.get("faults", {}),
+        "flip_errors": partial.get("flip_errors", []),
+        "phases": {},
+    }
+    for p in phases:
+        if p["n"] not in FRESH_CLIENT_PHASES:
+            continue
+        partial_faults["phases"][p["n"]] = {
+            "flips": sum(p["start_s"] <= t < p["end_s"] for t, _ in flips),
+            "edge": edge_transitions(edge_polls, a, p),
+            "edge_counters": counter_diff(edge_status, p["n"]),
+            "haproxy_marked_down": sum(1 for t, server, state in hp_changes
+                                       if server == a and state == "DOWN"
+                                       and p["start_s"] <= t < p["end_s"]),
+            "dns_health_verdict_changes": {
+                name: d["windows"][p["n"] - 1].get("health_verdict_changes_a")
+                for name, d in dns.items()},
+        }
     pause = dict(pause or {})
     pause.pop("status_at_pause", None)
     summary = {
@@ -1089,10 +1627,12 @@ def analyse(settings: DrillSettings, run_id: str, clock: Clock, loads: list[Targ
                       for name, d in dns.items()},
         "data_checks": checks,
         "edge_status": edge_status,
+        "partial_faults": partial_faults,
         "edge_reloads": edge_reloads,
         "replicator": _safe(stack.replicator_status),
     }
     summary["table"] = table(summary)
+    summary["_edge_polls"] = edge_polls
     summary["_chart"] = chart.render(
         end_s, phases, [l.name for l in loads], [a, b],
         [asdict(r) for l in loads for r in l.records],
@@ -1165,6 +1705,7 @@ def table(summary: dict) -> str:
                  f"{w['acknowledged_deletes']} deletes): {w['kept']} kept, {w['lost_silently']} "
                  f"lost silently; final state from an unacknowledged write: "
                  f"{len(w['final_from_unacknowledged_write'])}")
+    lines.extend(partial_table(summary))
     if summary.get("edge_reloads"):
         lines.append(f"NOTE: the Worker was reloaded {summary['edge_reloads']} time(s) during the "
                      "run (edge/build changed): each reload starts a fresh isolate")
@@ -1176,8 +1717,75 @@ def table(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def _share(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}%"
+
+
+def partial_table(summary: dict) -> list[str]:
+    """Phases 7-9 per target: errors, attempts per request, first attempts to A after the
+    settle time, p50/p99; flips against drains and ejections."""
+    pf = summary.get("partial_faults") or {}
+    a = summary["regions"]["a"]
+    lines = []
+    for p in summary["phases"]:
+        n = p["n"]
+        if n not in FRESH_CLIENT_PHASES:
+            continue
+        info = pf.get("phases", {}).get(n) or pf.get("phases", {}).get(str(n)) or {}
+        lines.append(f"phase {n} {p['name']} ({p['end_s'] - p['start_s']:.1f} s): errors/requests, "
+                     f"attempts per request, first attempts to {a} after "
+                     f"{summary['settings']['settle_s']:g} s, p50/p99 ms")
+        for name, t in summary["targets"].items():
+            if name == SPLIT:
+                continue
+            s = t["phases"][n - 1]
+            fa = s.get("first_attempts") or {}
+            apr = s.get("attempts_per_request")
+            tokens = ", ".join(f"token {k}: {v['to_bad']}/{v['known']}"
+                               for k, v in (fa.get("by_affinity_token") or {}).items())
+            first = (f"{_share(fa.get('share'))} ({fa.get('to_bad')}/{fa.get('known')}"
+                     + (f"; {tokens}" if name == EDGE else "") + ")" if fa else "n/a")
+            lines.append(f"  {name:12} {s['errors']}/{s['requests']}  attempts "
+                         f"{'n/a' if apr is None else f'{apr:.3f}'}  first to {a} {first}  "
+                         f"{s['p50_ms']}/{s['p99_ms']}")
+        for name, d in summary["dns_model"].items():
+            w = d["windows"][n - 1]
+            extra = (f", est. failed ~{w['gray_failed_requests_est']:g} of {w['requests']} "
+                     f"(pinned-A's error share while it holds {a})"
+                     if "gray_failed_requests_est" in w else "")
+            lines.append(f"  {name[:26]:26} holds {a} {_share(w.get('holds_a_share'))} of the "
+                         f"phase, attempts 1, health verdict changes "
+                         f"{w.get('health_verdict_changes_a')}{extra}")
+        edge = info.get("edge") or {}
+        counters = info.get("edge_counters") or {}
+        lines.append(f"  flips {info.get('flips', 0)}; edge took {a} out: drained "
+                     f"{edge.get('drains', 'n/a')}, ejected {edge.get('ejections', 'n/a')} "
+                     f"(poll every {edge.get('every_s', EDGE_POLL_S):g} s, states "
+                     f"{edge.get('states', {})}); edge counters: ejections "
+                     f"{counters.get('ejections', 'n/a')}, retries {counters.get('retries', 'n/a')}"
+                     f", hedges {counters.get('hedges', 'n/a')}, least_bad "
+                     f"{counters.get('least_bad', 'n/a')}; haproxy marked {a} DOWN "
+                     f"{info.get('haproxy_marked_down', 'n/a')} times")
+    if pf.get("faults"):
+        lines.append(f"phase {A_SLOW}: {a} latency_ms={pf['faults'].get('latency_ms')} (pinned-A "
+                     f"p50 {pf['faults'].get('a_p50_before_ms')} ms in phase {RESTORED})")
+    if pf.get("flip_errors"):
+        lines.append(f"flips that failed: {pf['flip_errors']}")
+    return lines
+
+
 def write_outputs(out: Path, summary: dict, loads: list[TargetLoad], samples) -> None:
     svg = summary.pop("_chart")
+    polls = summary.pop("_edge_polls", [])
+    regions = list(summary["regions"].values())
+    with open(out / "edge-status.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["t"] + [f"state_{r}" for r in regions] + ["ejections", "retries", "hedges",
+                                                               "least_bad"])
+        for t, states, counters in polls:
+            w.writerow([t] + [_state_name(states.get(r, "?")) for r in regions]
+                       + [counters.get(k, "") for k in ("ejections", "retries", "hedges",
+                                                        "least_bad")])
     (out / "chart.svg").write_text(svg)
     (out / "table.txt").write_text(summary["table"] + "\n")
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
@@ -1193,6 +1801,8 @@ def write_outputs(out: Path, summary: dict, loads: list[TargetLoad], samples) ->
         }
         if n == PAUSED:
             per_phase["pause"] = summary.get("pause", {})
+        if n in FRESH_CLIENT_PHASES:
+            per_phase["partial_fault"] = summary["partial_faults"]["phases"].get(n, {})
         (out / f"phase-{n}.json").write_text(json.dumps(per_phase, indent=2))
     fields = list(Record.__dataclass_fields__)
     with open(out / "requests.csv", "w", newline="") as f:
@@ -1226,6 +1836,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--split-items", type=int, default=d.split_items,
                    help="items the two pinned writers of the paused phase share (%(default)s)")
     p.add_argument("--slow-ms", type=int, default=d.slow_ms, help="B's latency in phase 5 (%(default)s)")
+    p.add_argument("--fault-phase-s", type=float, default=None,
+                   help="seconds for each of phases 7-9 (A slow, gray, flapping; default --phase-s)")
+    p.add_argument("--gray-error-rate", type=float, default=d.gray_error_rate,
+                   help="share of A's requests answered 503 in phase 8 (%(default)s)")
+    p.add_argument("--flap-s", type=float, default=d.flap_s,
+                   help="A's /health toggles 404/200 this often in phase 9 (%(default)s s)")
+    p.add_argument("--settle-s", type=float, default=d.settle_s,
+                   help="first attempts to A are counted from this long into phases 7-9 "
+                        "(%(default)s s)")
     p.add_argument("--regions", default=",".join(d.regions), help="A,B (%(default)s)")
     p.add_argument("--replication-lag-ms", type=int, default=d.replication_lag_ms)
     p.add_argument("--no-haproxy", action="store_true", help="skip the HAProxy column")
@@ -1240,11 +1859,18 @@ def main(argv: list[str] | None = None) -> int:
     if not (0 <= args.writers < args.concurrency and 1 <= args.writer_items <= 100
             and 1 <= args.split_items <= 100 and 0 <= args.delete_share <= 1):
         p.error("writers 0..concurrency-1, writer-items and split-items 1..100, delete-share 0..1")
+    if not ((args.fault_phase_s is None or 1 <= args.fault_phase_s <= 600)
+            and 0 < args.gray_error_rate <= 1 and 0.2 <= args.flap_s <= 60
+            and 0 <= args.settle_s < (args.fault_phase_s or args.phase_s)):
+        p.error("fault-phase-s 1..600, gray-error-rate (0, 1], flap-s 0.2..60, settle-s below "
+                "the phase length")
     settings = DrillSettings(
         phase_s=args.phase_s, concurrency=args.concurrency, rate=args.rate,
         write_share=args.write_share, read_min_age_s=args.read_min_age_s, writers=args.writers,
         writer_items=args.writer_items, delete_share=args.delete_share,
-        split_items=args.split_items, slow_ms=args.slow_ms, regions=regions,
+        split_items=args.split_items, slow_ms=args.slow_ms, fault_phase_s=args.fault_phase_s,
+        gray_error_rate=args.gray_error_rate, flap_s=args.flap_s, settle_s=args.settle_s,
+        regions=regions,
         replication_lag_ms=args.replication_lag_ms, haproxy=not args.no_haproxy, out=args.out,
         seed=args.seed)
     run(settings)
