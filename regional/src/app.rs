@@ -21,6 +21,7 @@ pub async fn state(config: &Config) -> AppState {
         region: Arc::from(config.region.as_str()),
         faults: Faults::new(config.status),
         admin_token: config.admin_token.as_deref().map(Arc::from),
+        origin_guard: Arc::new(config.origin_guard.clone()),
     }
 }
 
@@ -32,10 +33,10 @@ pub fn router(state: AppState) -> Router {
             .put(api::admin::update)
             .post(api::admin::update),
     );
-    let served = Router::new()
+    // Only what the edge signed (see `api::caller`); health stays open for probes.
+    let protected = Router::new()
         .route("/create", post(api::seed::create))
         .route("/get/{item_id}", get(api::seed::get))
-        .route("/health", get(api::health::health))
         .route("/items", post(api::items::create).get(api::items::list))
         .route(
             "/items/{id}",
@@ -43,6 +44,13 @@ pub fn router(state: AppState) -> Router {
                 .put(api::items::replace)
                 .delete(api::items::delete),
         )
+        .route_layer(from_fn_with_state(
+            state.origin_guard.clone(),
+            api::caller::require_edge,
+        ));
+    let served = Router::new()
+        .route("/health", get(api::health::health))
+        .merge(protected)
         .layer(from_fn_with_state(state.faults.clone(), faults::inject));
     served
         .merge(admin)

@@ -3,6 +3,9 @@
 
 use std::net::SocketAddr;
 
+use crate::api::caller::OriginGuard;
+use crate::origin_auth::OriginKey;
+
 /// What the function needs to run, from the environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -18,6 +21,11 @@ pub struct Config {
     pub admin_token: Option<String>,
     /// True when running inside Lambda (`AWS_LAMBDA_RUNTIME_API` is set).
     pub in_lambda: bool,
+    /// How the edge is recognised. Locally: `SIGV4_ACCESS_KEY_ID` and `SIGV4_SECRET_ACCESS_KEY`
+    /// (both or neither) make every route but `/health` and the admin route require the edge's
+    /// signature. In Lambda: `EDGE_CALLER_ARN` makes them require that API Gateway's verified
+    /// caller is the edge's IAM user. Neither set: open.
+    pub origin_guard: OriginGuard,
 }
 
 /// A configuration problem, worded for the one line printed at start-up.
@@ -31,6 +39,10 @@ pub enum ConfigError {
     BadListenAddr(String),
     #[error("ADMIN_TOKEN must be at least 16 characters (or unset to disable the admin route)")]
     WeakAdminToken,
+    #[error("SIGV4_ACCESS_KEY_ID and SIGV4_SECRET_ACCESS_KEY must be set together")]
+    HalfOriginKey,
+    #[error("EDGE_CALLER_ARN must be an IAM ARN (arn:aws...:iam::...), got {0:?}")]
+    BadCallerArn(String),
 }
 
 /// Smallest admin token accepted.
@@ -71,13 +83,32 @@ impl Config {
             }
             token => token,
         };
+        let in_lambda = get("AWS_LAMBDA_RUNTIME_API").is_some();
+        let origin_guard = if in_lambda {
+            match get("EDGE_CALLER_ARN") {
+                None => OriginGuard::Open,
+                Some(arn) if arn.starts_with("arn:aws") && arn.contains(":iam::") => {
+                    OriginGuard::LambdaCaller(arn)
+                }
+                Some(arn) => return Err(ConfigError::BadCallerArn(arn)),
+            }
+        } else {
+            match (get("SIGV4_ACCESS_KEY_ID"), get("SIGV4_SECRET_ACCESS_KEY")) {
+                (None, None) => OriginGuard::Open,
+                (Some(id), Some(secret)) => {
+                    OriginGuard::Signature(OriginKey::new(&id, &secret, &region))
+                }
+                _ => return Err(ConfigError::HalfOriginKey),
+            }
+        };
         Ok(Self {
             region,
             table,
             status,
             listen_addr,
             admin_token,
-            in_lambda: get("AWS_LAMBDA_RUNTIME_API").is_some(),
+            in_lambda,
+            origin_guard,
         })
     }
 }
@@ -129,6 +160,45 @@ mod tests {
             Config::from_vars(v).unwrap_err(),
             ConfigError::WeakAdminToken
         );
+    }
+
+    #[test]
+    fn origin_protection_is_read_per_platform() {
+        assert_eq!(
+            Config::from_vars(base()).unwrap().origin_guard,
+            OriginGuard::Open
+        );
+        let mut v = base();
+        v.extend([
+            ("SIGV4_ACCESS_KEY_ID", "AKID"),
+            ("SIGV4_SECRET_ACCESS_KEY", "s3cret"),
+        ]);
+        assert_eq!(
+            Config::from_vars(v).unwrap().origin_guard,
+            OriginGuard::Signature(OriginKey::new("AKID", "s3cret", "eu-west-1"))
+        );
+        let mut v = base();
+        v.push(("SIGV4_ACCESS_KEY_ID", "AKID"));
+        assert_eq!(
+            Config::from_vars(v).unwrap_err(),
+            ConfigError::HalfOriginKey
+        );
+        let arn = "arn:aws:iam::123456789012:user/tandem-edge";
+        let mut v = base();
+        v.extend([
+            ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001"),
+            ("EDGE_CALLER_ARN", arn),
+        ]);
+        assert_eq!(
+            Config::from_vars(v).unwrap().origin_guard,
+            OriginGuard::LambdaCaller(arn.to_owned())
+        );
+        let mut v = base();
+        v.extend([("AWS_LAMBDA_RUNTIME_API", "x"), ("EDGE_CALLER_ARN", "edge")]);
+        assert!(matches!(
+            Config::from_vars(v).unwrap_err(),
+            ConfigError::BadCallerArn(_)
+        ));
     }
 
     #[test]

@@ -50,6 +50,9 @@ pub enum ApiError {
     AdminDisabled,
     #[error("missing or wrong admin token")]
     Unauthorized,
+    /// The code says which rule refused the caller (see `origin_auth::SignatureError::code`).
+    #[error("this region answers only requests signed by the edge")]
+    Forbidden(&'static str),
     #[error("DynamoDB is throttling requests; retry shortly")]
     Throttled,
     #[error("the table did not answer; retry shortly")]
@@ -83,6 +86,7 @@ impl ApiError {
             Self::InvalidFaultSettings(_) => ("invalid_fault_settings", S::BAD_REQUEST),
             Self::AdminDisabled => ("admin_disabled", S::FORBIDDEN),
             Self::Unauthorized => ("unauthorized", S::UNAUTHORIZED),
+            Self::Forbidden(code) => (code, S::FORBIDDEN),
             Self::Throttled => ("throttled", S::SERVICE_UNAVAILABLE),
             Self::TableUnavailable => ("table_unavailable", S::SERVICE_UNAVAILABLE),
             Self::InjectedFault => ("injected_fault", S::SERVICE_UNAVAILABLE),

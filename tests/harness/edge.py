@@ -39,13 +39,20 @@ def regions_var(regions: dict[str, str], weights: dict[str, float] | None = None
     ])
 
 
+#: An open edge (the seed's flow): no caller token, unsigned origin requests, no rate limit,
+#: and `/_edge/status` open (names only). Most system tests use it; `access` closes it.
+OPEN = {"AUTH": "off", "ORIGIN_AUTH": "none", "RATE_LIMIT": "off"}
+
+
 def start_edge(regions: dict[str, str], fallback: str = "", routing: dict | None = None,
                cors: list[str] | None = None, port: int | None = None, name: str = "edge",
                state_dir: str | None = None, weights: dict[str, float] | None = None,
-               affinity_secret: str | None = None) -> "procs.Proc":
+               affinity_secret: str | None = None, access: dict | None = None) -> "procs.Proc":
     """Starts wrangler dev on a free port with the given regions; waits until it answers.
     The affinity tokens are signed with a throwaway secret made for this start (or the one
-    given); `proc.extra["affinity_secret"]` keeps it for tests that forge or check tokens."""
+    given); `proc.extra["affinity_secret"]` keeps it for tests that forge or check tokens.
+    `access` holds the access vars and secrets (see `edge/src/core/access.rs`; default: `OPEN`);
+    with an `OPERATOR_TOKEN` among them, `proc.extra["operator_token"]` keeps it."""
     port = port or procs.free_port()
     secret = affinity_secret or secrets.token_hex(32)
     variables = {
@@ -54,11 +61,28 @@ def start_edge(regions: dict[str, str], fallback: str = "", routing: dict | None
         "ROUTING": json.dumps(routing or {}),
         "CORS_ORIGINS": json.dumps(cors or []),
         "AFFINITY_SECRET": secret,
+        **(access if access is not None else OPEN),
     }
     proc = start_edge_raw(port, variables, name=name, state_dir=state_dir)
     proc.extra["affinity_secret"] = secret
-    procs.wait_http(proc, "/_edge/status", timeout=60, ok=lambda r: r.status_code == 200)
+    proc.extra["operator_token"] = variables.get("OPERATOR_TOKEN")
+    procs.wait_http(proc, "/_edge/status", timeout=60, ok=lambda r: r.status_code == 200,
+                    headers=operator_headers(proc))
     return proc
+
+
+def operator_headers(proc: "procs.Proc") -> dict[str, str]:
+    """The header `/_edge/status` needs on this edge (none on an open one)."""
+    token = proc.extra.get("operator_token")
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def status(proc: "procs.Proc") -> dict:
+    """The edge's `/_edge/status` report."""
+    import requests
+    r = requests.get(proc.url + "/_edge/status", headers=operator_headers(proc), timeout=10)
+    r.raise_for_status()
+    return r.json()
 
 
 def start_edge_raw(port: int, variables: dict[str, str], name: str = "edge",

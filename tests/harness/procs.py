@@ -101,7 +101,8 @@ def start(name: str, argv: list[str], env: dict | None = None, port: int | None 
     return Proc(name=name, popen=popen, log_path=log_path, port=port)
 
 
-def wait_http(proc: Proc, path: str = "/", timeout: float = 30.0, ok=lambda r: True) -> None:
+def wait_http(proc: Proc, path: str = "/", timeout: float = 30.0, ok=lambda r: True,
+              headers: dict | None = None) -> None:
     """Waits until `proc` answers HTTP on `path` (any status accepted by `ok`)."""
     deadline = time.monotonic() + timeout
     last = None
@@ -109,7 +110,7 @@ def wait_http(proc: Proc, path: str = "/", timeout: float = 30.0, ok=lambda r: T
         if not proc.alive():
             raise RuntimeError(f"{proc.name} exited early:\n{proc.log()[-3000:]}")
         try:
-            r = requests.get(proc.url + path, timeout=1)
+            r = requests.get(proc.url + path, timeout=1, headers=headers)
             if ok(r):
                 return
             last = f"status {r.status_code}"

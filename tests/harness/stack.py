@@ -25,7 +25,7 @@ from pathlib import Path
 
 import requests
 
-from . import edge, moto, procs, regional
+from . import edge, moto, procs, regional, tokens
 
 DEFAULT_REGIONS = ("eu-west-1", "eu-central-1")
 DEFAULT_TABLE = "tandem-items"
@@ -35,6 +35,37 @@ TICK_S = 5.0
 SCHEDULED = "/__scheduled?cron=*+*+*+*+*"
 #: Where `up` writes its URLs and PIDs while it runs.
 UP_FILE = procs.STATE / "stack" / "up.json"
+#: The per-client limit of the closed stack; the `[[ratelimits]]` binding in wrangler.toml holds
+#: the same numbers (the binding enforces them, the edge reports them in 429s).
+RATE_LIMIT = {"limit": 100, "period_s": 60}
+
+
+class Access:
+    """A closed stack's throwaway secrets, made fresh for each stack: the HS256 key the edge
+    checks tokens with, the SigV4 key pair the edge signs with and the regions check, and the
+    operator token `/_edge/status` needs. `token` is a JWT with both scopes, valid 7 days."""
+
+    def __init__(self):
+        self.jwt_secret = secrets.token_hex(32)
+        self.access_key_id = "AKIDLOCAL" + secrets.token_hex(6).upper()
+        self.secret_access_key = secrets.token_urlsafe(30)
+        self.operator_token = secrets.token_hex(16)
+        self.token = tokens.hs256(tokens.claims(), self.jwt_secret)
+
+    def edge_vars(self) -> dict[str, str]:
+        return {
+            "AUTH": json.dumps({"issuer": tokens.LOCAL_ISSUER, "audience": tokens.LOCAL_AUDIENCE}),
+            "JWT_HS256_SECRET": self.jwt_secret,
+            "ORIGIN_AUTH": "sigv4",
+            "SIGV4_ACCESS_KEY_ID": self.access_key_id,
+            "SIGV4_SECRET_ACCESS_KEY": self.secret_access_key,
+            "OPERATOR_TOKEN": self.operator_token,
+            "RATE_LIMIT": json.dumps(RATE_LIMIT),
+        }
+
+    def regional_env(self) -> dict[str, str]:
+        return {"SIGV4_ACCESS_KEY_ID": self.access_key_id,
+                "SIGV4_SECRET_ACCESS_KEY": self.secret_access_key}
 
 
 class Stack:
@@ -43,7 +74,7 @@ class Stack:
     def __init__(self, regions=DEFAULT_REGIONS, table: str = DEFAULT_TABLE,
                  replication_lag_ms: int = 0, edge_port: int | None = None,
                  tick_s: float = TICK_S, weights: dict[str, float] | None = None,
-                 routing: dict | None = None, name: str = "stack"):
+                 routing: dict | None = None, name: str = "stack", closed: bool = False):
         regions = list(regions)
         if not 2 <= len(regions) <= 5 or len(set(regions)) != len(regions):
             raise ValueError(f"need 2 to 5 distinct regions, got {regions}")
@@ -57,6 +88,8 @@ class Stack:
         self.name = name
         #: Signs the edge's affinity tokens; made fresh for each stack, kept across edge restarts.
         self.affinity_secret = secrets.token_hex(32)
+        #: A closed stack's secrets (caller tokens, SigV4, operator token); `None`: open.
+        self.access = Access() if closed else None
         self.started: list[procs.Proc] = []
         self.moto: procs.Proc | None = None
         self.replicator: procs.Proc | None = None
@@ -81,13 +114,9 @@ class Stack:
             self.replicator = self._keep(self._start_replicator())
             for region in self.regions:
                 self.ports[region] = procs.free_port()
-                self.regional[region] = self._keep(regional.start_regional(
-                    self.moto.url, region, self.table, port=self.ports[region]))
+                self.regional[region] = self._keep(self._start_region(region))
             self._state_dir.mkdir(parents=True, exist_ok=True)
-            self.edge = self._keep(edge.start_edge(
-                {r: self.regional[r].url for r in self.regions}, routing=self.routing,
-                port=self.edge_port, weights=self.weights,
-                state_dir=str(self._state_dir / "wrangler"), affinity_secret=self.affinity_secret))
+            self.edge = self._keep(self._start_edge(self.edge_port))
             self.probe()
             if self.tick_s > 0:
                 self._ticker = threading.Thread(target=self._tick, name="cron-ticker", daemon=True)
@@ -96,6 +125,26 @@ class Stack:
             self.stop()
             raise
         return self
+
+    def _start_region(self, region: str) -> procs.Proc:
+        return regional.start_regional(
+            self.moto.url, region, self.table, port=self.ports[region],
+            extra_env=self.access.regional_env() if self.access else None)
+
+    def _start_edge(self, port: int | None) -> procs.Proc:
+        return edge.start_edge(
+            {r: self.regional[r].url for r in self.regions}, routing=self.routing,
+            port=port, weights=self.weights, state_dir=str(self._state_dir / "wrangler"),
+            affinity_secret=self.affinity_secret,
+            access=self.access.edge_vars() if self.access else None)
+
+    def client_headers(self) -> dict[str, str]:
+        """What a client sends on every call: the bearer token on a closed stack."""
+        return {"Authorization": f"Bearer {self.access.token}"} if self.access else {}
+
+    def edge_status(self) -> dict:
+        """The edge's `/_edge/status` (with the operator token on a closed stack)."""
+        return edge.status(self.edge)
 
     def _start_replicator(self) -> procs.Proc:
         port = procs.free_port()
@@ -144,8 +193,7 @@ class Stack:
     def restart_region(self, region: str) -> procs.Proc:
         """Starts a region's process again on the same port."""
         self.regional[region].stop()
-        proc = self._keep(regional.start_regional(self.moto.url, region, self.table,
-                                                  port=self.ports[region]))
+        proc = self._keep(self._start_region(region))
         self.regional[region] = proc
         return proc
 
@@ -153,10 +201,7 @@ class Stack:
         """Starts the edge again on the same port and KV state: a fresh isolate, as after a
         deploy, an eviction or a panic."""
         self.edge.stop()
-        self.edge = self._keep(edge.start_edge(
-            {r: self.regional[r].url for r in self.regions}, routing=self.routing,
-            port=self.edge.port, weights=self.weights,
-            state_dir=str(self._state_dir / "wrangler"), affinity_secret=self.affinity_secret))
+        self.edge = self._keep(self._start_edge(self.edge.port))
         return self.edge
 
     def replicator_status(self) -> dict:
@@ -178,6 +223,10 @@ class Stack:
     def describe(self) -> dict:
         return {
             "edge": self.edge.url,
+            "closed": self.access is not None,
+            # The up state file is the one place the local operator token is written (never
+            # printed): `/_edge/status` needs it on a closed stack.
+            "operator_token": self.access.operator_token if self.access else None,
             "regions": {r: self.regional[r].url for r in self.regions},
             "moto": self.moto.url,
             "replicator": self.replicator.url + "/status",
@@ -217,6 +266,9 @@ def up(argv: list[str]) -> int:
                         help="how often the edge's cron probe is fired (default %(default)s s)")
     parser.add_argument("--state-file", type=Path, default=UP_FILE,
                         help="where the URLs and PIDs are written while up (%(default)s)")
+    parser.add_argument("--open", action="store_true",
+                        help="no caller tokens and unsigned origin requests (the seed's open "
+                             "flow); by default the stack runs closed, like production")
     args = parser.parse_args(argv)
     regions = [r.strip() for r in args.regions.split(",") if r.strip()]
 
@@ -225,7 +277,7 @@ def up(argv: list[str]) -> int:
         signal.signal(sig, lambda *_: stop.set())
     started = time.monotonic()
     stack = Stack(regions, replication_lag_ms=args.replication_lag_ms, edge_port=args.edge_port,
-                  tick_s=args.tick_s, name="up")
+                  tick_s=args.tick_s, name="up", closed=not args.open)
     try:
         stack.start()
     except Exception as e:  # noqa: BLE001 (one clear line, then exit)
@@ -240,6 +292,10 @@ def up(argv: list[str]) -> int:
         print(f"logs: {info['logs']}; state: {args.state_file}")
         print("pids: " + " ".join(str(p) for p in stack.pids()))
         print(f"up in {time.monotonic() - started:.1f} s; Ctrl-C stops everything")
+        if stack.access:
+            # The only secrets ever printed: throwaway, made for this start.
+            print(f"token: {stack.access.token}")
+            print(f"signing-key: {stack.access.access_key_id}:{stack.access.secret_access_key}")
         print(f"edge: {stack.edge.url}")
         for region in regions:
             print(f"region {region}: {stack.regional[region].url}")

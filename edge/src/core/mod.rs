@@ -9,9 +9,13 @@
 //! - `budget`: the retry budget that caps retry storms.
 //! - `outcome`: what an attempt produced and whether to try another region.
 //! - `affinity`: read-your-writes tokens.
+//! - `access`: who may use the edge (token rules, operator token, rate limit) and how it
+//!   proves itself to the regions; `origin_signing`: SigV4 on every origin request; `tokens`:
+//!   the caller's bearer token checked (keys, cache, refresh policy).
 //! - `router`: the per-isolate state that ties them together (plan, record, status).
 //! - `attempts`: one request's attempt loop (next region, hedge, retry, fallback, delivery).
 
+pub mod access;
 pub mod affinity;
 pub mod attempts;
 pub mod budget;
@@ -19,8 +23,10 @@ pub mod config;
 pub mod ewma;
 pub mod geo;
 pub mod health;
+pub mod origin_signing;
 pub mod outcome;
 pub mod router;
+pub mod tokens;
 
 /// Milliseconds since the Unix epoch, as given by the platform's clock.
 pub type Millis = u64;

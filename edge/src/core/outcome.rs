@@ -9,6 +9,9 @@ pub enum Outcome {
         status: u16,
         region_status: Option<u16>,
     },
+    /// The region refused a request the edge had signed (403): its keys or clock disagree with
+    /// the edge's. A misconfigured region, so a failure, never an answer for the client.
+    Refused,
     /// No connection or the connection broke (refused, reset, DNS).
     ConnectError,
     /// No answer within the per-try timeout.
@@ -26,11 +29,24 @@ pub enum Verdict {
 }
 
 impl Outcome {
+    /// What an answer means: a 403 to a request the edge signed (`signed`) is the region
+    /// refusing the edge's signature ([`Outcome::Refused`]); anything else is an answer.
+    pub fn of_answer(status: u16, region_status: Option<u16>, signed: bool) -> Self {
+        if signed && status == 403 {
+            Self::Refused
+        } else {
+            Self::Answered {
+                status,
+                region_status,
+            }
+        }
+    }
+
     /// True when the attempt counts against the region's health.
     pub fn is_failure(&self) -> bool {
         match self {
             Self::Answered { status, .. } => matches!(status, 500 | 502 | 503 | 504),
-            Self::ConnectError | Self::Timeout => true,
+            Self::Refused | Self::ConnectError | Self::Timeout => true,
         }
     }
 
@@ -43,7 +59,7 @@ impl Outcome {
             } => Verdict::TryElsewhere,
             Self::Answered { status: 500, .. } if region_unhealthy => Verdict::TryElsewhere,
             Self::Answered { .. } => Verdict::Deliver,
-            Self::ConnectError | Self::Timeout => Verdict::TryElsewhere,
+            Self::Refused | Self::ConnectError | Self::Timeout => Verdict::TryElsewhere,
         }
     }
 }
@@ -104,6 +120,18 @@ mod tests {
             assert_eq!(o.verdict(false), Verdict::TryElsewhere, "{o:?}");
             assert!(o.is_failure());
         }
+    }
+
+    #[test]
+    fn a_refused_signature_is_the_region_failing_not_an_answer() {
+        let refused = Outcome::of_answer(403, None, true);
+        assert_eq!(refused, Outcome::Refused);
+        assert!(refused.is_failure());
+        assert_eq!(refused.verdict(false), Verdict::TryElsewhere);
+        assert!(!hedge_may_win(&refused));
+        // Unsigned (origin auth off), a 403 is the region's answer to this request.
+        assert_eq!(Outcome::of_answer(403, None, false), answered(403));
+        assert!(!Outcome::of_answer(200, Some(404), true).is_failure());
     }
 
     #[test]

@@ -107,7 +107,6 @@ pub struct Counters {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RegionStatus {
     pub name: String,
-    pub origin: String,
     pub state: Availability,
     pub consecutive_failures: u32,
     pub ewma_latency_ms: Option<f64>,
@@ -121,7 +120,8 @@ pub struct StatusReport {
     pub regions: Vec<RegionStatus>,
     pub counters: Counters,
     pub retry_budget: f64,
-    pub fallback_origin: Option<String>,
+    /// Whether a fallback (the Route 53 name) is configured. Origin URLs are never reported.
+    pub fallback: bool,
 }
 
 /// The routing state of one isolate.
@@ -534,7 +534,6 @@ impl EdgeRouter {
                 .zip(&self.health)
                 .map(|(r, h)| RegionStatus {
                     name: r.name.clone(),
-                    origin: r.origin.clone(),
                     state: h.availability(now, settings),
                     consecutive_failures: h.consecutive_failures(),
                     ewma_latency_ms: h.latency_ms(),
@@ -543,7 +542,7 @@ impl EdgeRouter {
                 .collect(),
             counters: self.counters.clone(),
             retry_budget: self.budget.balance(),
-            fallback_origin: self.config.fallback_origin.clone(),
+            fallback: self.config.fallback_origin.is_some(),
         }
     }
 }

@@ -4,9 +4,11 @@
 //! Per-isolate state (the router) lives in a `thread_local!`; it is lost on a panic, so nothing
 //! here may panic: no `unwrap`, no indexing that can fail.
 
+mod ids;
 mod probe;
 mod proxy;
 mod reply;
+mod tokens;
 
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -14,6 +16,7 @@ use std::sync::Arc;
 use worker::{Context, Env, Request, Response, Result, ScheduleContext, ScheduledEvent, event};
 
 use crate::core::Millis;
+use crate::core::access::AccessConfig;
 use crate::core::config::{ConfigError, EdgeConfig};
 use crate::core::router::EdgeRouter;
 
@@ -23,6 +26,8 @@ pub const KV_BINDING: &str = "EDGE_STATE";
 thread_local! {
     /// This isolate's router (health, latency and budget state live here).
     static ROUTER: RefCell<Option<EdgeRouter>> = const { RefCell::new(None) };
+    /// This isolate's access settings (token rules, signing keys, operator token, rate limit).
+    static ACCESS: RefCell<Option<Arc<AccessConfig>>> = const { RefCell::new(None) };
 }
 
 /// The platform clock, as the core wants it.
@@ -65,6 +70,26 @@ pub fn ensure_router(env: &Env) -> std::result::Result<Arc<EdgeConfig>, ConfigEr
         let config = router.shared_config();
         *slot = Some(router);
         Ok(config)
+    })
+}
+
+/// This isolate's access settings, read once (like the routing vars); an invalid one is not
+/// kept, so every request reports it until fixed.
+pub fn ensure_access(env: &Env) -> std::result::Result<Arc<AccessConfig>, ConfigError> {
+    ACCESS.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if let Some(access) = slot.as_ref() {
+            return Ok(access.clone());
+        }
+        let access = Arc::new(AccessConfig::from_vars(|name| {
+            // Secrets and vars are read alike (`wrangler secret put`, or `--var` locally).
+            env.secret(name)
+                .ok()
+                .map(|v| v.to_string())
+                .or_else(|| var(env, name))
+        })?);
+        *slot = Some(access.clone());
+        Ok(access)
     })
 }
 

@@ -11,12 +11,14 @@ use worker::{
     Result,
 };
 
-use super::{ensure_router, now_ms, random, reply, with_router};
+use super::{ensure_access, ensure_router, ids, now_ms, random, reply, tokens, with_router};
 use crate::core::Millis;
+use crate::core::access::{AccessConfig, Denial, PathClass};
 use crate::core::affinity::{self, Affinity};
 use crate::core::attempts::{AttemptLoop, Report, Step};
 use crate::core::config::EdgeConfig;
 use crate::core::geo::Coordinates;
+use crate::core::origin_signing::{OriginCredentials, SUBJECT_HEADER};
 use crate::core::outcome::{self, Outcome};
 use crate::core::router::{EdgeRouter, Plan, RequestFacts};
 
@@ -32,47 +34,71 @@ struct Attempt {
     region: usize,
     answer: std::result::Result<Answer, Outcome>,
     latency_ms: f64,
+    /// Whether the edge signed it (then a 403 is the region refusing the edge).
+    signed: bool,
 }
 
 impl Attempt {
     fn outcome(&self) -> Outcome {
         match &self.answer {
-            Ok(a) => Outcome::Answered {
-                status: a.status,
-                region_status: a
-                    .headers
+            Ok(a) => Outcome::of_answer(
+                a.status,
+                a.headers
                     .get("x-region-status")
                     .ok()
                     .flatten()
                     .and_then(|s| s.parse().ok()),
-            },
+                self.signed,
+            ),
             Err(o) => *o,
         }
     }
 }
 
 /// What the client sent, kept so it can be sent again.
-struct Outgoing {
+struct Outgoing<'a> {
     method: Method,
     path_and_query: String,
     headers: Headers,
     body: Option<Vec<u8>>,
+    /// Signs each attempt for its region (`None`: origin auth is off).
+    signing: Option<&'a OriginCredentials>,
 }
 
 /// Header telling a region how long it has for this attempt, in milliseconds (the attempt's
 /// timeout: the per-try timeout, or less when the request's deadline is nearer).
 pub const DEADLINE_HEADER: &str = "x-tandem-deadline-ms";
 
-impl Outgoing {
-    fn request_to(&self, origin: &str, timeout_ms: u64) -> Result<Request> {
+impl Outgoing<'_> {
+    /// The request for one attempt at `origin` (the region `region`, for the signature; `None`
+    /// for the fallback, signed for `fallback_region`).
+    fn request_to(&self, origin: &str, region: &str, timeout_ms: u64) -> Result<Request> {
         let headers = self.headers.clone();
         headers.set(DEADLINE_HEADER, &timeout_ms.to_string())?;
+        let url = format!("{origin}{}", self.path_and_query);
+        if let Some(credentials) = self.signing {
+            let method = self.method.to_string();
+            let entries: Vec<(String, String)> = headers.entries().collect();
+            let signature = credentials
+                .sign(
+                    region,
+                    &method,
+                    &url,
+                    entries.iter().map(|(n, v)| (n.as_str(), v.as_str())),
+                    self.body.as_deref().unwrap_or_default(),
+                    now_ms(),
+                )
+                .map_err(|e| worker::Error::RustError(e.to_string()))?;
+            for (name, value) in signature {
+                headers.set(name, &value)?;
+            }
+        }
         let mut init = RequestInit::new();
         init.with_method(self.method.clone()).with_headers(headers);
         if let Some(body) = &self.body {
             init.with_body(Some(js_sys::Uint8Array::from(body.as_slice()).into()));
         }
-        Request::new_with_init(&format!("{origin}{}", self.path_and_query), &init)
+        Request::new_with_init(&url, &init)
     }
 }
 
@@ -97,19 +123,20 @@ impl Abort {
 /// Sends one attempt to `origin`, reading the whole answer, within `timeout_ms`.
 /// Returns its abort handle too, so a losing hedge can be stopped.
 fn send<'a>(
-    out: &'a Outgoing,
-    origin: &str,
+    out: &'a Outgoing<'a>,
+    target: Target<'_>,
     region: usize,
     timeout_ms: u64,
 ) -> (Abort, impl std::future::Future<Output = Attempt> + 'a) {
     let (abort, signal) = Abort::new();
     let on_timeout = abort.clone();
-    let origin = origin.to_owned();
+    let origin = target.origin.to_owned();
+    let name = target.name.to_owned();
     let future = async move {
         let started = now_ms();
         let work = async {
             let request = out
-                .request_to(&origin, timeout_ms)
+                .request_to(&origin, &name, timeout_ms)
                 .map_err(|_| Outcome::ConnectError)?;
             let mut response = Fetch::Request(request)
                 .send_with_signal(&signal)
@@ -135,9 +162,17 @@ fn send<'a>(
             region,
             answer,
             latency_ms: now_ms().saturating_sub(started) as f64,
+            signed: out.signing.is_some(),
         }
     };
     (abort, future)
+}
+
+/// Where an attempt goes: the origin URL and the region name it is signed for.
+#[derive(Clone, Copy)]
+struct Target<'a> {
+    origin: &'a str,
+    name: &'a str,
 }
 
 fn header(req: &Request, name: &str) -> Option<String> {
@@ -148,68 +183,118 @@ fn header(req: &Request, name: &str) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
-fn new_request_id() -> String {
-    format!(
-        "{:016x}{:016x}",
-        (random() * u64::MAX as f64) as u64,
-        (random() * u64::MAX as f64) as u64
-    )
-}
-
 /// Handles one client request.
 pub async fn handle(mut req: Request, env: Env, ctx: Context) -> Result<Response> {
     let started = now_ms();
+    let secure = req.url().is_ok_and(|u| u.scheme() == "https");
     let request_id = header(&req, "x-request-id")
         .filter(|v| v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
-        .unwrap_or_else(new_request_id);
-    let config = match ensure_router(&env) {
-        Ok(c) => c,
-        Err(e) => {
+        .unwrap_or_else(ids::request_id);
+    let (config, access) = match (ensure_router(&env), ensure_access(&env)) {
+        (Ok(config), Ok(access)) => (config, access),
+        (Err(e), _) | (_, Err(e)) => {
+            // The detail is for the operator's log; the client learns only that it is ours.
             worker::console_error!(
                 "{}",
-                serde_json::json!({"event": "edge_config_invalid", "field": e.field, "reason": e.reason})
+                serde_json::json!({"event": "edge_config_invalid", "field": e.field, "reason": e.reason, "request_id": request_id})
             );
-            let message = format!("edge configuration is invalid: {e}");
-            return reply::error(500, "edge_config_invalid", &message, &request_id);
+            let response =
+                reply::error(500, "edge_misconfigured", "edge misconfigured", &request_id)?;
+            return finish(response, None, secure);
         }
     };
     let method = req.method();
     let cors = reply::cors_origin(&config, header(&req, "origin").as_deref());
     if method == Method::Options && header(&req, "access-control-request-method").is_some() {
-        return match cors {
-            Some(cors) => reply::preflight(&cors),
+        let response = match &cors {
+            Some(cors) => reply::preflight(cors)?,
             None => reply::error(
                 403,
                 "cors_origin_not_allowed",
                 "this origin may not call the API",
                 &request_id,
-            ),
+            )?,
         };
+        return finish(response, None, secure);
+    }
+    let path = req.path();
+    let class = PathClass::of(&path);
+    let subject = match class {
+        PathClass::EdgeStatus => {
+            let response = edge_status(&env, &ctx, &access, &req, &request_id).await?;
+            return finish(response, cors.as_ref(), secure);
+        }
+        PathClass::Admin => {
+            let message = format!("no route for {path}");
+            let response = reply::error(404, "route_not_found", &message, &request_id)?;
+            return finish(response, cors.as_ref(), secure);
+        }
+        PathClass::Health => None,
+        PathClass::Api => match &access.tokens {
+            None => None,
+            Some(rules) => {
+                let authorization = header(&req, "authorization");
+                match tokens::authenticate(&env, &ctx, rules, authorization.as_deref(), &method)
+                    .await
+                {
+                    Ok(subject) => Some(subject),
+                    Err(denial) => {
+                        log_refusal(&request_id, &method, &path, &denial);
+                        let response = denied(&denial, &request_id)?;
+                        return finish(response, cors.as_ref(), secure);
+                    }
+                }
+            }
+        },
+    };
+    if let Some(policy) = access.rate_limit {
+        let client = subject
+            .clone()
+            .or_else(|| header(&req, "cf-connecting-ip"))
+            .unwrap_or_default();
+        match env.rate_limiter(RATE_LIMITER) {
+            Err(e) => {
+                worker::console_error!(
+                    "{}",
+                    serde_json::json!({"event": "edge_config_invalid", "field": RATE_LIMITER, "reason": e.to_string(), "request_id": request_id})
+                );
+                let response =
+                    reply::error(500, "edge_misconfigured", "edge misconfigured", &request_id)?;
+                return finish(response, cors.as_ref(), secure);
+            }
+            Ok(limiter) => {
+                // A limiter that cannot answer lets the request through: it guards the regions
+                // from one client, and must not become an outage itself.
+                let allowed = limiter.limit(client).await.map_or(true, |o| o.success);
+                if !allowed {
+                    let message = "too many requests from this client; retry after the period";
+                    let mut response = reply::error(429, "rate_limited", message, &request_id)?;
+                    for (name, value) in policy.limited_headers() {
+                        response.headers_mut().set(name, &value)?;
+                    }
+                    return finish(response, cors.as_ref(), secure);
+                }
+            }
+        }
     }
     super::probe::refresh(&env, &ctx).await;
-    if req.path() == "/_edge/status" {
-        let mut status = serde_json::to_value(with_router(|r| r.status(now_ms())))
-            .unwrap_or(serde_json::Value::Null);
-        if let Some(map) = status.as_object_mut() {
-            // The isolate's Wasm linear memory: flat after warm-up, or the soak test says why.
-            map.insert(
-                "wasm_memory_bytes".to_owned(),
-                super::wasm_memory_bytes().into(),
-            );
-        }
-        let mut response = Response::from_json(&status)?;
-        response.headers_mut().set("x-served-by", reply::EDGE)?;
-        response.headers_mut().set("cache-control", "no-store")?;
-        return Ok(response);
-    }
 
     let limit = config.settings.max_body_bytes;
-    let Some(body) = buffer_body(&mut req, limit).await else {
-        let message = format!("request body is larger than {limit} bytes");
-        let response = reply::error(413, "payload_too_large", &message, &request_id)?;
-        return finish(response, cors.as_ref());
+    let body = match read_body(&mut req, limit).await {
+        Ok(body) => body,
+        Err(BodyError::TooLarge) => {
+            let message = format!("request body is larger than {limit} bytes");
+            let response = reply::error(413, "payload_too_large", &message, &request_id)?;
+            return finish(response, cors.as_ref(), secure);
+        }
+        Err(BodyError::Unreadable) => {
+            let message = "the request body could not be read";
+            let response = reply::error(400, "body_unreadable", message, &request_id)?;
+            return finish(response, cors.as_ref(), secure);
+        }
     };
-    let (out, has_key) = outgoing(&req, body, &request_id)?;
+    let signing = access.origin_signing.as_ref();
+    let (out, has_key) = outgoing(&req, body, &request_id, subject.as_deref(), signing)?;
     let method_name = method.to_string();
     let client = ClientFacts::of(&req);
     let facts = RequestFacts {
@@ -229,38 +314,140 @@ pub async fn handle(mut req: Request, env: Env, ctx: Context) -> Result<Response
     let served = Served {
         request_id: &request_id,
         method: &method_name,
-        path: &req.path(),
+        path: &path,
         attempts,
         total_ms: now_ms().saturating_sub(started),
-        secure: req.url().is_ok_and(|u| u.scheme() == "https"),
+        secure,
     };
     let response = match delivered {
         Some((region, answer)) => served.answer(&config, region, answer)?,
         None => served.unavailable()?,
     };
-    finish(response, cors.as_ref())
+    finish(response, cors.as_ref(), secure)
 }
 
-/// The request body, read whole so it can be re-sent (`None` when over `limit`).
-async fn buffer_body(req: &mut Request, limit: usize) -> Option<Option<Vec<u8>>> {
+/// The `[[ratelimits]]` binding that limits each client.
+pub const RATE_LIMITER: &str = "CLIENT_RATE_LIMITER";
+
+/// `/_edge/status` for operators: each region's state by name (never an origin URL).
+async fn edge_status(
+    env: &Env,
+    ctx: &Context,
+    access: &AccessConfig,
+    req: &Request,
+    request_id: &str,
+) -> Result<Response> {
+    if !access.status_allowed(header(req, "authorization").as_deref()) {
+        let mut response = reply::error(
+            401,
+            "operator_token_required",
+            "the edge's status needs the operator token",
+            request_id,
+        )?;
+        response
+            .headers_mut()
+            .set("www-authenticate", "Bearer realm=\"tandem-operator\"")?;
+        return Ok(response);
+    }
+    super::probe::refresh(env, ctx).await;
+    let mut status = serde_json::to_value(with_router(|r| r.status(now_ms())))
+        .unwrap_or(serde_json::Value::Null);
+    if let Some(map) = status.as_object_mut() {
+        // The isolate's Wasm linear memory: flat after warm-up, or the soak test says why.
+        map.insert(
+            "wasm_memory_bytes".to_owned(),
+            super::wasm_memory_bytes().into(),
+        );
+    }
+    let mut response = Response::from_json(&status)?;
+    response.headers_mut().set("x-served-by", reply::EDGE)?;
+    Ok(response)
+}
+
+/// A refusal: 401 or 403, with `WWW-Authenticate` (RFC 6750).
+fn denied(denial: &Denial, request_id: &str) -> Result<Response> {
+    let mut response = reply::error(
+        denial.status(),
+        denial.code(),
+        &denial.message(),
+        request_id,
+    )?;
+    response
+        .headers_mut()
+        .set("www-authenticate", &denial.www_authenticate())?;
+    Ok(response)
+}
+
+fn log_refusal(request_id: &str, method: &Method, path: &str, denial: &Denial) {
+    worker::console_log!(
+        "{}",
+        serde_json::json!({"request_id": request_id, "method": method.to_string(), "path": path,
+                           "status": denial.status(), "region": reply::EDGE, "refused": denial.code(),
+                           "reason": denial.message()})
+    );
+}
+
+/// Why a request body was not read.
+enum BodyError {
+    /// Over the limit (declared, or counted while reading).
+    TooLarge,
+    /// The client's stream failed.
+    Unreadable,
+}
+
+/// The request body, read so it can be re-sent: refused as soon as it passes `limit`, whether
+/// or not it declared a length (a chunked body is counted as it arrives, never read whole first).
+async fn read_body(
+    req: &mut Request,
+    limit: usize,
+) -> std::result::Result<Option<Vec<u8>>, BodyError> {
+    use futures_util::StreamExt;
     if matches!(req.method(), Method::Get | Method::Head) {
-        return Some(None);
+        return Ok(None);
     }
     let declared = header(req, "content-length").and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > limit) {
-        return None;
+        return Err(BodyError::TooLarge);
     }
-    let bytes = req.bytes().await.ok()?;
-    (bytes.len() <= limit).then_some(Some(bytes))
+    let Ok(mut stream) = req.stream() else {
+        // No body at all.
+        return Ok(Some(Vec::new()));
+    };
+    let mut body = Vec::with_capacity(declared.unwrap_or(0));
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| BodyError::Unreadable)?;
+        if body.len() + chunk.len() > limit {
+            return Err(BodyError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(body))
 }
 
-/// What is sent to the regions: the client's request without hop-by-hop headers, with the
-/// request id, and with an `Idempotency-Key` added to a POST that lacks one (so a retry in
-/// another region is the same create). Returns whether the request carries a key.
-fn outgoing(req: &Request, body: Option<Vec<u8>>, request_id: &str) -> Result<(Outgoing, bool)> {
+/// Client headers never forwarded: the edge sets them itself (`x-tandem-*`, the request id,
+/// the client address), or they would let a client speak for the edge (`authorization` is
+/// replaced by the edge's signature, `x-amz-*` are the signature's).
+fn internal_request_header(name: &str) -> bool {
+    name == "authorization"
+        || name == "x-forwarded-for"
+        || (name.starts_with("x-tandem-") && name != affinity::HEADER)
+        || name.starts_with("x-amz-")
+}
+
+/// What is sent to the regions: the client's request without hop-by-hop or internal headers,
+/// with the request id, the caller's subject (scopes its idempotency keys), and an
+/// `Idempotency-Key` added to a POST that lacks one (so a retry in another region is the same
+/// create). Returns whether the request carries a key.
+fn outgoing<'a>(
+    req: &Request,
+    body: Option<Vec<u8>>,
+    request_id: &str,
+    subject: Option<&str>,
+    signing: Option<&'a OriginCredentials>,
+) -> Result<(Outgoing<'a>, bool)> {
     let headers = Headers::new();
     for (name, value) in req.headers().entries() {
-        if !reply::hop_by_hop(&name) {
+        if !reply::hop_by_hop(&name) && !internal_request_header(&name) {
             headers.append(&name, &value)?;
         }
     }
@@ -268,10 +455,13 @@ fn outgoing(req: &Request, body: Option<Vec<u8>>, request_id: &str) -> Result<(O
     if let Some(ip) = header(req, "cf-connecting-ip") {
         headers.set("x-forwarded-for", &ip)?;
     }
+    if let Some(subject) = subject {
+        headers.set(SUBJECT_HEADER, subject)?;
+    }
     let method = req.method();
     let mut has_key = header(req, "idempotency-key").is_some();
     if method == Method::Post && !has_key {
-        headers.set("idempotency-key", &format!("edge-{}", new_request_id()))?;
+        headers.set("idempotency-key", &format!("edge-{}", ids::request_id()))?;
         has_key = true;
     }
     let url = req.url()?;
@@ -284,6 +474,7 @@ fn outgoing(req: &Request, body: Option<Vec<u8>>, request_id: &str) -> Result<(O
         path_and_query,
         headers,
         body,
+        signing,
     };
     Ok((out, has_key))
 }
@@ -326,22 +517,39 @@ impl ClientFacts {
 /// to it, the hedge sent when it says so, the race's loser aborted. Returns the number of
 /// attempts and the answer to deliver (with the region index; `None` for the fallback).
 async fn run_plan(
-    out: &Outgoing,
+    out: &Outgoing<'_>,
     plan: Plan,
     config: &EdgeConfig,
     started: Millis,
 ) -> (u32, Option<(Option<usize>, Answer)>) {
-    let origins: Vec<&str> = config.regions.iter().map(|r| r.origin.as_str()).collect();
+    let targets: Vec<Target> = config
+        .regions
+        .iter()
+        .map(|r| Target {
+            origin: &r.origin,
+            name: &r.name,
+        })
+        .collect();
     let fallback = config.fallback_origin.as_deref();
+    // The fallback name resolves to a region the edge cannot see: it is signed for the region
+    // the edge ranks first (the one latency-routed DNS most likely picks); a region that is not
+    // it refuses the signature, and the client gets the edge's 503.
+    let fallback_region = plan
+        .order
+        .first()
+        .and_then(|&i| config.regions.get(i))
+        .map_or("", |r| r.name.as_str());
     let mut attempts = AttemptLoop::new(plan, &config.settings, started, fallback.is_some());
     loop {
         let step = with_router(|r| attempts.next_step(r, now_ms())).unwrap_or(Step::Stop);
         match step {
             Step::Stop => return (attempts.attempts(), None),
             Step::Fallback { timeout_ms } => {
-                let attempt = send(out, fallback.unwrap_or_default(), usize::MAX, timeout_ms)
-                    .1
-                    .await;
+                let target = Target {
+                    origin: fallback.unwrap_or_default(),
+                    name: fallback_region,
+                };
+                let attempt = send(out, target, usize::MAX, timeout_ms).1.await;
                 let delivered = attempts.report_fallback(attempt.outcome());
                 let answer = attempt.answer.ok().filter(|_| delivered);
                 return (attempts.attempts(), answer.map(|a| (None, a)));
@@ -351,7 +559,7 @@ async fn run_plan(
                 timeout_ms,
                 hedge,
             } => {
-                let delivered = race(out, &origins, &mut attempts, region, hedge, timeout_ms).await;
+                let delivered = race(out, &targets, &mut attempts, region, hedge, timeout_ms).await;
                 if let Some(answer) = delivered {
                     return (attempts.attempts(), Some(answer));
                 }
@@ -390,15 +598,15 @@ fn take(held: &mut Vec<(usize, Answer)>, region: usize) -> Option<(Option<usize>
 /// One step's attempts: the first, and the hedge when the loop arms and grants it. The loop
 /// decides the race (who wins, what each reports); this only sends, waits and aborts.
 async fn race(
-    out: &Outgoing,
-    origins: &[&str],
+    out: &Outgoing<'_>,
+    targets: &[Target<'_>],
     attempts: &mut AttemptLoop,
     first: usize,
     hedge: Option<(u64, usize)>,
     timeout_ms: u64,
 ) -> Option<(Option<usize>, Answer)> {
     let mut held = Vec::new();
-    let (first_ctl, first_fut) = send(out, origin_of(origins, first), first, timeout_ms);
+    let (first_ctl, first_fut) = send(out, target_of(targets, first), first, timeout_ms);
     futures_util::pin_mut!(first_fut);
     let Some((delay_ms, second)) = hedge else {
         let attempt = first_fut.await;
@@ -427,7 +635,7 @@ async fn race(
     }
     let (second_ctl, second_fut) = send(
         out,
-        origin_of(origins, second),
+        target_of(targets, second),
         second,
         timeout_ms.saturating_sub(delay_ms).max(1),
     );
@@ -494,7 +702,7 @@ impl Served<'_> {
         };
         let headers = Headers::new();
         for (name, value) in answer.headers.entries() {
-            if !reply::not_copied(&name) {
+            if !reply::not_copied(&name) && !reply::internal_response_header(&name) {
                 headers.append(&name, &value)?;
             }
         }
@@ -554,15 +762,22 @@ impl Served<'_> {
     }
 }
 
-/// A region's origin (plan indexes come from the same configuration; an impossible index gives an
+/// A region's target (plan indexes come from the same configuration; an impossible index gives an
 /// empty origin, which fails as a connection error rather than a panic).
-fn origin_of<'a>(origins: &[&'a str], region: usize) -> &'a str {
-    origins.get(region).copied().unwrap_or_default()
+fn target_of<'a>(targets: &[Target<'a>], region: usize) -> Target<'a> {
+    targets.get(region).copied().unwrap_or(Target {
+        origin: "",
+        name: "",
+    })
 }
 
-fn finish(mut response: Response, cors: Option<&reply::Cors>) -> Result<Response> {
+/// Every response's last step: CORS for an allowed origin, and the security headers (no
+/// sniffing, no caching of API answers, HSTS over HTTPS).
+fn finish(mut response: Response, cors: Option<&reply::Cors>, secure: bool) -> Result<Response> {
+    let headers = response.headers_mut();
     if let Some(cors) = cors {
-        reply::add_cors(response.headers_mut(), cors)?;
+        reply::add_cors(headers, cors)?;
     }
+    reply::add_security_headers(headers, secure)?;
     Ok(response)
 }

@@ -8,7 +8,7 @@ use crate::core::config::EdgeConfig;
 pub const EDGE: &str = "edge";
 
 /// Headers browsers may read from our responses.
-const EXPOSED: &str = "x-served-by, x-request-id, x-edge-attempts, x-tandem-affinity, etag, location, server-timing, retry-after, idempotency-replayed";
+const EXPOSED: &str = "x-served-by, x-request-id, x-edge-attempts, x-tandem-affinity, etag, location, server-timing, retry-after, idempotency-replayed, www-authenticate, ratelimit, ratelimit-policy";
 const ALLOWED_HEADERS: &str =
     "content-type, idempotency-key, if-match, x-request-id, x-tandem-affinity, authorization";
 
@@ -89,6 +89,29 @@ pub fn hop_by_hop(name: &str) -> bool {
             | "trailer"
             | "proxy-connection"
     ) || name.starts_with("cf-")
+}
+
+/// Response headers the regions use between themselves and the edge; never shown to clients.
+pub fn internal_response_header(name: &str) -> bool {
+    name == "x-region-status"
+        || (name.starts_with("x-tandem-") && name != crate::core::affinity::HEADER)
+        || name.starts_with("x-amz")
+        || name.starts_with("x-amzn-")
+        || name == "apigw-requestid"
+}
+
+/// The security headers on every response: no MIME sniffing, no caching (every answer is
+/// per-caller API data), and HSTS when the client came over HTTPS.
+pub fn add_security_headers(headers: &Headers, secure: bool) -> Result<()> {
+    headers.set("x-content-type-options", "nosniff")?;
+    headers.set("cache-control", "no-store")?;
+    if secure {
+        headers.set(
+            "strict-transport-security",
+            "max-age=31536000; includeSubDomains",
+        )?;
+    }
+    Ok(())
 }
 
 /// Response headers that must not be copied from an origin's answer (the body is re-sent

@@ -13,7 +13,6 @@ use serde_json::json;
 
 use super::{AppState, IdempotencyKey, IfMatch, ItemIdPath, JsonObject};
 use crate::error::ApiError;
-use crate::idempotency;
 use crate::item::{self, Item};
 use crate::service::{self, KeyedBy};
 
@@ -45,13 +44,13 @@ fn item_response(status: StatusCode, item: Item) -> Response {
 /// `Idempotency-Key`). A replay answers like the first create, with `Idempotency-Replayed: true`.
 pub async fn create(
     State(state): State<AppState>,
-    IdempotencyKey(key): IdempotencyKey,
+    IdempotencyKey { key, scope }: IdempotencyKey,
     JsonObject(body): JsonObject,
 ) -> Result<Response, ApiError> {
     let body = item::client_item(body)?;
     let keyed = key.as_deref().map(|key| KeyedBy {
         key,
-        scope: idempotency::ANONYMOUS,
+        scope: &scope,
         operation: "POST /items",
     });
     let created = service::create(&state.store, &state.region, body, keyed).await?;

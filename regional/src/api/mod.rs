@@ -2,6 +2,7 @@
 //! `items` (the REST API), `health`, `admin` (drill switches). Shared extractors live here.
 
 pub mod admin;
+pub mod caller;
 pub mod health;
 pub mod items;
 pub mod seed;
@@ -13,6 +14,7 @@ use axum::http::{HeaderMap, header, request::Parts};
 
 use crate::error::ApiError;
 use crate::faults::Faults;
+use crate::idempotency;
 use crate::item::{self, Item};
 use crate::store::ItemStore;
 
@@ -23,6 +25,7 @@ pub struct AppState {
     pub region: Arc<str>,
     pub faults: Arc<Faults>,
     pub admin_token: Option<Arc<str>>,
+    pub origin_guard: Arc<caller::OriginGuard>,
 }
 
 /// A JSON object request body, read up to the item size limit.
@@ -85,21 +88,30 @@ impl<S: Send + Sync> FromRequestParts<S> for ItemIdPath {
     }
 }
 
-/// The optional `Idempotency-Key` header, checked.
-pub struct IdempotencyKey(pub Option<String>);
+/// The optional `Idempotency-Key` header, checked, with the scope it is hashed in: the subject
+/// the edge vouched for (see [`caller::Subject`]), or everyone's shared scope.
+pub struct IdempotencyKey {
+    pub key: Option<String>,
+    pub scope: String,
+}
 
 impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
-        match parts.headers.get("idempotency-key") {
-            None => Ok(Self(None)),
+        let scope = parts
+            .extensions
+            .get::<caller::Subject>()
+            .map_or_else(|| idempotency::ANONYMOUS.to_owned(), |s| s.0.clone());
+        let key = match parts.headers.get("idempotency-key") {
+            None => None,
             Some(v) => {
                 let key = v.to_str().map_err(|_| item::ItemError::BadIdempotencyKey)?;
                 item::validate_idempotency_key(key)?;
-                Ok(Self(Some(key.to_owned())))
+                Some(key.to_owned())
             }
-        }
+        };
+        Ok(Self { key, scope })
     }
 }
 

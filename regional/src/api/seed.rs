@@ -7,14 +7,13 @@ use serde_json::{Value, json};
 
 use super::{AppState, IdempotencyKey, ItemIdPath, JsonObject};
 use crate::error::ApiError;
-use crate::idempotency;
 use crate::item::{self, ItemError};
 use crate::service::{self, KeyedBy};
 
 /// `POST /create`: stores the body as an item; `item_id` is required.
 pub async fn create(
     State(state): State<AppState>,
-    IdempotencyKey(key): IdempotencyKey,
+    IdempotencyKey { key, scope }: IdempotencyKey,
     JsonObject(body): JsonObject,
 ) -> Result<Json<Value>, ApiError> {
     let body = item::client_item(body)?;
@@ -23,7 +22,7 @@ pub async fn create(
     }
     let keyed = key.as_deref().map(|key| KeyedBy {
         key,
-        scope: idempotency::ANONYMOUS,
+        scope: &scope,
         operation: "POST /create",
     });
     let created = service::create(&state.store, &state.region, body, keyed).await?;
