@@ -45,7 +45,9 @@ class Access:
     checks tokens with, the SigV4 key pair the edge signs with and the regions check, and the
     operator token `/_edge/status` needs. `token` is a JWT with both scopes, valid 7 days."""
 
-    def __init__(self):
+    def __init__(self, jwks_url: str | None = None):
+        #: An identity provider's JWKS (RS256/ES256 tokens) besides the local HS256 secret.
+        self.jwks_url = jwks_url
         self.jwt_secret = secrets.token_hex(32)
         self.access_key_id = "AKIDLOCAL" + secrets.token_hex(6).upper()
         self.secret_access_key = secrets.token_urlsafe(30)
@@ -54,7 +56,10 @@ class Access:
 
     def edge_vars(self) -> dict[str, str]:
         return {
-            "AUTH": json.dumps({"issuer": tokens.LOCAL_ISSUER, "audience": tokens.LOCAL_AUDIENCE}),
+            "AUTH": json.dumps({"issuer": tokens.LOCAL_ISSUER, "audience": tokens.LOCAL_AUDIENCE,
+                                # A rotated key is picked up within a second (tests wait that).
+                                "unknown_kid_refresh_s": 1,
+                                **({"jwks_url": self.jwks_url} if self.jwks_url else {})}),
             "JWT_HS256_SECRET": self.jwt_secret,
             "ORIGIN_AUTH": "sigv4",
             "SIGV4_ACCESS_KEY_ID": self.access_key_id,
@@ -74,7 +79,8 @@ class Stack:
     def __init__(self, regions=DEFAULT_REGIONS, table: str = DEFAULT_TABLE,
                  replication_lag_ms: int = 0, edge_port: int | None = None,
                  tick_s: float = TICK_S, weights: dict[str, float] | None = None,
-                 routing: dict | None = None, name: str = "stack", closed: bool = False):
+                 routing: dict | None = None, name: str = "stack", closed: bool = False,
+                 jwks_url: str | None = None):
         regions = list(regions)
         if not 2 <= len(regions) <= 5 or len(set(regions)) != len(regions):
             raise ValueError(f"need 2 to 5 distinct regions, got {regions}")
@@ -89,7 +95,7 @@ class Stack:
         #: Signs the edge's affinity tokens; made fresh for each stack, kept across edge restarts.
         self.affinity_secret = secrets.token_hex(32)
         #: A closed stack's secrets (caller tokens, SigV4, operator token); `None`: open.
-        self.access = Access() if closed else None
+        self.access = Access(jwks_url) if closed else None
         self.started: list[procs.Proc] = []
         self.moto: procs.Proc | None = None
         self.replicator: procs.Proc | None = None

@@ -40,6 +40,11 @@ pub struct TokenRules {
     /// Clock skew allowed on `exp` and `nbf` (default 60 s, at most 300 s).
     #[serde(default = "leeway_s")]
     pub leeway_s: u64,
+    /// A token naming a key this isolate lacks fetches the JWKS at once, but at most this often
+    /// (default 30 s, within 1..=3600): a flood of made-up `kid`s never becomes a flood of
+    /// fetches, and a rotated key is picked up within this time.
+    #[serde(default = "unknown_kid_refresh_s")]
+    pub unknown_kid_refresh_s: u64,
     /// The HS256 key (`JWT_HS256_SECRET`), for local use.
     #[serde(skip)]
     pub hs256_secret: Option<Vec<u8>>,
@@ -64,6 +69,9 @@ fn write_scope() -> String {
 }
 fn leeway_s() -> u64 {
     60
+}
+fn unknown_kid_refresh_s() -> u64 {
+    30
 }
 
 /// The per-client limit (`RATE_LIMIT`), as the `[[ratelimits]]` binding enforces it.
@@ -241,6 +249,9 @@ fn check_rules(rules: &TokenRules) -> Result<(), ConfigError> {
     }
     if rules.leeway_s > 300 {
         return Err(err("AUTH.leeway_s", "must be within 0..=300"));
+    }
+    if !(1..=3600).contains(&rules.unknown_kid_refresh_s) {
+        return Err(err("AUTH.unknown_kid_refresh_s", "must be within 1..=3600"));
     }
     Ok(())
 }

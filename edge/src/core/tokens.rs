@@ -2,8 +2,8 @@
 //! when to fetch keys again). Signatures and claims are `tandem_jwt`'s; this decides which keys
 //! apply, what a failure means for the caller (401, 403, or 503 when no key can be had), and the
 //! refresh policy (keys older than [`JWKS_MAX_AGE_MS`] are fetched again after the response; an
-//! unknown `kid` triggers a fetch at once, at most every [`UNKNOWN_KID_REFRESH_MS`]; a failed
-//! fetch keeps the last good set).
+//! unknown `kid` triggers a fetch at once, at most every `unknown_kid_refresh_s` of the rules; a
+//! failed fetch keeps the last good set).
 //!
 //! Pure: the adapter fetches and stores the JWKS; time comes in as a parameter.
 
@@ -16,9 +16,6 @@ use super::access::{Denial, TokenRules, needed_scope};
 
 /// Keys are fetched again (after the response) once this old: 10 minutes.
 pub const JWKS_MAX_AGE_MS: Millis = 10 * 60 * 1000;
-/// An unknown `kid` fetches the keys at once, but not more often than this: 30 s (so a flood of
-/// tokens with made-up `kid`s cannot turn into a flood of fetches).
-pub const UNKNOWN_KID_REFRESH_MS: Millis = 30 * 1000;
 /// Verified tokens kept per isolate.
 pub const CACHED_TOKENS: usize = 1024;
 
@@ -87,7 +84,7 @@ impl TokenVerifier {
         let allowed = self.rules.jwks_url.is_some()
             && self
                 .kid_fetch_at
-                .is_none_or(|at| now.saturating_sub(at) >= UNKNOWN_KID_REFRESH_MS);
+                .is_none_or(|at| now.saturating_sub(at) >= self.rules.unknown_kid_refresh_s * 1000);
         if allowed {
             self.kid_fetch_at = Some(now);
         }

@@ -417,12 +417,25 @@ async fn read_body(
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|_| BodyError::Unreadable)?;
         if body.len() + chunk.len() > limit {
+            // Refused; the rest is read and dropped (never kept) up to a bound, so the client's
+            // connection ends cleanly and it reads the 413 instead of a reset.
+            let mut seen = body.len() + chunk.len();
+            drop(body);
+            while seen <= DISCARD_LIMIT {
+                match stream.next().await {
+                    Some(Ok(more)) => seen += more.len(),
+                    _ => break,
+                }
+            }
             return Err(BodyError::TooLarge);
         }
         body.extend_from_slice(&chunk);
     }
     Ok(Some(body))
 }
+
+/// How much of a refused body is read and dropped so its connection ends cleanly (4 MiB).
+const DISCARD_LIMIT: usize = 4 * 1024 * 1024;
 
 /// Client headers never forwarded: the edge sets them itself (`x-tandem-*`, the request id,
 /// the client address), or they would let a client speak for the edge (`authorization` is

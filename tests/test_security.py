@@ -1,0 +1,272 @@
+"""Closed by default, tried from outside: the whole local system started closed (moto, the
+replicator, two real `regional` processes checking SigV4, the edge in workerd checking bearer
+tokens against a local HS256 secret and a JWKS served on 127.0.0.1), then called as clients,
+attackers and operators would call it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import uuid
+
+import pytest
+import requests
+from conftest import CENTRAL, WEST, error_code
+from harness import edge, regional, sigv4, tokens
+from harness.jwks import JwksServer
+from harness.stack import Stack
+
+
+@pytest.fixture(scope="module")
+def idp():
+    rsa, ec = tokens.RsaKey("rsa-1"), tokens.EcKey("ec-1")
+    server = JwksServer([rsa.jwk(), ec.jwk()])
+    server.rsa, server.ec = rsa, ec
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def closed(idp):
+    stack = Stack(closed=True, jwks_url=idp.url, tick_s=0, name="security").start()
+    yield stack
+    stack.stop()
+
+
+def call(stack, method, path, token=None, **kw):
+    headers = dict(kw.pop("headers", {}))
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    return requests.request(method, stack.edge.url + path, headers=headers, timeout=20, **kw)
+
+
+def hs256(stack, **claims):
+    return tokens.hs256(tokens.claims(**claims), stack.access.jwt_secret)
+
+
+def test_valid_tokens_of_every_kind_pass(closed, idp):
+    for name, token in [("hs256", closed.access.token),
+                        ("rs256", idp.rsa.sign(tokens.claims(sub="rsa-user"))),
+                        ("es256", idp.ec.sign(tokens.claims(sub="ec-user")))]:
+        item_id = f"sec-{name}-{uuid.uuid4().hex[:6]}"
+        r = call(closed, "POST", "/items", token, json={"item_id": item_id})
+        assert r.status_code == 201, (name, r.status_code, r.text)
+        got = call(closed, "GET", f"/items/{item_id}", token)
+        assert got.status_code == 200 and got.json()["item_id"] == item_id, (name, got.text)
+
+
+def test_bad_tokens_get_401_with_invalid_token(closed, idp):
+    now = int(time.time())
+    other_rsa = tokens.RsaKey("rsa-1")  # same kid, another key: a forged signature
+    bad = {
+        "expired": hs256(closed, lifetime_s=-3600),
+        "not yet valid": tokens.hs256({**tokens.claims(), "nbf": now + 3600},
+                                      closed.access.jwt_secret),
+        "wrong issuer": tokens.hs256({**tokens.claims(), "iss": "someone-else"},
+                                     closed.access.jwt_secret),
+        "wrong audience": tokens.hs256({**tokens.claims(), "aud": "other-api"},
+                                       closed.access.jwt_secret),
+        "bad signature": other_rsa.sign(tokens.claims()),
+        "alg none": tokens.unsigned(tokens.claims()),
+        "HS256 keyed with the RSA public key": tokens.hs256_with_key_bytes(
+            tokens.claims(), idp.rsa.public_pem(), "rsa-1"),
+        "unknown kid": tokens.RsaKey("never-published").sign(tokens.claims()),
+        "garbage": "not.a.token",
+    }
+    for name, token in bad.items():
+        r = call(closed, "GET", "/items?limit=1", token)
+        assert r.status_code == 401, (name, r.status_code, r.text)
+        assert error_code(r) == "token_invalid", (name, r.text)
+        assert 'error="invalid_token"' in r.headers["www-authenticate"], name
+        assert r.headers["x-served-by"] == "edge", name
+    missing = call(closed, "GET", "/items?limit=1")
+    assert missing.status_code == 401 and error_code(missing) == "token_missing"
+    assert missing.headers["www-authenticate"].startswith("Bearer")
+
+
+def test_a_read_only_token_reads_but_cannot_write(closed):
+    reader = hs256(closed, sub="reader", scopes=(tokens.READ,))
+    assert call(closed, "GET", "/items?limit=1", reader).status_code == 200
+    r = call(closed, "POST", "/items", reader, json={"item_id": f"ro-{uuid.uuid4().hex[:6]}"})
+    assert r.status_code == 403 and error_code(r) == "insufficient_scope"
+    assert 'error="insufficient_scope"' in r.headers["www-authenticate"]
+
+
+def test_health_and_preflight_need_no_token(closed):
+    assert call(closed, "GET", "/health").status_code == 200
+    r = call(closed, "OPTIONS", "/items",
+             headers={"Origin": "https://app.example", "Access-Control-Request-Method": "POST"})
+    assert r.status_code in (204, 403)  # answered by the edge's CORS rule, never a 401
+    assert r.status_code != 401
+
+
+def test_regions_answer_only_what_the_edge_signed(closed):
+    region = closed.regional[WEST]
+    direct = requests.get(region.url + "/items?limit=1", timeout=10)
+    assert direct.status_code == 403 and error_code(direct) == "signature_missing"
+    # The same request through the edge succeeds, served by a region.
+    through = call(closed, "GET", "/items?limit=1", closed.access.token)
+    assert through.status_code == 200 and through.headers["x-served-by"] in (WEST, CENTRAL)
+    # Health stays open for probes and monitors.
+    assert requests.get(region.url + "/health", timeout=10).status_code == 200
+
+
+def test_signed_direct_calls_pass_and_tampered_ones_do_not(closed):
+    region = closed.regional[WEST]
+    key = (closed.access.access_key_id, closed.access.secret_access_key)
+    item_id = f"signed-{uuid.uuid4().hex[:6]}"
+    body = f'{{"item_id":"{item_id}"}}'.encode()
+    base_headers = {"content-type": "application/json", "idempotency-key": f"k-{item_id}"}
+
+    def signed(method="POST", path="/items", headers=None, payload=body, region_name=WEST,
+               when=None):
+        return sigv4.sign(method, region.url + path, region_name, *key,
+                          headers=headers or base_headers, body=payload, when=when)
+
+    # Tampered path, body and header, a signature 6 minutes old, one for another region.
+    attempts = {
+        "path": (signed(), "/create", body, "signature_mismatch"),
+        "body": (signed(), "/items", body.replace(b"signed-", b"forged-"), "signature_mismatch"),
+        "header": ({**signed(), "idempotency-key": "k-other"}, "/items", body,
+                   "signature_mismatch"),
+        "subject added": ({**signed(), "x-tandem-subject": "mallory"}, "/items", body,
+                          "signature_header_unsigned"),
+        "too old": (signed(when=dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=6)),
+                    "/items", body, "signature_expired"),
+        "wrong region": (signed(region_name=CENTRAL), "/items", body, "signature_wrong_scope"),
+    }
+    for name, (headers, path, payload, code) in attempts.items():
+        r = requests.post(region.url + path, data=payload, headers=headers, timeout=10)
+        assert r.status_code == 403, (name, r.status_code, r.text)
+        assert error_code(r) == code, (name, r.text)
+    # None of them wrote anything.
+    check = sigv4.sign("GET", f"{region.url}/items/{item_id}", WEST, *key)
+    assert requests.get(f"{region.url}/items/{item_id}", headers=check, timeout=10).status_code == 404
+    # Signed as the edge would, with the stack's signing key: accepted.
+    ok = requests.post(region.url + "/items", data=body, headers=signed(), timeout=10)
+    assert ok.status_code == 201, ok.text
+
+
+def test_operators_only_see_the_edge_status_and_never_origin_urls(closed):
+    assert call(closed, "GET", "/_edge/status").status_code == 401
+    assert call(closed, "GET", "/_edge/status", closed.access.token).status_code == 401
+    r = call(closed, "GET", "/_edge/status", closed.access.operator_token)
+    assert r.status_code == 200
+    assert {reg["name"] for reg in r.json()["regions"]} == {WEST, CENTRAL}
+    assert "127.0.0.1" not in r.text and "http" not in r.text
+
+
+def test_the_edge_never_forwards_admin_routes(closed):
+    r = call(closed, "PUT", "/admin/faults", regional.ADMIN_TOKEN, json={"status": 404})
+    assert r.status_code == 404 and error_code(r) == "route_not_found"
+    assert r.headers["x-served-by"] == "edge"
+    assert requests.get(closed.regional[WEST].url + "/health", timeout=10).status_code == 200
+
+
+def test_clients_see_no_internal_headers_and_get_security_headers(closed):
+    r = call(closed, "GET", "/items?limit=1", closed.access.token)
+    assert r.status_code == 200
+    for internal in ("x-region-status", "x-amz-date", "x-tandem-subject", "x-tandem-deadline-ms"):
+        assert internal not in r.headers, internal
+    assert r.headers["x-content-type-options"] == "nosniff"
+    assert r.headers["cache-control"] == "no-store"
+    refused = call(closed, "GET", "/items?limit=1")
+    assert refused.headers["x-content-type-options"] == "nosniff"
+
+
+def test_the_body_limit_holds_for_a_chunked_body_without_a_length(closed):
+    sent = {"bytes": 0}
+
+    def chunks():
+        yield b'{"item_id":"big","blob":"'
+        for _ in range(100):  # 100 × 8 KiB: twice the 400 KB limit
+            sent["bytes"] += 8192
+            yield b"x" * 8192
+        yield b'"}'
+
+    r = call(closed, "POST", "/items", closed.access.token, data=chunks(),
+             headers={"content-type": "application/json"})
+    assert r.status_code == 413 and error_code(r) == "payload_too_large"
+    assert r.headers["x-served-by"] == "edge"
+
+
+def test_idempotency_keys_are_scoped_to_the_tokens_subject(closed):
+    key = f"shared-key-{uuid.uuid4().hex[:6]}"
+    alice, bob = hs256(closed, sub="alice"), hs256(closed, sub="bob")
+    headers = {"Idempotency-Key": key}
+    a = call(closed, "POST", "/items", alice, json={"note": "alice's"}, headers=headers)
+    b = call(closed, "POST", "/items", bob, json={"note": "bob's"}, headers=headers)
+    assert a.status_code == 201 and b.status_code == 201, (a.text, b.text)
+    assert a.json()["item_id"] != b.json()["item_id"]  # bob's key never met alice's
+    again = call(closed, "POST", "/items", alice, json={"note": "alice's"}, headers=headers)
+    assert again.status_code == 201 and again.headers.get("idempotency-replayed") == "true"
+    assert again.json()["item_id"] == a.json()["item_id"]
+
+
+def test_keys_rotate_on_an_unknown_kid_and_survive_a_jwks_outage(closed, idp):
+    rsa_token = idp.rsa.sign(tokens.claims(sub="rotation"))
+    assert call(closed, "GET", "/items?limit=1", rsa_token).status_code == 200
+    # Made-up kids fetch the keys at most once per unknown_kid_refresh_s (1 s here).
+    time.sleep(1.1)
+    before = idp.fetches
+    for i in range(5):
+        made_up = tokens.EcKey(f"made-up-{i}").sign(tokens.claims())
+        assert call(closed, "GET", "/items?limit=1", made_up).status_code == 401
+    assert idp.fetches - before <= 2, idp.fetches - before  # one, or two across a second
+    time.sleep(1.1)
+    rotated = tokens.EcKey("ec-2")
+    idp.keys.append(rotated.jwk())
+    # A token signed with the new key: its unknown kid makes the edge fetch the keys again.
+    r = call(closed, "GET", "/items?limit=1", rotated.sign(tokens.claims(sub="rotated")))
+    assert r.status_code == 200, r.text
+    time.sleep(1.1)
+    idp.failing = True
+    try:
+        unknown = tokens.EcKey("ec-3").sign(tokens.claims())
+        assert call(closed, "GET", "/items?limit=1", unknown).status_code == 401
+        # The identity provider is down: the last good keys still verify.
+        assert call(closed, "GET", "/items?limit=1", rsa_token).status_code == 200
+    finally:
+        idp.failing = False
+
+
+def test_a_client_over_its_rate_limit_gets_429_with_ratelimit_headers(closed):
+    flooder = hs256(closed, sub=f"flood-{uuid.uuid4().hex[:6]}")
+    statuses = []
+    for _ in range(130):
+        r = call(closed, "GET", "/items?limit=1", flooder)
+        statuses.append(r.status_code)
+        if r.status_code == 429:
+            break
+    assert statuses[-1] == 429, statuses[-5:]
+    assert error_code(r) == "rate_limited"
+    assert int(r.headers["retry-after"]) > 0
+    assert r.headers["ratelimit-policy"] == '"client";q=100;w=60'
+    assert r.headers["ratelimit"].startswith('"client";r=0;')
+    # Another client is not limited.
+    assert call(closed, "GET", "/items?limit=1", closed.access.token).status_code == 200
+
+
+def test_a_region_refusing_the_edges_signature_counts_as_failing(moto_server, table):
+    """A region whose keys disagree with the edge's (misconfigured) answers 403: the edge
+    treats that as the region failing and serves from the other one."""
+    access = Stack(closed=True).access  # throwaway secrets only; no processes started
+    wrong = {"SIGV4_ACCESS_KEY_ID": access.access_key_id, "SIGV4_SECRET_ACCESS_KEY": "wrong"}
+    west = regional.start_regional(moto_server.url, WEST, table, extra_env=wrong)
+    central = regional.start_regional(moto_server.url, CENTRAL, table,
+                                      extra_env=access.regional_env())
+    front = None
+    try:
+        front = edge.start_edge({WEST: west.url, CENTRAL: central.url},
+                                routing={"hedge": False}, weights={WEST: 100.0, CENTRAL: 1.0},
+                                access=access.edge_vars())
+        headers = {"Authorization": f"Bearer {access.token}"}
+        r = requests.get(front.url + "/items?limit=1", headers=headers, timeout=20)
+        assert r.status_code == 200 and r.headers["x-served-by"] == CENTRAL, r.text
+        assert r.headers["x-edge-attempts"] == "2"
+        status = {reg["name"]: reg for reg in edge.status(front)["regions"]}
+        assert status[WEST]["consecutive_failures"] >= 1
+    finally:
+        for proc in (front, central, west):
+            if proc:
+                proc.stop()
