@@ -89,3 +89,48 @@ async fn lambda_http_keeps_the_stage_so_the_adapter_must_strip_it() {
     assert_eq!(request.uri().path(), "/dev/health");
     assert_eq!(lambda::strip_stage(request).uri().path(), "/health");
 }
+
+/// An item route reached through API Gateway's `AWS_IAM` authorizer, by `caller` (the IAM user
+/// ARN it verified; `None`: no IAM context at all).
+async fn item_call_by(caller: Option<&str>) -> (u16, serde_json::Value) {
+    let edge = "arn:aws:iam::123456789012:user/tandem-edge";
+    let config = Config::from_vars([
+        ("AWS_REGION", "eu-west-1"),
+        ("TABLE_NAME", "items"),
+        ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001"),
+        ("EDGE_CALLER_ARN", edge),
+        // Nothing listens here: a request let through fails fast at the table, never with a 403.
+        ("AWS_ENDPOINT_URL_DYNAMODB", "http://127.0.0.1:9"),
+    ])
+    .unwrap();
+    let router = app::router(app::state(&config).await);
+    let mut event: serde_json::Value =
+        serde_json::from_str(&event("/items/a1", "$default")).unwrap();
+    if let Some(arn) = caller {
+        event["requestContext"]["authorizer"] = serde_json::json!({"iam": {
+            "accessKey": "AKIDEXAMPLE", "accountId": "123456789012", "callerId": "AIDAEXAMPLE",
+            "principalOrgId": null, "userArn": arn, "userId": "AIDAEXAMPLE"}});
+    }
+    let request = lambda_http::request::from_str(&event.to_string()).unwrap();
+    let response = router
+        .map_request(lambda::strip_stage)
+        .oneshot(request)
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&body).unwrap_or_default())
+}
+
+#[tokio::test]
+async fn in_lambda_only_the_edges_iam_user_reaches_the_items() {
+    for caller in [None, Some("arn:aws:iam::123456789012:user/someone-else")] {
+        let (status, body) = item_call_by(caller).await;
+        assert_eq!(status, 403, "{caller:?}");
+        assert_eq!(body["error"]["code"], "caller_not_edge");
+    }
+    let (status, body) = item_call_by(Some("arn:aws:iam::123456789012:user/tandem-edge")).await;
+    assert_ne!(status, 403, "the edge's own calls pass the guard: {body}");
+    // Health stays open to API Gateway's unauthenticated route (probes, Route 53).
+    assert_eq!(call("/health", "$default", "200").await.0, 200);
+}
