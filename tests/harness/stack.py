@@ -2,8 +2,9 @@
 in for global-table replication, one `regional` per region (admin route on), and the edge in
 workerd with a ticker that fires its cron probe.
 
-`python -m tests.harness.stack up [--regions a,b,c] [--replication-lag-ms N]` (or
-`scripts/up.sh`) starts it, prints the URLs (the edge and each region last), and stays up until
+`python -m tests.harness.stack up [--regions a,b,c] [--replication-lag-ms N] [--open]` (or
+`scripts/up.sh`) starts it closed (see `Access`; `--open` for the seed's open flow), prints its
+throwaway token and signing key, then the URLs (the edge and each region last), and stays up until
 Ctrl-C or SIGTERM; then it stops every process it started, by PID, and leaves none behind.
 The drill (`drill.py`) uses the same `Stack` to run its faults.
 
@@ -322,8 +323,8 @@ def up(argv: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] != "up":
-        print("usage: python -m tests.harness.stack up [--regions a,b] [--replication-lag-ms N]",
-              file=sys.stderr)
+        print("usage: python -m tests.harness.stack up [--regions a,b] [--replication-lag-ms N] "
+              "[--open]", file=sys.stderr)
         return 2
     return up(argv[1:])
 
