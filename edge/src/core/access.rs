@@ -275,6 +275,9 @@ pub fn needed_scope<'a>(rules: &'a TokenRules, method: &str) -> &'a str {
 /// What the edge does with a path before any region sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PathClass {
+    /// The page bundled with the Worker (`/`, `/app.js`, `/app.css`): served by the edge, open
+    /// (it asks for the token itself).
+    Page(PageAsset),
     /// `/_edge/status`: the edge answers, for operators only.
     EdgeStatus,
     /// `/health`: forwarded without a token (clients and monitors may check it).
@@ -285,9 +288,20 @@ pub enum PathClass {
     Api,
 }
 
+/// One file of the page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PageAsset {
+    Html,
+    Script,
+    Style,
+}
+
 impl PathClass {
     pub fn of(path: &str) -> Self {
         match path {
+            "/" | "/index.html" => Self::Page(PageAsset::Html),
+            "/app.js" => Self::Page(PageAsset::Script),
+            "/app.css" => Self::Page(PageAsset::Style),
             "/_edge/status" => Self::EdgeStatus,
             "/health" => Self::Health,
             p if p == "/admin" || p.starts_with("/admin/") => Self::Admin,
@@ -499,6 +513,9 @@ mod tests {
         assert_eq!(PathClass::of("/admin"), PathClass::Admin);
         assert_eq!(PathClass::of("/administrator"), PathClass::Api);
         assert_eq!(PathClass::of("/items"), PathClass::Api);
+        assert_eq!(PathClass::of("/"), PathClass::Page(PageAsset::Html));
+        assert_eq!(PathClass::of("/app.js"), PathClass::Page(PageAsset::Script));
+        assert_eq!(PathClass::of("/app.jsx"), PathClass::Api);
         assert_eq!(bearer_token("Bearer abc"), Some("abc"));
         assert_eq!(bearer_token("BEARER  abc "), Some("abc"));
         assert_eq!(bearer_token("Basic abc"), None);

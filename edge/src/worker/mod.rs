@@ -5,6 +5,7 @@
 //! here may panic: no `unwrap`, no indexing that can fail.
 
 mod ids;
+mod page;
 mod probe;
 mod proxy;
 mod reply;

@@ -229,6 +229,10 @@ pub async fn handle(mut req: Request, env: Env, ctx: Context) -> Result<Response
             let response = reply::error(404, "route_not_found", &message, &request_id)?;
             return finish(response, cors.as_ref(), secure);
         }
+        PathClass::Page(asset) => {
+            let response = super::page::serve(asset, &method, &request_id)?;
+            return finish(response, cors.as_ref(), secure);
+        }
         PathClass::Health => None,
         PathClass::Api => match &access.tokens {
             None => None,
