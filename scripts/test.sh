@@ -13,7 +13,7 @@ scripts/install-tools.sh rust python node wasm infra system
 step "format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
-cargo clippy -p edge --target wasm32-unknown-unknown --locked -- -D warnings
+cargo clippy -p edge -p tandem-jwt --target wasm32-unknown-unknown --locked -- -D warnings
 
 step "native Rust tests (regional, edge core)"
 cargo test --workspace --locked
