@@ -198,9 +198,7 @@ pub async fn handle(mut req: Request, env: Env, ctx: Context) -> Result<Response
                 "{}",
                 serde_json::json!({"event": "edge_config_invalid", "field": e.field, "reason": e.reason, "request_id": request_id})
             );
-            let response =
-                reply::error(500, "edge_misconfigured", "edge misconfigured", &request_id)?;
-            return finish(response, None, secure);
+            return finish(misconfigured(&request_id)?, None, secure);
         }
     };
     let method = req.method();
@@ -218,69 +216,10 @@ pub async fn handle(mut req: Request, env: Env, ctx: Context) -> Result<Response
         return finish(response, None, secure);
     }
     let path = req.path();
-    let class = PathClass::of(&path);
-    let subject = match class {
-        PathClass::EdgeStatus => {
-            let response = edge_status(&env, &ctx, &access, &req, &request_id).await?;
-            return finish(response, cors.as_ref(), secure);
-        }
-        PathClass::Admin => {
-            let message = format!("no route for {path}");
-            let response = reply::error(404, "route_not_found", &message, &request_id)?;
-            return finish(response, cors.as_ref(), secure);
-        }
-        PathClass::Page(asset) => {
-            let response = super::page::serve(asset, &method, &request_id)?;
-            return finish(response, cors.as_ref(), secure);
-        }
-        PathClass::Health => None,
-        PathClass::Api => match &access.tokens {
-            None => None,
-            Some(rules) => {
-                let authorization = header(&req, "authorization");
-                match tokens::authenticate(&env, &ctx, rules, authorization.as_deref(), &method)
-                    .await
-                {
-                    Ok(subject) => Some(subject),
-                    Err(denial) => {
-                        log_refusal(&request_id, &method, &path, &denial);
-                        let response = denied(&denial, &request_id)?;
-                        return finish(response, cors.as_ref(), secure);
-                    }
-                }
-            }
-        },
+    let subject = match admit(&env, &ctx, &access, &req, &path, &request_id).await? {
+        Admission::Forward { subject } => subject,
+        Admission::Answer(response) => return finish(response, cors.as_ref(), secure),
     };
-    if let Some(policy) = access.rate_limit {
-        let client = subject
-            .clone()
-            .or_else(|| header(&req, "cf-connecting-ip"))
-            .unwrap_or_default();
-        match env.rate_limiter(RATE_LIMITER) {
-            Err(e) => {
-                worker::console_error!(
-                    "{}",
-                    serde_json::json!({"event": "edge_config_invalid", "field": RATE_LIMITER, "reason": e.to_string(), "request_id": request_id})
-                );
-                let response =
-                    reply::error(500, "edge_misconfigured", "edge misconfigured", &request_id)?;
-                return finish(response, cors.as_ref(), secure);
-            }
-            Ok(limiter) => {
-                // A limiter that cannot answer lets the request through: it guards the regions
-                // from one client, and must not become an outage itself.
-                let allowed = limiter.limit(client).await.map_or(true, |o| o.success);
-                if !allowed {
-                    let message = "too many requests from this client; retry after the period";
-                    let mut response = reply::error(429, "rate_limited", message, &request_id)?;
-                    for (name, value) in policy.limited_headers() {
-                        response.headers_mut().set(name, &value)?;
-                    }
-                    return finish(response, cors.as_ref(), secure);
-                }
-            }
-        }
-    }
     super::probe::refresh(&env, &ctx).await;
 
     let limit = config.settings.max_body_bytes;
@@ -328,6 +267,91 @@ pub async fn handle(mut req: Request, env: Env, ctx: Context) -> Result<Response
         None => served.unavailable()?,
     };
     finish(response, cors.as_ref(), secure)
+}
+
+/// What the edge does with a request before any region sees it.
+enum Admission {
+    /// Send it on, for this caller (the token's subject, when tokens are checked).
+    Forward { subject: Option<String> },
+    /// The edge answers itself: the page, the status, a refusal.
+    Answer(Response),
+}
+
+/// Sorts the path, checks the caller's token and the client's rate limit.
+async fn admit(
+    env: &Env,
+    ctx: &Context,
+    access: &AccessConfig,
+    req: &Request,
+    path: &str,
+    request_id: &str,
+) -> Result<Admission> {
+    let method = req.method();
+    let subject = match PathClass::of(path) {
+        PathClass::EdgeStatus => {
+            return Ok(Admission::Answer(
+                edge_status(env, ctx, access, req, request_id).await?,
+            ));
+        }
+        PathClass::Admin => {
+            let message = format!("no route for {path}");
+            let response = reply::error(404, "route_not_found", &message, request_id)?;
+            return Ok(Admission::Answer(response));
+        }
+        PathClass::Page(asset) => {
+            return Ok(Admission::Answer(super::page::serve(
+                asset, &method, request_id,
+            )?));
+        }
+        PathClass::Health => None,
+        PathClass::Api => match &access.tokens {
+            None => None,
+            Some(rules) => {
+                let authorization = header(req, "authorization");
+                match tokens::authenticate(env, ctx, rules, authorization.as_deref(), &method).await
+                {
+                    Ok(subject) => Some(subject),
+                    Err(denial) => {
+                        log_refusal(request_id, &method, path, &denial);
+                        return Ok(Admission::Answer(denied(&denial, request_id)?));
+                    }
+                }
+            }
+        },
+    };
+    let Some(policy) = access.rate_limit else {
+        return Ok(Admission::Forward { subject });
+    };
+    let limiter = match env.rate_limiter(RATE_LIMITER) {
+        Ok(limiter) => limiter,
+        Err(e) => {
+            worker::console_error!(
+                "{}",
+                serde_json::json!({"event": "edge_config_invalid", "field": RATE_LIMITER, "reason": e.to_string(), "request_id": request_id})
+            );
+            return Ok(Admission::Answer(misconfigured(request_id)?));
+        }
+    };
+    let client = subject
+        .clone()
+        .or_else(|| header(req, "cf-connecting-ip"))
+        .unwrap_or_default();
+    // A limiter that cannot answer lets the request through: it guards the regions from one
+    // client, and must not become an outage itself.
+    if limiter.limit(client).await.map_or(true, |o| o.success) {
+        return Ok(Admission::Forward { subject });
+    }
+    let message = "too many requests from this client; retry after the period";
+    let mut response = reply::error(429, "rate_limited", message, request_id)?;
+    for (name, value) in policy.limited_headers() {
+        response.headers_mut().set(name, &value)?;
+    }
+    Ok(Admission::Answer(response))
+}
+
+/// The answer to any configuration error: the detail went to the log, never to the client.
+fn misconfigured(request_id: &str) -> Result<Response> {
+    reply::error(500, "edge_misconfigured", "edge misconfigured", request_id)
 }
 
 /// The `[[ratelimits]]` binding that limits each client.
