@@ -20,10 +20,10 @@ WEST, CENTRAL, EAST = "eu-west-1", "eu-central-1", "us-east-1"
 
 
 def test_short_drill_edge_hides_every_fault(tmp_path):
-    # Phases 7-9 (A slow, gray, flapping) get 5 s each: first attempts are counted after 2 s,
-    # and the flapping phase has flips at 0, 2 and 4 s and the clearing one at 5 s.
+    # Phases 7-9 (A slow, flapping, gray) get 4 s each: first attempts are counted after 2 s,
+    # and the flapping phase flips at 0 and 2 s (and perhaps 4 s) and clears at 4 s.
     settings = drill.DrillSettings(phase_s=3.5, concurrency=4, writers=2, rate=2.0,
-                                   fault_phase_s=5.0, settle_s=2.0, out=tmp_path / "drill")
+                                   fault_phase_s=4.0, settle_s=2.0, out=tmp_path / "drill")
     started = time.monotonic()
     summary = drill.run(settings, log=lambda *_: None)
     elapsed = time.monotonic() - started
@@ -115,23 +115,26 @@ def _partial_fault_phases(summary: dict, settings: drill.DrillSettings) -> None:
         assert edge[n - 1]["errors"] == 0, (n, edge[n - 1]["error_kinds"])
         assert edge[n - 1]["first_attempts"]["known"] > 0, (n, edge[n - 1]["first_attempts"])
         assert 1.0 <= edge[n - 1]["attempts_per_request"] <= 2.0, (n, edge[n - 1])
+        # The phase starts with fresh clients, which the ranking sends to A (weight 100): the
+        # edge's clients met each fault (0 errors above is not for lack of exposure).
+        assert edge[n - 1]["share"].get(WEST, 0) > 0, (n, edge[n - 1]["share"])
     # A slow: every request to A waited latency_ms (A's p50 before) before being handled.
     faults = partial["faults"]
     assert faults["latency_ms"] >= 1, faults
     assert pinned[drill.A_SLOW - 1]["p50_ms"] >= faults["latency_ms"], (faults, pinned[drill.A_SLOW - 1])
-    # Gray: A answered 503 to a client that only knows A (20 % of ~40 requests: none failing
-    # has a chance of 1e-4), while the edge retried them away: its clients saw none.
+    # Gray: A answered 503 to a client that only knows A (20 % of ~32 requests: none failing
+    # has a chance of 1e-3), while the edge's clients, which A also served, saw none.
     gray_pinned = pinned[drill.GRAY - 1]
     assert set(gray_pinned["error_kinds"]) == {"http_503"}, gray_pinned["error_kinds"]
-    assert edge[drill.GRAY - 1]["retried"] > 0, edge[drill.GRAY - 1]
-    # The share of first attempts to A is reported, not judged, here: in a 5 s phase with 4
+    # The share of first attempts to A is reported, not judged, here: in a 4 s phase with 4
     # clients it is decided by which clients' writes happened to fail over to B (that answer
-    # pins them to B), and no write failing at all (0.8^16, ~3 %) would fail any bound. The
-    # long drill measures it (docs/drill.md).
-    # Flapping: the flips happened (at 0, 2, 4 s and the clearing one), none failed, and the
-    # edge ejected A no more often than A flipped (its 404s drain; they are not failures).
+    # pins them to B), and no write failing at all (~13 writes: 0.8^13, ~5 %) would fail any
+    # bound. The long drill measures it (docs/drill.md).
+    # Flapping: the flips happened (404 at 0 s, 200 at 2 s; a 404 at 4 s and the clearing 200
+    # if the toggle comes before the phase's end), none failed, and the edge ejected A no more
+    # often than A flipped (its 404s drain; they are not failures).
     flapping = partial["phases"][drill.FLAPPING]
-    assert flapping["flips"] >= 3 and not partial["flip_errors"], (flapping, partial["flip_errors"])
+    assert flapping["flips"] >= 2 and not partial["flip_errors"], (flapping, partial["flip_errors"])
     counters = flapping["edge_counters"]
     assert counters is not None and counters["ejections"] <= flapping["flips"], flapping
     assert flapping["edge"]["polls"] > 0, flapping

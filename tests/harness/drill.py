@@ -17,14 +17,17 @@ Phases (each `--phase-s` long):
   6. restored: A restarted on the same port (STATUS 200), B's latency 0, edge probe fired
   7. A slow: A's latency_ms set to pinned-A's p50 of phase 6 (its latency about doubles), no
      errors; cleared at the phase's end
-  8. A gray: A answers 503 at once to `--gray-error-rate` (0.2) of requests, its /health 200;
-     cleared at the phase's end
-  9. A flapping: A's /health STATUS toggles 404 / 200 every `--flap-s` (2) s from the phase's
-     start (first 404), by a thread of the drill; 200 again at the phase's end
+  8. A flapping: A's /health STATUS toggles 404 / 200 every `--flap-s` (2) s from the phase's
+     start (first 404), by a thread of the drill; at the phase's end 200 again, a probe fired,
+     and the next phase waits until the edge reports A in service (at most RECOVERY_WAIT_S)
+  9. A gray: A answers 503 at once to `--gray-error-rate` (0.2) of requests, its /health 200;
+     cleared at the end of the load
   Phases 7-9 (`--fault-phase-s` long, default `--phase-s`) each start with fresh clients: every
   client thread drops its session (cookies: the edge's affinity token) and each writer takes new
   items, so each phase starts with clients where the edge's ranking puts them (region A), not
-  where an earlier phase's read-your-writes affinity left them (region B after the drain).
+  where an earlier phase's read-your-writes affinity left them (region B after the drain). The
+  gray phase comes last: the failure penalty it leaves on A outlives the phase (30 s without
+  traffic to A) and would send the next phase's fresh clients to B.
 
 Load: per target, `--concurrency` client threads (each with its own requests.Session), each
 sending `--rate` requests per second on a fixed schedule (a late request skips its missed slots,
@@ -72,6 +75,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
 import math
 import os
@@ -140,13 +144,15 @@ class DrillSettings:
 
 
 PHASE_NAMES = ["all healthy", "replication paused", "A drained (404)", "A killed",
-               "B slow, A down", "restored", "A slow (latency x2)", "A gray (503s, health 200)",
-               "A flapping (404/200)"]
-(HEALTHY, PAUSED, DRAINED, KILLED, SLOW, RESTORED, A_SLOW, GRAY,
- FLAPPING) = range(1, len(PHASE_NAMES) + 1)
+               "B slow, A down", "restored", "A slow (latency x2)", "A flapping (404/200)",
+               "A gray (503s, health 200)"]
+(HEALTHY, PAUSED, DRAINED, KILLED, SLOW, RESTORED, A_SLOW, FLAPPING,
+ GRAY) = range(1, len(PHASE_NAMES) + 1)
 #: Phases that start with fresh clients (new sessions, new writer items), and whose figures
 #: include attempts per request and first attempts to region A.
-FRESH_CLIENT_PHASES = (A_SLOW, GRAY, FLAPPING)
+FRESH_CLIENT_PHASES = (A_SLOW, FLAPPING, GRAY)
+#: After the flapping phase, how long the drill waits for the edge to report A in service.
+RECOVERY_WAIT_S = 15.0
 #: How often the edge's /_edge/status is polled during those phases.
 EDGE_POLL_S = 0.5
 
@@ -543,7 +549,18 @@ def _machine() -> dict:
                           if line.startswith("model name")), "")
         except OSError:
             pass
-    return {"nproc": os.cpu_count(), "cpu": model}
+    return {"nproc": os.cpu_count(), "cpu": model, "load_avg": list(os.getloadavg()),
+            "edge_build": _digest(procs.ROOT / "edge" / "build" / "index_bg.wasm"),
+            "regional_build": _digest(Path(os.environ.get("TANDEM_REGIONAL_BIN", "")
+                                           or procs.ROOT / "target" / "debug" / "regional"))}
+
+
+def _digest(path: Path) -> str:
+    """The first 12 hex digits of a file's SHA-256 ("" when missing): which build ran."""
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    except OSError:
+        return ""
 
 
 # --- partial faults (phases 7-9) ----------------------------------------------------------------
@@ -641,9 +658,9 @@ HAPROXY_LINE = re.compile(
 HAPROXY_STATE = re.compile(r"Server (?P<backend>[^/\s]+)/(?P<server>\S+) is (?P<state>UP|DOWN)")
 
 
-class HaproxyTail:
-    """Reads HAProxy's output (its request log and server state changes) as it is written; each
-    state change gets the drill time it was read at (within 0.2 s)."""
+class LogTail:
+    """Reads a process's output as it is written; each line gets the drill time it was read at
+    (within 0.2 s)."""
 
     def __init__(self, proc: procs.Proc, clock: Clock):
         self.path, self.clock = proc.log_path, clock
@@ -677,6 +694,14 @@ class HaproxyTail:
         self._stop.set()
         self._thread.join(timeout=5)
         self._read()
+
+    def times(self, text: str) -> list[float]:
+        """When lines containing `text` were read."""
+        return [t for t, line in self.lines if text in line]
+
+
+class HaproxyTail(LogTail):
+    """HAProxy's output: its request log and its server state changes."""
 
     def requests(self) -> list[dict]:
         """Every logged request: send time (drill clock, from the accept date), server, status,
@@ -725,9 +750,11 @@ def _first_region(r: Record, regions: list[str]) -> str | None:
 def first_attempts(records: list[Record], phase: dict, bad: str, regions: list[str],
                    settle_s: float, target: str) -> dict:
     """Share of first attempts sent to `bad` among requests sent after the phase's first
-    `settle_s`. The edge: derived (`_first_region`); pinned-A: always A."""
+    `settle_s` and before its fault was cleared (`fault_end_s`). The edge: derived
+    (`_first_region`); pinned-A: always A."""
     t0 = phase["start_s"] + settle_s
-    inside = [r for r in records if r.phase == phase["n"] and r.t_send >= t0]
+    t1 = phase.get("fault_end_s") or phase["end_s"]
+    inside = [r for r in records if r.phase == phase["n"] and t0 <= r.t_send < t1]
     if target == PINNED:
         firsts = [regions[0]] * len(inside)
     else:
@@ -743,7 +770,8 @@ def first_attempts(records: list[Record], phase: dict, bad: str, regions: list[s
         slot["known"] += 1
         slot["to_bad"] += f == bad
     return {
-        "after_s": settle_s, "region": bad, "requests": len(inside), "known": len(known),
+        "after_s": settle_s, "until_s": round(t1 - phase["start_s"], 3), "region": bad,
+        "requests": len(inside), "known": len(known),
         "to_bad": len(to_bad),
         "share": round(len(to_bad) / len(known), 3) if known else None,
         "pinned_by_affinity": sum(r.affinity == bad for r in to_bad),
@@ -767,7 +795,8 @@ def haproxy_phase(logged: list[dict], phase: dict, bad: str, regions: list[str],
     two servers, the other one after a retry, `option redispatch 1` sending every retry to
     another server), and how often it marked `bad` DOWN."""
     inside = [x for x in logged if phase["start_s"] <= x["t_send"] < phase["end_s"]]
-    late = [x for x in inside if x["t_send"] >= phase["start_s"] + settle_s]
+    late = [x for x in inside if phase["start_s"] + settle_s <= x["t_send"]
+            < (phase.get("fault_end_s") or phase["end_s"])]
 
     def first(x: dict) -> str | None:
         if x["retries"] == 0:
@@ -1289,6 +1318,7 @@ def run(settings: DrillSettings, log=print) -> dict:
         split_items = [f"w-{run_id}-{TARGET_CODES[SPLIT]}-{k}" for k in range(settings.split_items)]
         setup_etags = _seed_shared(stack, split_items, run_id)
 
+        machine_at_start = _machine()
         clock = Clock()
         samples: list[tuple[float, str, int | None]] = []
         monitor = threading.Thread(target=_monitor, args=(stack, clock, stop_monitor, samples),
@@ -1297,10 +1327,13 @@ def run(settings: DrillSettings, log=print) -> dict:
         lengths = settings.phase_lengths()
         planned_start = [sum(lengths[:i]) for i in range(len(lengths))]
         total = sum(lengths)
-        window = Window(0.0, total, total + settings.catch_up_timeout_s + CLIENT_TIMEOUT_S)
+        window = Window(0.0, total, total + settings.catch_up_timeout_s + RECOVERY_WAIT_S
+                        + CLIENT_TIMEOUT_S)
         hp_tail = HaproxyTail(hp, clock) if hp else None
         if hp_tail:
             hp_tail.start()
+        edge_tail = LogTail(stack.edge, clock)
+        edge_tail.start()
         poller = EdgePoller(stack, clock)
         creators = settings.concurrency - settings.writers
         for load in loads:
@@ -1391,7 +1424,23 @@ def run(settings: DrillSettings, log=print) -> dict:
             elif n == GRAY:
                 act(n, f"{a} error_rate=0 (cleared)", lambda: stack.set_faults(a, error_rate=0))
             elif n == FLAPPING and flapper is not None:
-                act(n, f"{a} flapping stopped, STATUS=200 (cleared)", flapper.stop)
+                act(n, f"{a} flapping stopped, STATUS=200 (cleared); probe fired",
+                    lambda: (flapper.stop(), stack.probe()))
+                if n < len(PHASE_NAMES):
+                    act(n, f"waited until the edge reports {a} in service", wait_in_service)
+
+        def wait_in_service() -> None:
+            """Until /_edge/status says A is healthy (its next probe read), at most
+            RECOVERY_WAIT_S: the next phase's fresh clients then start where the ranking puts
+            them, not where the drain left them."""
+            started = clock.now()
+            state = "?"
+            for _ in range(int(RECOVERY_WAIT_S / 0.25) + 1):
+                state = _state_name(_edge_status(stack).get("regions", {}).get(a, "?"))
+                if state == "healthy" or clock.now() - started > RECOVERY_WAIT_S:
+                    break
+                time.sleep(0.25)
+            faults["recovered"] = {"state": state, "after_s": round(clock.now() - started, 3)}
 
         actions = {
             HEALTHY: ("load starts, all healthy", lambda: None),
@@ -1416,7 +1465,10 @@ def run(settings: DrillSettings, log=print) -> dict:
             if wait > 0:
                 time.sleep(wait)
             if n - 1 in FRESH_CLIENT_PHASES:
+                planned = clock.now()
                 clear(n - 1)
+                shift += clock.now() - planned  # the recovery wait moves the later phases
+                window.end = total + shift
             if n == PAUSED + 1:
                 planned = clock.now()
                 window.end = window.hard_end  # the load goes on while the regions catch up
@@ -1445,6 +1497,7 @@ def run(settings: DrillSettings, log=print) -> dict:
         edge_reloads = stack.edge.log().count("Reloading local server")
         edge_status.append({"after_phase": len(PHASE_NAMES), **_edge_status(stack)})
         poller.stop()
+        edge_tail.stop()
         if hp_tail:
             hp_tail.stop()
         stop_monitor.set()
@@ -1456,6 +1509,8 @@ def run(settings: DrillSettings, log=print) -> dict:
             "edge_polls": poller.samples,
             "haproxy_requests": hp_tail.requests() if hp_tail else [],
             "haproxy_state_changes": hp_tail.state_changes() if hp_tail else [],
+            "edge_reloads_at": edge_tail.times("Reloading local server"),
+            "machine_at_start": machine_at_start,
         }
 
         all_loads = loads + [split]
@@ -1498,14 +1553,19 @@ def _edge_status(stack: Stack) -> dict:
 
 
 def phase_table(events: list[Event], end_s: float) -> list[dict]:
-    """Each phase from its first event to the next phase's."""
+    """Each phase from its first event to the next phase's; phases 7-9 also say when their
+    fault was cleared (`fault_end_s`)."""
     starts: dict[int, float] = {}
+    cleared: dict[int, float] = {}
     for e in events:
         starts[e.phase] = min(starts.get(e.phase, e.t_start), e.t_start)
+        if "(cleared)" in e.action:
+            cleared[e.phase] = min(cleared.get(e.phase, e.t_start), e.t_start)
     ordered = [starts[n] for n in range(1, len(PHASE_NAMES) + 1)]
     return [{"n": i + 1, "name": PHASE_NAMES[i], "start_s": ordered[i],
              "end_s": ordered[i + 1] if i + 1 < len(ordered) else end_s,
-             **({"replication": "paused"} if i + 1 == PAUSED else {})}
+             **({"replication": "paused"} if i + 1 == PAUSED else {}),
+             **({"fault_end_s": cleared[i + 1]} if i + 1 in cleared else {})}
             for i in range(len(PHASE_NAMES))]
 
 
@@ -1615,7 +1675,7 @@ def analyse(settings: DrillSettings, run_id: str, clock: Clock, loads: list[Targ
     summary = {
         "run_id": run_id,
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(clock.wall0)),
-        "machine": _machine(),
+        "machine": {**_machine(), "at_start": partial.get("machine_at_start")},
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(settings).items()},
         "regions": {"a": a, "b": b},
         "phases": phases,
@@ -1629,6 +1689,10 @@ def analyse(settings: DrillSettings, run_id: str, clock: Clock, loads: list[Targ
         "edge_status": edge_status,
         "partial_faults": partial_faults,
         "edge_reloads": edge_reloads,
+        # When (drill time, within 0.2 s) and in which phase: a reload empties the isolate.
+        "edge_reloads_at": [{"t": t, "phase": next((p["n"] for p in reversed(phases)
+                                                    if t >= p["start_s"]), 1)}
+                            for t in partial.get("edge_reloads_at", [])],
         "replicator": _safe(stack.replicator_status),
     }
     summary["table"] = table(summary)
@@ -1707,8 +1771,11 @@ def table(summary: dict) -> str:
                  f"{len(w['final_from_unacknowledged_write'])}")
     lines.extend(partial_table(summary))
     if summary.get("edge_reloads"):
+        at = ", ".join(f"t={r['t']:.1f} s (phase {r['phase']})"
+                       for r in summary.get("edge_reloads_at", []))
         lines.append(f"NOTE: the Worker was reloaded {summary['edge_reloads']} time(s) during the "
-                     "run (edge/build changed): each reload starts a fresh isolate")
+                     f"run (edge/build changed): each reload starts a fresh isolate"
+                     + (f"; at {at}" if at else ""))
     lag = summary["replicator"].get("lag_ms", {})
     if lag.get("count"):
         lines.append(f"replication lag (stream record to applied, the pause's held records "
@@ -1733,8 +1800,10 @@ def partial_table(summary: dict) -> list[str]:
             continue
         info = pf.get("phases", {}).get(n) or pf.get("phases", {}).get(str(n)) or {}
         lines.append(f"phase {n} {p['name']} ({p['end_s'] - p['start_s']:.1f} s): errors/requests, "
-                     f"attempts per request, first attempts to {a} after "
-                     f"{summary['settings']['settle_s']:g} s, p50/p99 ms")
+                     f"attempts per request, first attempts to {a} from "
+                     f"{summary['settings']['settle_s']:g} s until the fault was cleared"
+                     + (f" ({p['fault_end_s'] - p['start_s']:.1f} s)" if "fault_end_s" in p else "")
+                     + ", p50/p99 ms")
         for name, t in summary["targets"].items():
             if name == SPLIT:
                 continue
@@ -1769,6 +1838,10 @@ def partial_table(summary: dict) -> list[str]:
     if pf.get("faults"):
         lines.append(f"phase {A_SLOW}: {a} latency_ms={pf['faults'].get('latency_ms')} (pinned-A "
                      f"p50 {pf['faults'].get('a_p50_before_ms')} ms in phase {RESTORED})")
+        rec = pf["faults"].get("recovered")
+        if rec:
+            lines.append(f"after phase {FLAPPING}: the edge reported {a} {rec['state']} "
+                         f"{rec['after_s']} s after the clearing and the probe")
     if pf.get("flip_errors"):
         lines.append(f"flips that failed: {pf['flip_errors']}")
     return lines
