@@ -49,10 +49,12 @@ install_infra() {
   fi
 }
 
-install_system() { # Debian packages: haproxy (the drill's comparison), wrk (benchmarks)
+install_system() { # Debian packages: haproxy (the drill's comparison), wrk (benchmarks),
+  # chromium (the browser test drives /usr/bin/chromium with playwright-core; no browser download)
   local missing=()
   command -v haproxy >/dev/null 2>&1 || missing+=(haproxy)
   command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+  [ -x /usr/bin/chromium ] || missing+=(chromium)
   [ ${#missing[@]} -eq 0 ] && return 0
   log "installing ${missing[*]} (apt-get)"
   local sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
