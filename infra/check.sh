@@ -34,10 +34,11 @@ relative_templates=("${templates[@]#"$ROOT"/}")
 
 # --- renderings: table.yaml and region.yaml with every condition decided ----------------------------
 # cfn-guard cannot evaluate Fn::If, so infra/render.py renders table.yaml with the parameters
-# deploy.py passes for four configs (eventual with two and five regions, strong with three
-# replicas, strong with two and a witness) and region.yaml for four regions (SigV4 with origin
-# names, the certificate given or created, and a region without an origin name); the renderings
-# go through every check below.
+# deploy.py passes for five configs (eventual with two, three and five regions, strong with three
+# replicas, strong with two and a witness) and region.yaml for five regions (SigV4 with origin
+# names, the certificate given or created, N-1 sizing for two, three and five regions, and a
+# region without an origin name); it checks the N-1 arithmetic in them, and the renderings go
+# through every check below.
 RENDERED=$(mktemp -d "${TMPDIR:-/tmp}/tandem-rendered.XXXXXX")
 trap 'rm -rf "$RENDERED"' EXIT
 rendered=()

@@ -71,6 +71,18 @@ def kv_title(cfg):
     return f"{cf.get('worker_name') or 'tandem-edge'}{'-' + env if env else ''}-EDGE_STATE"
 
 
+def expected_capacity(cfg):
+    """The N-1 sizing, written out here again (not taken from deploy.py): docs/infra.md."""
+    capacity = cfg.get("capacity", {})
+    n, peak = len(cfg["regions"]), capacity.get("peak_rps_per_region", 50)
+    survivor = -(-n * peak // (n - 1))
+    reserved = max(10, -(-survivor * capacity.get("request_ms", 100) // 1000))
+    rate = cfg.get("api", {}).get("throttling_rate_limit", survivor)
+    return {"survivor": survivor, "reserved": reserved, "alarm": -(-reserved * 80 // 100),
+            "rate": rate, "burst": cfg.get("api", {}).get("throttling_burst_limit", 2 * rate),
+            "warm_read": max(2 * survivor, 12000), "warm_write": max(3 * n * peak, 4000)}
+
+
 def expected_deploy_headers(cfg):
     regions = [r["name"] for r in cfg["regions"]]
     p = cfg.get("stack_prefix", "tandem")
@@ -80,6 +92,8 @@ def expected_deploy_headers(cfg):
     for r in regions:
         want += [f"stack {p}-role-{r} in {r} from infra/templates/function-role.yaml",
                  f"function {cfg['function']['name']} in {r}",
+                 f"capacity of {cfg['function']['name']} in {r}: reserved concurrency "
+                 f"{expected_capacity(cfg)['reserved']}",
                  f"stack {p}-region-{r} in {r} from infra/templates/region.yaml"]
     want += [f"stack {p}-dns in us-east-1 from infra/templates/dns.yaml",
              f"KV namespace {kv_title(cfg)} (binding EDGE_STATE)",
@@ -131,8 +145,8 @@ def check_plan(label, cfg, cfg_path, bin_dir, calls_log):
     headers = [h for h, _ in blocks]
     want = expected_deploy_headers(cfg)
     check(f"{label}: every stack and step in order (table, build, edge identity, "
-          "role/function/region per region, dns, edge, signing key, edge secrets)", headers == want,
-          f"got {headers}, want {want}")
+          "role/function/reserved concurrency/region per region, dns, edge, signing key, edge "
+          "secrets)", headers == want, f"got {headers}, want {want}")
 
     regions = [r["name"] for r in cfg["regions"]]
     missing = [r for r in regions if sum(r in h for h in headers) < 3]
@@ -170,6 +184,46 @@ def check_plan(label, cfg, cfg_path, bin_dir, calls_log):
             wrong.append(f"{r['name']}: got {({k: got.get(k) for k in want_params})}, want {want_params}")
     check(f"{label}: region stacks get RouteAuthorization {'AWS_IAM' if sigv4 else 'NONE'}, their "
           "origin name and zone, and the edge's group", not wrong, "; ".join(wrong))
+    # Capacity for N-1 regions: the table is pre-warmed, each stage throttles at the share, each
+    # function's concurrency is reserved after the checks a real run makes (printed, not run).
+    cap = expected_capacity(cfg)
+    fn = cfg["function"]["name"]
+    wrong = []
+    for r in cfg["regions"]:
+        name = r["name"]
+        lines = next((ls for h, ls in blocks if h.startswith(f"stack {prefix}-region-{name} ")), [])
+        got = dict(l.strip().split("=", 1) for l in lines if re.match(r"^    [A-Za-z0-9]+=", l))
+        want_params = {"ThrottlingRateLimit": str(cap["rate"]), "ThrottlingBurstLimit": str(cap["burst"]),
+                       "SurvivorRequestsPerSecond": str(cap["survivor"]),
+                       "ReservedConcurrency": str(cap["reserved"]),
+                       "ConcurrencyAlarmThreshold": str(cap["alarm"]),
+                       "AlarmTopicArn": r.get("alarm_topic_arn", "")}
+        if {k: got.get(k) for k in want_params} != want_params:
+            wrong.append(f"{name}: got {({k: got.get(k) for k in want_params})}, want {want_params}")
+        lines = next((ls for h, ls in blocks if h.startswith(f"capacity of {fn} in {name}:")), [])
+        commands = [re.sub(r"^\+ aws --region \S+ (--profile \S+ )?", "", l) for l in lines if l.startswith("+ ")]
+        want_commands = ["lambda get-account-settings --output json",
+                         f"lambda get-function-concurrency --function-name {fn} --output json",
+                         "apigateway get-account --output json",
+                         f"lambda put-function-concurrency --function-name {fn} "
+                         f"--reserved-concurrent-executions {cap['reserved']}"]
+        checks = [l for l in lines if l.startswith("  check (a real run stops unless): ")]
+        if commands != want_commands or len(checks) != 2 or not all(f"--region {name} " in l for l in lines if l.startswith("+ ")) \
+                or f">= {cap['reserved']} + 100" not in checks[0] or f">= {cap['survivor']} " not in checks[1]:
+            wrong.append(f"{name}: commands {commands}, checks {checks}")
+    check(f"{label}: N-1 sizing for {len(regions)} regions: stages throttle at {cap['rate']}/{cap['burst']} "
+          f"(share {cap['survivor']}), {cap['reserved']} reserved executions per function after the "
+          "account checks a real run makes (printed in the dry run, alarm at "
+          f"{cap['alarm']})", not wrong, "; ".join(wrong))
+    warm = {"WarmReadUnitsPerSecond": str(cap["warm_read"]), "WarmWriteUnitsPerSecond": str(cap["warm_write"])}
+    table_block = next((ls for h, ls in blocks if h.startswith("stack") and "table.yaml" in h), [])
+    got_warm = {k: v for k, v in (l.strip().split("=", 1) for l in table_block
+                                  if re.match(r"^    [A-Za-z0-9]+=", l)) if k in warm}
+    header = [l for l in out.splitlines() if l.startswith("# capacity: ")]
+    check(f"{label}: table pre-warmed to {cap['warm_read']} reads/{cap['warm_write']} writes per "
+          "second; the plan states the sizing", got_warm == warm and len(header) == 3
+          and f"= {cap['survivor']}" in header[0], f"warm {got_warm}, header {header}")
+
     open_warning = 'WARNING: api.origin_auth is "none"' in out and 'WARNING: api.origin_auth is "none"' in err
     check(f"{label}: {'no warning about open origins' if sigv4 else 'warns, on stdout and stderr, that the origins are open'}",
           open_warning != sigv4, f"stdout/stderr warning present: {open_warning}")
@@ -341,6 +395,70 @@ with open(sys.argv[0] + ".log", "a") as f:
 """
 
 
+FAKE_AWS_LIMITS = r"""#!PYTHON
+# Stand-in for the account limits reserve_concurrency reads: values from a JSON state file.
+import json, sys
+state = json.load(open(sys.argv[0] + ".state"))
+with open(sys.argv[0] + ".log", "a") as f:
+    f.write(" ".join(sys.argv[1:]) + "\n")
+args = sys.argv[1:]
+if "get-account-settings" in args:
+    print(json.dumps({"AccountLimit": {"ConcurrentExecutions": 1000,
+                                       "UnreservedConcurrentExecutions": state["unreserved"]}}))
+elif "get-function-concurrency" in args:
+    print(json.dumps({"ReservedConcurrentExecutions": state["mine"]} if state["mine"] else {}))
+elif "get-account" in args:
+    print(json.dumps({"throttleSettings": {"burstLimit": 5000, "rateLimit": state["rate"]}}))
+"""
+
+
+def check_capacity_checks(tmp, cfg, write):
+    """What a real run checks before reserving concurrency, against a stand-in for aws: enough
+    room reserves; too little unreserved concurrency, or an API Gateway account limit under the
+    share, stops the run before put-function-concurrency; the function's own reservation counts."""
+    import contextlib
+    import io
+
+    sys.path.insert(0, str(INFRA))
+    import deploy  # noqa: E402
+
+    c = json.loads(json.dumps(cfg))
+    c["capacity"] = {"peak_rps_per_region": 500}          # 2 regions: share 1000, 100 reserved
+    config = deploy.load_config(write("limits.json", c))
+    fake_bin = tmp / "fake-limits"
+    fake_bin.mkdir()
+    aws = fake_bin / "aws"
+    aws.write_text(FAKE_AWS_LIMITS.replace("#!PYTHON", "#!" + sys.executable))
+    aws.chmod(0o755)
+    saved_path = os.environ["PATH"]
+    for label, state, stops in (
+            ("a fresh account (1000 unreserved)", {"unreserved": 1000, "mine": 0, "rate": 10000}, None),
+            ("150 unreserved: 100 must stay unreserved", {"unreserved": 150, "mine": 0, "rate": 10000},
+             "can reserve at most 50"),
+            ("a redeploy: its own 100 count (110 unreserved)", {"unreserved": 110, "mine": 100, "rate": 10000}, None),
+            ("API Gateway's account limit 500 requests/s", {"unreserved": 1000, "mine": 0, "rate": 500},
+             "allows this account 500 requests/s")):
+        (fake_bin / "aws.state").write_text(json.dumps(state))
+        (fake_bin / "aws.log").write_text("")
+        out, error = io.StringIO(), None
+        os.environ["PATH"] = f"{fake_bin}:{saved_path}"
+        try:
+            with contextlib.redirect_stdout(out):
+                deploy.reserve_concurrency(config, deploy.Runner(config, dry=False), "eu-west-1")
+        except deploy.StepFailed as err:
+            error = str(err)
+        finally:
+            os.environ["PATH"] = saved_path
+        calls = (fake_bin / "aws.log").read_text()
+        reserved = "put-function-concurrency" in calls and "--reserved-concurrent-executions 100" in calls
+        if stops:
+            check(f"reserved concurrency, {label}: the run stops before reserving",
+                  error is not None and stops in error and not reserved, f"error {error}, calls {calls}")
+        else:
+            check(f"reserved concurrency, {label}: checks, then reserves 100",
+                  error is None and reserved, f"error {error}, calls {calls}")
+
+
 def check_key_rotation(tmp, cfg, write):
     """The signing key's rotation, for real against stand-ins for aws and wrangler: the new
     key reaches the Worker on stdin, in one bulk put, before the old key is deleted; the secret is
@@ -437,13 +555,17 @@ def main():
         five["certificate_validation_zone_id"] = five["hosted_zone_id"]
         five["regions"] = [{"name": n} for n in
                            ("eu-west-1", "eu-central-1", "us-east-1", "us-west-2", "ap-northeast-1")]
-        check_plan("five regions", five, write("five.json", five), bin_dir, calls_log)
+        five["capacity"] = {"peak_rps_per_region": 2000}
+        check_plan("five regions at 2000 requests/s each", five, write("five.json", five), bin_dir, calls_log)
 
         # Multi-Region strong consistency: three replicas (the strong example), and two replicas
         # plus a witness region, which gets no stacks of its own and is no edge region.
         strong_example = json.loads(STRONG_EXAMPLE.read_text())
         strong = json.loads(json.dumps(strong_example))
         strong["cloudflare"]["wrangler"] = "wrangler"
+        # ... with the throttling raised above the share, and a capacity alarm topic.
+        strong["api"]["throttling_rate_limit"] = 200
+        strong["regions"][0]["alarm_topic_arn"] = "arn:aws:sns:eu-west-1:123456789012:tandem-capacity"
         check_plan("strong example config", strong, write("strong.json", strong), bin_dir, calls_log)
         witness = json.loads(json.dumps(strong))
         witness["witness_region"] = witness["regions"].pop()["name"]
@@ -473,6 +595,7 @@ def main():
 
         check_operator_secrets(write)
         check_key_rotation(tmp, cfg, write)
+        check_capacity_checks(tmp, cfg, write)
 
         # The unmodified example files themselves also plan cleanly.
         for shipped in (EXAMPLE, STRONG_EXAMPLE):
@@ -580,6 +703,21 @@ def main():
              "is already another region's"),
             (broken("malformed origin_domain", lambda c: c["regions"][0].update(origin_domain="Not A Name")),
              "origin_domain is not valid"),
+            (broken("throttling below the N-1 share",
+                    lambda c: c.update(capacity={"peak_rps_per_region": 500},
+                                       api=dict(c["api"], throttling_rate_limit=900))),
+             "api.throttling_rate_limit 900 is below the N-1 share, 1000 requests/s"),
+            (broken("burst below the rate", lambda c: c["api"].update(throttling_burst_limit=10)),
+             "api.throttling_burst_limit 10 is below api.throttling_rate_limit 100"),
+            (broken("no peak", lambda c: c.update(capacity={"peak_rps_per_region": 0})),
+             "capacity.peak_rps_per_region must be between 1 and"),
+            (broken("peak as a string", lambda c: c.update(capacity={"peak_rps_per_region": "500"})),
+             "capacity.peak_rps_per_region must be an integer"),
+            (broken("unknown capacity key", lambda c: c.update(capacity={"peak_rps": 500})),
+             "unknown key 'peak_rps' in \"capacity\""),
+            (broken("alarm topic in another region", lambda c: c["regions"][0].update(
+                alarm_topic_arn="arn:aws:sns:us-east-1:123456789012:tandem-capacity")),
+             "alarm_topic_arn is in us-east-1"),
             (("not JSON", write("not-json.json", "{ regions: ")), "not valid JSON"),
             (("missing file", tmp / "absent.json"), "cannot read config"),
         ]

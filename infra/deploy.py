@@ -27,6 +27,7 @@ Python 3.8+ standard library only. See infra/README.md for the config file and p
 
 import argparse
 import json
+import math
 import os
 import re
 import secrets
@@ -98,6 +99,7 @@ DOMAIN_RE = re.compile(r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 ZONE_RE = re.compile(r"^Z[A-Z0-9]{5,31}$")
 CERT_RE = re.compile(r"^arn:aws[a-z-]*:acm:([a-z0-9-]+):\d{12}:certificate/[0-9a-f-]+$")
 TOPIC_RE = re.compile(r"^arn:aws[a-z-]*:sns:us-east-1:\d{12}:[\w-]{1,256}$")
+ANY_TOPIC_RE = re.compile(r"^arn:aws[a-z-]*:sns:([a-z0-9-]+):\d{12}:[\w-]{1,256}$")
 TABLE_RE = re.compile(r"^[a-zA-Z0-9_.-]{3,255}$")
 FUNCTION_RE = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 PREFIX_RE = re.compile(r"^[a-zA-Z][a-zA-Z0-9-]{0,30}$")
@@ -116,6 +118,33 @@ KEY_PROPAGATION_S = 15
 KEY_GRACE_S = 30
 LOG_RETENTION_DAYS = {1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096,
                       1827, 2192, 2557, 2922, 3288, 3653}
+
+# Capacity for N-1 regions (docs/infra.md, "Capacity for N-1 regions"). From one figure, the
+# expected peak requests/s of each region, every region is sized to carry its share of all the
+# traffic when one region is down: ceil(N x peak / (N - 1)).
+#
+# DynamoDB units one request may use, at most (items up to 1 KB written, 4 KB read):
+#   reads, local to the region serving the request: a strongly consistent GetItem is 1 read
+#   unit; PUT reads then writes; a replayed keyed create reads the key record and then the item:
+#   at most 2;
+#   writes: a create with Idempotency-Key writes the key claim, the item and the result: 3 (a
+#   failed conditional write costs its unit too). Every replica applies every write, wherever it
+#   was made (replicated writes), so a replica's writes are all regions' writes.
+# A page of GET /items is a Scan: about 0.5 read units per 4 KB scanned, 2.5 for the default
+# 20 items of 1 KB; list-heavy traffic needs a higher peak figure.
+DEFAULT_PEAK_RPS = 50
+READ_UNITS_PER_REQUEST = 2
+WRITE_UNITS_PER_REQUEST = 3
+# A new on-demand table can take this much at once; warm throughput below it would pre-warm
+# nothing (and asks DynamoDB for less than the table already has).
+ON_DEMAND_WARM_READ, ON_DEMAND_WARM_WRITE = 12000, 4000
+# Lambda: concurrency = requests/s x seconds per request (Little's law). 100 ms is ten times the
+# regional function's warm cost with a DynamoDB round trip, room for cold starts and slow calls.
+DEFAULT_REQUEST_MS = 100
+MIN_RESERVED_CONCURRENCY = 10
+CONCURRENCY_ALARM_PERCENT = 80
+# Lambda refuses a reservation that would leave fewer than 100 unreserved executions.
+LAMBDA_MIN_UNRESERVED = 100
 
 
 class ConfigError(Exception):
@@ -248,6 +277,43 @@ def _auth(raw):
     return out
 
 
+def capacity_plan(regions, peak, request_ms):
+    """What each region is sized for, from the expected peak requests/s per region: with one of
+    the N regions down, the other N-1 carry all N x peak (docs/infra.md has the arithmetic)."""
+    total = regions * peak
+    survivor = math.ceil(total / (regions - 1))
+    read_need = survivor * READ_UNITS_PER_REQUEST
+    write_need = total * WRITE_UNITS_PER_REQUEST
+    reserved = max(MIN_RESERVED_CONCURRENCY, math.ceil(survivor * request_ms / 1000))
+    return {
+        "regions": regions,
+        "peak": peak,
+        "request_ms": request_ms,
+        "total": total,
+        "survivor": survivor,
+        "read_need": read_need,
+        "write_need": write_need,
+        "warm_read": max(read_need, ON_DEMAND_WARM_READ),
+        "warm_write": max(write_need, ON_DEMAND_WARM_WRITE),
+        "reserved": reserved,
+        "concurrency_alarm": math.ceil(reserved * CONCURRENCY_ALARM_PERCENT / 100),
+    }
+
+
+def _throttling(api, plan):
+    """The stage's throttling: the N-1 share and twice that as burst, unless the config raises
+    them; a limit below the share is refused (it would throttle a survivor at failover)."""
+    rate = _int(api, "throttling_rate_limit", "api.", plan["survivor"], 1, 100000)
+    if rate < plan["survivor"]:
+        raise ConfigError(f"api.throttling_rate_limit {rate} is below the N-1 share, {plan['survivor']} "
+                          f"requests/s ({plan['regions']} regions x capacity.peak_rps_per_region "
+                          f"{plan['peak']} / {plan['regions'] - 1}): raise it, or remove it to use the share")
+    burst = _int(api, "throttling_burst_limit", "api.", 2 * rate, 1, 200000)
+    if burst < rate:
+        raise ConfigError(f"api.throttling_burst_limit {burst} is below api.throttling_rate_limit {rate}")
+    return {"rate": rate, "burst": burst}
+
+
 def load_config(path):
     """Reads and checks the config file; returns a plain dict every later step can trust."""
     try:
@@ -264,7 +330,7 @@ def load_config(path):
     _no_unknown_keys(raw, {
         "stack_prefix", "aws_profile", "domain", "hosted_zone_id", "certificate_validation_zone_id",
         "table_name", "consistency", "witness_region", "function", "regions", "route53", "api",
-        "auth", "cloudflare"}, "the config")
+        "auth", "cloudflare", "capacity"}, "the config")
 
     cfg = {
         "prefix": _string(raw, "stack_prefix", "", PREFIX_RE, default="tandem"),
@@ -305,8 +371,8 @@ def load_config(path):
         where = f"regions[{index}]."
         if not isinstance(region, dict):
             raise ConfigError(f"regions[{index}] must be an object")
-        _no_unknown_keys(region, {"name", "certificate_arn", "origin_domain", "lat", "lon", "weight"},
-                         f"regions[{index}]")
+        _no_unknown_keys(region, {"name", "certificate_arn", "origin_domain", "lat", "lon", "weight",
+                                  "alarm_topic_arn"}, f"regions[{index}]")
         name = _string(region, "name", where, REGION_RE, required=True)
         if name in seen:
             raise ConfigError(f"duplicate region {name}")
@@ -340,8 +406,13 @@ def load_config(path):
                               f"shared domain {origin}")
         if origin and origin in {r["origin_domain"] for r in cfg["regions"]}:
             raise ConfigError(f"region {name}: origin_domain {origin} is already another region's")
+        # CloudWatch alarms may only notify a topic in their own region.
+        topic = _string(region, "alarm_topic_arn", where, ANY_TOPIC_RE)
+        if topic and ANY_TOPIC_RE.match(topic).group(1) != name:
+            raise ConfigError(f"region {name}: alarm_topic_arn is in {ANY_TOPIC_RE.match(topic).group(1)}; "
+                              "a CloudWatch alarm can only notify a topic in its own region")
         cfg["regions"].append({"name": name, "cert": cert, "origin_domain": origin, "lat": lat,
-                               "lon": lon, "weight": weight})
+                               "lon": lon, "weight": weight, "alarm_topic": topic})
     if cfg["consistency"] == "strong":
         _check_strong(cfg)
 
@@ -356,14 +427,19 @@ def load_config(path):
         "alarm_topic": _string(route53, "alarm_topic_arn", "route53.", TOPIC_RE),
     }
 
+    capacity = _section(raw, "capacity", {"peak_rps_per_region", "request_ms"})
+    cfg["capacity"] = capacity_plan(
+        len(cfg["regions"]),
+        _int(capacity, "peak_rps_per_region", "capacity.", DEFAULT_PEAK_RPS, 1, 100000),
+        _int(capacity, "request_ms", "capacity.", DEFAULT_REQUEST_MS, 1, 900000))
+
     api = _section(raw, "api", {"origin_auth", "require_iam_auth", "throttling_rate_limit",
                                 "throttling_burst_limit", "access_log_retention_days"})
     cfg["api"] = {
         "origin_auth": _origin_auth(api),
-        "rate": _int(api, "throttling_rate_limit", "api.", 100, 1, 100000),
-        "burst": _int(api, "throttling_burst_limit", "api.", 200, 1, 100000),
         "log_days": _int(api, "access_log_retention_days", "api.", 30, 1, 3653, LOG_RETENTION_DAYS),
     }
+    cfg["api"].update(_throttling(api, cfg["capacity"]))
 
     cfg["auth"] = _auth(raw)
 
@@ -590,6 +666,8 @@ def table_parameters(cfg):
         "ReplicaRegions": ",".join(r["name"] for r in cfg["regions"]),
         "MultiRegionConsistency": cfg["consistency"].upper(),
         "WitnessRegion": cfg["witness"],
+        "WarmReadUnitsPerSecond": cfg["capacity"]["warm_read"],
+        "WarmWriteUnitsPerSecond": cfg["capacity"]["warm_write"],
     }
 
 
@@ -713,6 +791,9 @@ def deploy(cfg, runner, operator=None):
             print(f"# note: region {region['name']} has no origin_domain: its execute-api endpoint "
                   "stays enabled, as its own address")
 
+    for line in capacity_lines(cfg):
+        print(f"# {line}")
+
     if cfg["consistency"] == "strong":
         witness = f", witness {cfg['witness']}" if cfg["witness"] else ""
         print(f"# note: consistency strong (MRSC): replicas {', '.join(regions)}{witness}; RPO 0, "
@@ -749,6 +830,7 @@ def deploy(cfg, runner, operator=None):
         argv += ["--memory", str(fn["memory_mb"]), "--timeout", str(fn["timeout_s"]),
                  "--tag", "project=tandem", "--binary-name", fn["binary"], fn["name"]]
         runner.run(argv)
+        reserve_concurrency(cfg, runner, name)
 
         api_outputs[name] = runner.deploy_stack(names["region"][name], name, "region.yaml",
                                                 region_parameters(cfg, region, identity["GroupName"]),
@@ -805,6 +887,72 @@ def deploy(cfg, runner, operator=None):
     print(f"\n# done: {', '.join(regions)} behind https://{cfg['domain']} (Route 53) and the edge Worker")
 
 
+def capacity_lines(cfg):
+    """The N-1 sizing in words, for the plan's header."""
+    c = cfg["capacity"]
+    n = c["regions"]
+    return [
+        f"capacity: {n} regions x {c['peak']} requests/s peak = {c['total']} requests/s; with one "
+        f"region down, the remaining {n - 1} carry ceil({c['total']} / {n - 1}) = {c['survivor']} each",
+        f"capacity: DynamoDB warm throughput per replica: reads {c['survivor']} x "
+        f"{READ_UNITS_PER_REQUEST} = {c['read_need']} -> {c['warm_read']} units/s; writes (every "
+        f"replica applies every region's) {c['total']} x {WRITE_UNITS_PER_REQUEST} = {c['write_need']} -> "
+        f"{c['warm_write']} units/s (at least the on-demand start, {ON_DEMAND_WARM_READ}/{ON_DEMAND_WARM_WRITE})",
+        f"capacity: API throttling {cfg['api']['rate']} requests/s, burst {cfg['api']['burst']}; "
+        f"reserved concurrency {c['survivor']} x {c['request_ms']} ms = {c['reserved']} "
+        f"(alarm at {c['concurrency_alarm']})",
+    ]
+
+
+def reserve_concurrency(cfg, runner, region):
+    """Reserves the function's concurrency for the N-1 share, after checking the account can.
+
+    A real run reads the account's Lambda and API Gateway limits in the region and stops, before
+    reserving anything, when they cannot carry the share: Lambda keeps 100 executions unreserved,
+    so UnreservedConcurrentExecutions plus what this function holds already must cover the
+    reservation and 100 more; the account's API Gateway rate limit (shared by every API in the
+    region) must cover the share. A dry run calls nothing and prints the checks it would make."""
+    c = cfg["capacity"]
+    fn = cfg["function"]["name"]
+    runner.header(f"capacity of {fn} in {region}: reserved concurrency {c['reserved']}")
+    print(f"  {c['survivor']} requests/s (the N-1 share) x {c['request_ms']} ms = "
+          f"{c['survivor'] * c['request_ms'] / 1000:g} concurrent executions, reserved "
+          f"{c['reserved']} (at least {MIN_RESERVED_CONCURRENCY})")
+    settings = runner.run(runner.aws(region, "lambda", "get-account-settings", "--output", "json"),
+                          capture=True)
+    current = runner.run(runner.aws(region, "lambda", "get-function-concurrency", "--function-name",
+                                    fn, "--output", "json"), capture=True)
+    account = runner.run(runner.aws(region, "apigateway", "get-account", "--output", "json"),
+                         capture=True)
+    checks = (f"AccountLimit.UnreservedConcurrentExecutions + this function's current reservation "
+              f">= {c['reserved']} + {LAMBDA_MIN_UNRESERVED}",
+              f"throttleSettings.rateLimit >= {c['survivor']} (API Gateway's account limit in {region})")
+    if runner.dry:
+        for check in checks:
+            print(f"  check (a real run stops unless): {check}")
+    else:
+        try:
+            unreserved = int(json.loads(settings)["AccountLimit"]["UnreservedConcurrentExecutions"])
+            mine = int(json.loads(current or "{}").get("ReservedConcurrentExecutions", 0))
+            rate = float(json.loads(account)["throttleSettings"]["rateLimit"])
+        except (ValueError, KeyError, TypeError):
+            raise StepFailed(f"cannot read the Lambda or API Gateway account limits in {region}") from None
+        available = unreserved + mine - LAMBDA_MIN_UNRESERVED
+        print(f"  Lambda in {region}: {unreserved} unreserved, {mine} reserved by {fn}: up to "
+              f"{available} can be reserved; API Gateway account rate limit {rate:g} requests/s")
+        if available < c["reserved"]:
+            raise StepFailed(f"Lambda in {region} can reserve at most {available} concurrent executions "
+                             f"for {fn}, the N-1 share needs {c['reserved']}: ask for a higher "
+                             "concurrency quota (Service Quotas, Lambda, Concurrent executions), or "
+                             "lower capacity.peak_rps_per_region")
+        if rate < c["survivor"]:
+            raise StepFailed(f"API Gateway in {region} allows this account {rate:g} requests/s, the "
+                             f"N-1 share is {c['survivor']}: ask for a higher throttle quota, or lower "
+                             "capacity.peak_rps_per_region")
+    runner.run(runner.aws(region, "lambda", "put-function-concurrency", "--function-name", fn,
+                          "--reserved-concurrent-executions", str(c["reserved"])))
+
+
 def region_parameters(cfg, region, edge_group):
     """The region stack's parameters (infra/render.py renders the template with the same ones)."""
     origin = region["origin_domain"]
@@ -820,6 +968,11 @@ def region_parameters(cfg, region, edge_group):
         "ThrottlingRateLimit": cfg["api"]["rate"],
         "ThrottlingBurstLimit": cfg["api"]["burst"],
         "AccessLogRetentionDays": cfg["api"]["log_days"],
+        "TableName": cfg["table"],
+        "SurvivorRequestsPerSecond": cfg["capacity"]["survivor"],
+        "ReservedConcurrency": cfg["capacity"]["reserved"],
+        "ConcurrencyAlarmThreshold": cfg["capacity"]["concurrency_alarm"],
+        "AlarmTopicArn": region["alarm_topic"],
     }
 
 

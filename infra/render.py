@@ -182,6 +182,16 @@ def parameters(template, given):
             raise RenderError(f"{name}={raw!r} is not one of {spec['AllowedValues']}")
         if "AllowedPattern" in spec and not re.fullmatch(spec["AllowedPattern"], raw):
             raise RenderError(f"{name}={raw!r} does not match {spec['AllowedPattern']}")
+        if spec.get("Type") == "Number":
+            try:
+                number = float(raw)
+            except ValueError:
+                raise RenderError(f"{name}={raw!r} is not a number") from None
+            for bound, ok in (("MinValue", lambda b: number >= b), ("MaxValue", lambda b: number <= b)):
+                if bound in spec and not ok(float(spec[bound])):
+                    raise RenderError(f"{name}={raw} breaks its {bound} {spec[bound]}")
+            values[name] = int(number) if number.is_integer() else number
+            continue
         values[name] = raw
     unknown = sorted(set(given) - set(values))
     if unknown:
@@ -225,10 +235,17 @@ def variants():
     five["certificate_validation_zone_id"] = five["hosted_zone_id"]
     five["regions"] = [{"name": n} for n in
                        ("eu-west-1", "eu-central-1", "us-east-1", "us-west-2", "ap-northeast-1")]
+    five["capacity"] = {"peak_rps_per_region": 2000}
+    # docs/infra.md's worked example: three regions at 500 requests/s each.
+    three = json.loads(json.dumps(five))
+    three["regions"] = three["regions"][:3]
+    three["capacity"] = {"peak_rps_per_region": 500}
+    three["regions"][2]["alarm_topic_arn"] = "arn:aws:sns:us-east-1:123456789012:tandem-capacity"
     strong = json.loads((INFRA / "config.strong.example.json").read_text())
     witness = json.loads(json.dumps(strong))
     witness["witness_region"] = witness["regions"].pop()["name"]
-    return [("example", example), ("five", five), ("strong", strong), ("strong-witness", witness)]
+    return [("example", example), ("five", five), ("three", three), ("strong", strong),
+            ("strong-witness", witness)]
 
 
 def load(out_dir, label, raw):
@@ -247,15 +264,96 @@ def load(out_dir, label, raw):
 def region_variants():
     """(label, config, region names to render, written?)."""
     by_label = dict(variants())
-    example, five = by_label["example"], by_label["five"]
+    example, five, three = by_label["example"], by_label["five"], by_label["three"]
     no_origin = json.loads(json.dumps(example))
     no_origin["regions"][1]["origin_domain"] = ""
     opened = json.loads(json.dumps(example))
     opened["api"]["origin_auth"] = "none"
     return [("example", example, ["eu-west-1", "eu-central-1"], True),
             ("five", five, ["eu-west-1"], True),
+            ("three", three, ["us-east-1"], True),
             ("no-origin", no_origin, ["eu-central-1"], True),
             ("open", opened, ["eu-west-1"], False)]
+
+
+# The N-1 sizing, written out again here rather than taken from deploy.py, so that a change to
+# either shows up as a difference (docs/infra.md, "Capacity for N-1 regions").
+def expected_capacity(regions, peak, request_ms=100):
+    survivor = -(-regions * peak // (regions - 1))          # ceil(N x peak / (N - 1))
+    reserved = max(10, -(-survivor * request_ms // 1000))
+    return {"survivor": survivor,
+            "warm_read": max(2 * survivor, 12000),           # 2 read units per request, local
+            "warm_write": max(3 * regions * peak, 4000),     # 3 write units, every replica
+            "rate": survivor, "burst": 2 * survivor,
+            "reserved": reserved, "concurrency_alarm": -(-reserved * 80 // 100)}
+
+
+# docs/infra.md's worked example, by hand: 3 regions x 500 = 1500 requests/s; 1500 / 2 = 750 per
+# survivor; reads 750 x 2 = 1500 (below the on-demand 12000); writes 1500 x 3 = 4500; 750 x 0.1 s
+# = 75 reserved executions, alarm at 60.
+WORKED_EXAMPLE = {"survivor": 750, "warm_read": 12000, "warm_write": 4500, "rate": 750,
+                  "burst": 1500, "reserved": 75, "concurrency_alarm": 60}
+
+
+def capacity_of(raw):
+    capacity = raw.get("capacity", {})
+    return expected_capacity(len(raw["regions"]), capacity.get("peak_rps_per_region", 50),
+                             capacity.get("request_ms", 100))
+
+
+def alarm_metrics(alarm):
+    """(namespace, metric name, dimensions) of every metric an alarm reads."""
+    props = alarm["Properties"]
+    if "MetricName" in props:
+        return [(props["Namespace"], props["MetricName"],
+                 {d["Name"]: d["Value"] for d in props.get("Dimensions", [])})]
+    return [(m["MetricStat"]["Metric"]["Namespace"], m["MetricStat"]["Metric"]["MetricName"],
+             {d["Name"]: d["Value"] for d in m["MetricStat"]["Metric"].get("Dimensions", [])})
+            for m in props.get("Metrics", []) if "MetricStat" in m]
+
+
+def check_capacity(label, raw, cfg, region, rendered):
+    """The region's N-1 sizing and its capacity alarms, against this file's own arithmetic."""
+    want = capacity_of(raw)
+    resources, outputs = rendered["Resources"], rendered.get("Outputs", {})
+    stage = resources["Stage"]["Properties"]["DefaultRouteSettings"]
+    got = {"rate": stage.get("ThrottlingRateLimit"), "burst": stage.get("ThrottlingBurstLimit"),
+           "survivor": outputs.get("SurvivorRequestsPerSecond", {}).get("Value"),
+           "reserved": outputs.get("ReservedConcurrency", {}).get("Value"),
+           "concurrency_alarm": resources.get("FunctionConcurrencyAlarm", {}).get(
+               "Properties", {}).get("Threshold")}
+    keys = ("rate", "burst", "survivor", "reserved", "concurrency_alarm")
+    check(f"{label}: sized for N-1 of {len(raw['regions'])} regions: throttling {want['rate']}/"
+          f"{want['burst']} requests/s, share {want['survivor']}, {want['reserved']} reserved "
+          f"executions (alarm at {want['concurrency_alarm']})",
+          got == {k: want[k] for k in keys}, f"got {got}, want {({k: want[k] for k in keys})}")
+    if label.startswith("region.three-"):
+        check(f"{label}: docs/infra.md's worked example: throttling 750/1500, 75 reserved, alarm at 60",
+              got == {k: WORKED_EXAMPLE[k] for k in keys}, f"got {got}")
+    metrics = [m for r in resources.values() if r["Type"] == "AWS::CloudWatch::Alarm"
+               for m in alarm_metrics(r)]
+    fn, table = cfg["function"]["name"], cfg["table"]
+    api = {"Ref": "Api"}
+    want_metrics = [("AWS/DynamoDB", "ReadThrottleEvents", {"TableName": table}),
+                    ("AWS/DynamoDB", "WriteThrottleEvents", {"TableName": table}),
+                    ("AWS/Lambda", "Throttles", {"FunctionName": fn}),
+                    ("AWS/Lambda", "ConcurrentExecutions", {"FunctionName": fn}),
+                    ("AWS/ApiGateway", "5xx", {"ApiId": api}),
+                    ("AWS/ApiGateway", "Count", {"ApiId": api}),
+                    ("tandem", "Api429", {"ApiId": api})]
+    missing = [m for m in want_metrics if m not in metrics]
+    filters = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::Logs::MetricFilter"]
+    counts_429 = any(f.get("FilterPattern") == '{ $.status = "429" }'
+                     and f.get("LogGroupName") == {"Ref": "AccessLogGroup"}
+                     and f["MetricTransformations"][0]["MetricName"] == "Api429" for f in filters)
+    topic = region["alarm_topic"]
+    actions = {json.dumps(r["Properties"].get("AlarmActions")) for r in resources.values()
+               if r["Type"] == "AWS::CloudWatch::Alarm"}
+    check(f"{label}: alarms on DynamoDB throttles ({table}), Lambda throttles and concurrency "
+          f"({fn}), API 5xx and 429 rates (429s counted from the access log); notify "
+          f"{topic or 'nothing'}", not missing and counts_429
+          and actions == {json.dumps([topic] if topic else None)},
+          f"missing metrics {missing}, 429 filter {counts_429}, alarm actions {actions}")
 
 
 def check_region(label, cfg, region, rendered):
@@ -321,6 +419,7 @@ def render_regions(out_dir):
                 continue
             try:
                 check_region(name, cfg, region, rendered)
+                check_capacity(name, raw, cfg, region, rendered)
             except (KeyError, TypeError, AttributeError) as err:
                 check(f"{name}: rendering has the expected shape", False, f"{type(err).__name__}: {err}")
             if written:
@@ -375,17 +474,28 @@ def main(argv):
             "consistency": "STRONG" if cfg["consistency"] == "strong" else None,
             "ttl": None if cfg["consistency"] == "strong" else {"AttributeName": "expires_at",
                                                                  "Enabled": True},
+            "warm": {"ReadUnitsPerSecond": capacity_of(raw)["warm_read"],
+                     "WriteUnitsPerSecond": capacity_of(raw)["warm_write"]},
         }
         got = {
             "replicas": [r.get("Region") for r in table.get("Replicas", [])],
             "witnesses": [w.get("Region") for w in table.get("GlobalTableWitnesses", [])],
             "consistency": table.get("MultiRegionConsistency"),
             "ttl": table.get("TimeToLiveSpecification"),
+            "warm": table.get("WarmThroughput"),
         }
         check(f"{label}: rendering has replicas {', '.join(want['replicas'])}"
               f"{', witness ' + cfg['witness'] if cfg['witness'] else ''}, "
-              f"{'MultiRegionConsistency STRONG and no TTL' if want['consistency'] else 'TTL on expires_at'}",
+              f"{'MultiRegionConsistency STRONG and no TTL' if want['consistency'] else 'TTL on expires_at'}, "
+              f"warm throughput {want['warm']['ReadUnitsPerSecond']} reads/"
+              f"{want['warm']['WriteUnitsPerSecond']} writes per second",
               got == want, f"got {got}, want {want}")
+        if label == "three":
+            worked = {"ReadUnitsPerSecond": WORKED_EXAMPLE["warm_read"],
+                      "WriteUnitsPerSecond": WORKED_EXAMPLE["warm_write"]}
+            check("three: docs/infra.md's worked example (3 regions x 500 requests/s): warm "
+                  "throughput 12000 reads/4500 writes per second", got["warm"] == worked,
+                  f"got {got['warm']}, want {worked}")
         (out_dir / f"table.{label}.json").write_text(json.dumps(rendered, indent=2) + "\n")
 
     # The template's own Rules can fail: a witness on an EVENTUAL table, a witness that is a replica.
