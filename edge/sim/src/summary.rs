@@ -1,0 +1,346 @@
+//! From a run's record to the figures: `summary.json`'s eight per policy, and the longer
+//! `details.json`. Every figure is defined here, in one place; docs/scale.md repeats the
+//! definitions.
+
+use serde::Serialize;
+use serde::ser::{SerializeMap, Serializer};
+
+use crate::engine::Policy;
+use crate::metrics::{EdgeCounters, Recorder};
+use crate::region::{Region, SECOND};
+use crate::world::World;
+
+/// Traffic has shifted once the faulted regions' share of first attempts is at most this
+/// fraction of what it was before the trigger...
+pub const SHIFTED_SHARE: f64 = 0.1;
+/// ... for this many seconds in a row.
+pub const SHIFT_HOLD_S: usize = 5;
+/// Seconds before the trigger that are the baseline, and at the end of the run that must look
+/// like it again.
+pub const WINDOW_S: usize = 60;
+/// Recovered: the last window's error rate is at most twice the baseline's, or this.
+pub const RECOVERED_ERROR_RATE: f64 = 0.001;
+/// Recovered: the faulted regions have at least this fraction of their baseline share back.
+pub const RECOVERED_SHARE: f64 = 0.5;
+
+/// The figures `summary.json` gives for one policy.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PolicySummary {
+    pub requests: u64,
+    pub client_error_rate: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub retry_amplification: f64,
+    pub time_to_shift_s: Option<f64>,
+    pub survivor_peak_load_ratio: f64,
+    pub recovered: bool,
+}
+
+/// More figures per policy, for docs/scale.md and for judging the goals.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PolicyDetails {
+    /// Client error rate of the requests that arrived while a fault was on.
+    pub trigger_error_rate: f64,
+    /// Attempts sent to regions per client request, while a fault was on.
+    pub trigger_amplification: f64,
+    /// Error rate in the minute before the trigger, and in the run's last minute.
+    pub baseline_error_rate: f64,
+    pub final_error_rate: f64,
+    /// `survivor_peak_load_ratio` without the edge's own retries and hedges.
+    pub survivor_peak_without_edge_retries: f64,
+    /// Seconds (summed over survivors) a survivor's load was above its capacity.
+    pub survivor_seconds_over_capacity: u64,
+    /// Of those, seconds it would have been within capacity without the edge's retries.
+    pub survivor_seconds_over_by_edge_retries: u64,
+    pub client_retries: u64,
+    pub attempts: u64,
+    pub edge_retries: u64,
+    pub edge_hedges: u64,
+    pub edge_retries_denied_by_budget: u64,
+    pub edge_ejections: u64,
+    pub edge_least_bad_plans: u64,
+    pub edge_unavailable: u64,
+}
+
+/// Rounds to `places` decimals (the files stay short and stable).
+pub fn round(x: f64, places: i32) -> f64 {
+    let scale = 10f64.powi(places);
+    let r = (x * scale).round() / scale;
+    if r == 0.0 { 0.0 } else { r }
+}
+
+fn ratio(a: u64, b: u64) -> f64 {
+    if b == 0 { 0.0 } else { a as f64 / b as f64 }
+}
+
+/// Per-second series the summary and the chart use.
+pub struct Series<'a> {
+    rec: &'a Recorder,
+    affected: Vec<usize>,
+    survivors: Vec<usize>,
+    capacity: Vec<f64>,
+    pub duration_s: usize,
+}
+
+impl<'a> Series<'a> {
+    pub fn new(world: &World, rec: &'a Recorder) -> Self {
+        let capacity = world
+            .scenario
+            .regions
+            .iter()
+            .map(|spec| Region::new(spec.latency_ms, &spec.capacity, Vec::new()).capacity_rps())
+            .collect();
+        Self {
+            rec,
+            affected: world.affected_regions(),
+            survivors: world.survivors(),
+            capacity,
+            duration_s: (world.duration_us / SECOND) as usize,
+        }
+    }
+
+    fn sum(&self, v: &[u64], from: usize, until: usize) -> u64 {
+        v[from.min(v.len())..until.min(v.len())].iter().sum()
+    }
+
+    /// Client error rate of the requests that arrived in `[from, until)` seconds.
+    pub fn error_rate(&self, from: usize, until: usize) -> f64 {
+        ratio(
+            self.sum(&self.rec.errors, from, until),
+            self.sum(&self.rec.arrivals, from, until),
+        )
+    }
+
+    pub fn amplification(&self, from: usize, until: usize) -> f64 {
+        ratio(
+            self.sum(&self.rec.attempts, from, until),
+            self.sum(&self.rec.arrivals, from, until),
+        )
+    }
+
+    /// The faulted regions' share of first attempts in `[from, until)`; `None` without
+    /// first attempts or without a faulted region.
+    pub fn affected_share(&self, from: usize, until: usize) -> Option<f64> {
+        if self.affected.is_empty() {
+            return None;
+        }
+        let n = self.rec.regions;
+        let (mut mine, mut all) = (0, 0);
+        for s in from..until.min(self.rec.seconds) {
+            for r in 0..n {
+                let v = self.rec.first[s * n + r];
+                all += v;
+                if self.affected.contains(&r) {
+                    mine += v;
+                }
+            }
+        }
+        (all > 0).then(|| mine as f64 / all as f64)
+    }
+
+    /// The busiest survivor's load over its capacity in second `s` (with or without the
+    /// edge's retries).
+    pub fn survivor_load(&self, s: usize, edge_retries: bool) -> f64 {
+        let n = self.rec.regions;
+        self.survivors
+            .iter()
+            .map(|&r| {
+                let i = s * n + r;
+                let load = if edge_retries {
+                    self.rec.load[i]
+                } else {
+                    self.rec.load[i] - self.rec.load_edge_retries[i]
+                };
+                load as f64 / self.capacity[r]
+            })
+            .fold(0.0, f64::max)
+    }
+
+    fn over_capacity(&self) -> (u64, u64) {
+        let n = self.rec.regions;
+        let (mut over, mut by_retries) = (0, 0);
+        for s in 0..self.duration_s.min(self.rec.seconds) {
+            for &r in &self.survivors {
+                let i = s * n + r;
+                let all = self.rec.load[i] as f64;
+                let first = (self.rec.load[i] - self.rec.load_edge_retries[i]) as f64;
+                if all > self.capacity[r] {
+                    over += 1;
+                    if first <= self.capacity[r] {
+                        by_retries += 1;
+                    }
+                }
+            }
+        }
+        (over, by_retries)
+    }
+}
+
+/// The trigger in whole seconds: the first fault's first second and the last fault's end.
+fn trigger_seconds(world: &World) -> Option<(usize, usize, f64)> {
+    let (from, until) = world.trigger()?;
+    Some((
+        (from / SECOND) as usize,
+        until.div_ceil(SECOND) as usize,
+        from as f64 / SECOND as f64,
+    ))
+}
+
+fn time_to_shift(series: &Series<'_>, world: &World) -> Option<f64> {
+    let (from, until, from_exact) = trigger_seconds(world)?;
+    let baseline = series.affected_share(from.saturating_sub(WINDOW_S), from)?;
+    if baseline <= 0.0 {
+        return None;
+    }
+    let shifted = |s: usize| {
+        series
+            .affected_share(s, s + 1)
+            .is_none_or(|share| share <= SHIFTED_SHARE * baseline)
+    };
+    (from..until).find_map(|s| {
+        let hold_until = (s + SHIFT_HOLD_S).min(until);
+        (s..hold_until)
+            .all(shifted)
+            .then(|| round((s + 1) as f64 - from_exact, 1))
+    })
+}
+
+fn recovered(series: &Series<'_>, world: &World) -> bool {
+    let Some((from, until, _)) = trigger_seconds(world) else {
+        return true;
+    };
+    let end = series.duration_s;
+    if end < until + WINDOW_S {
+        return false;
+    }
+    let last = end - WINDOW_S;
+    let base_from = from.saturating_sub(WINDOW_S);
+    let baseline_errors = if from > base_from {
+        series.error_rate(base_from, from)
+    } else {
+        0.0
+    };
+    let errors_ok =
+        series.error_rate(last, end) <= (2.0 * baseline_errors).max(RECOVERED_ERROR_RATE);
+    let share_ok = match (
+        series.affected_share(base_from, from),
+        series.affected_share(last, end),
+    ) {
+        (Some(before), Some(after)) => after >= RECOVERED_SHARE * before,
+        (Some(before), None) => before <= 0.0,
+        (None, _) => true,
+    };
+    errors_ok && share_ok
+}
+
+/// The summary and details of one policy's run.
+pub fn summarise(world: &World, rec: &Recorder) -> (PolicySummary, PolicyDetails) {
+    let series = Series::new(world, rec);
+    let quantile_ms = |q: f64| {
+        rec.latency_us
+            .quantile(q)
+            .map_or(0.0, |us| round(us as f64 / 1000.0, 1))
+    };
+    let peak = |with_retries: bool| {
+        (0..series.duration_s.min(rec.seconds))
+            .map(|s| series.survivor_load(s, with_retries))
+            .fold(0.0, f64::max)
+    };
+    let summary = PolicySummary {
+        requests: rec.requests,
+        client_error_rate: round(ratio(rec.failed, rec.requests), 7),
+        p50_ms: quantile_ms(0.5),
+        p99_ms: quantile_ms(0.99),
+        retry_amplification: round(ratio(rec.attempts_total, rec.requests), 4),
+        time_to_shift_s: time_to_shift(&series, world),
+        survivor_peak_load_ratio: round(peak(true), 3),
+        recovered: recovered(&series, world),
+    };
+    let (trigger_error_rate, trigger_amplification, baseline_error_rate) =
+        match trigger_seconds(world) {
+            Some((from, until, _)) => (
+                series.error_rate(from, until),
+                series.amplification(from, until),
+                series.error_rate(from.saturating_sub(WINDOW_S), from),
+            ),
+            None => (0.0, 0.0, 0.0),
+        };
+    let end = series.duration_s;
+    let (over, by_retries) = series.over_capacity();
+    let EdgeCounters {
+        retries,
+        hedges,
+        retries_denied_by_budget,
+        ejections,
+        least_bad,
+        unavailable,
+        ..
+    } = rec.edge;
+    let details = PolicyDetails {
+        trigger_error_rate: round(trigger_error_rate, 7),
+        trigger_amplification: round(trigger_amplification, 4),
+        baseline_error_rate: round(baseline_error_rate, 7),
+        final_error_rate: round(series.error_rate(end.saturating_sub(WINDOW_S), end), 7),
+        survivor_peak_without_edge_retries: round(peak(false), 3),
+        survivor_seconds_over_capacity: over,
+        survivor_seconds_over_by_edge_retries: by_retries,
+        client_retries: rec.client_retries,
+        attempts: rec.attempts_total,
+        edge_retries: retries,
+        edge_hedges: hedges,
+        edge_retries_denied_by_budget: retries_denied_by_budget,
+        edge_ejections: ejections,
+        edge_least_bad_plans: least_bad,
+        edge_unavailable: unavailable,
+    };
+    (summary, details)
+}
+
+/// Policies by name, in the order they ran (a JSON object whose keys keep that order).
+pub struct ByPolicy<T>(pub Vec<(Policy, T)>);
+
+impl<T: Serialize> Serialize for ByPolicy<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (policy, value) in &self.0 {
+            map.serialize_entry(policy.name(), value)?;
+        }
+        map.end()
+    }
+}
+
+/// `summary.json`: exactly `scenario`, `seed` and `policies`.
+#[derive(Serialize)]
+pub struct SummaryFile<'a> {
+    pub scenario: &'a str,
+    pub seed: u64,
+    pub policies: ByPolicy<PolicySummary>,
+}
+
+/// `details.json`: the scenario's shape and the longer figures.
+#[derive(Serialize)]
+pub struct DetailsFile<'a> {
+    pub scenario: &'a str,
+    pub seed: u64,
+    pub regions: usize,
+    pub edge_locations: usize,
+    pub isolates: usize,
+    pub offered_rps: f64,
+    pub duration_s: f64,
+    pub region_capacity_rps: Vec<(String, f64)>,
+    pub survivors: Vec<String>,
+    pub faulted: Vec<String>,
+    pub policies: ByPolicy<PolicyDetails>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rounding_is_stable_and_has_no_negative_zero() {
+        assert_eq!(round(0.123_456_789, 4), 0.1235);
+        assert_eq!(round(-0.000_01, 2).to_string(), "0");
+        assert_eq!(round(2.0, 3), 2.0);
+    }
+}
