@@ -798,8 +798,8 @@ proptest! {
         let (app, headers) = match sign_it {
             false => (open(), headers),
             true => {
-                // The edge signs only what it can read as text: a signed header the region
-                // cannot read is a 403 (`signature_malformed`), tried elsewhere.
+                // Signed values here are visible ASCII only: a signed value with bytes of 0x80
+                // or more is the open bug `a_signed_header_with_obs_text_is_a_400`.
                 let text = headers.iter().map(|(n, v)| {
                     let value = header_value(v).to_str().ok()?.to_owned();
                     Some((n.clone(), value))
@@ -953,5 +953,56 @@ proptest! {
         prop_assert_eq!(answer.0, StatusCode::FORBIDDEN, "{:?}", answer.1);
         let code = answer.1.unwrap_or_default();
         prop_assert!(code.starts_with("signature_"), "{code:?}");
+    }
+}
+
+/// BUG (found by `refused_bodies_get_the_parsers_answer_through_the_router`, minimal input:
+/// `Idempotency-Key` bytes `C2 80`, body `{}`, signed): a header the edge signed whose value has
+/// a byte of 0x80 or more (obs-text, which HTTP allows) is refused by `OriginKey::verify` as
+/// `Malformed("header value")`, a 403 `signature_malformed`, before the item rules can answer
+/// 400. The edge takes a 403 to a signed request for a failing region, so through the edge the
+/// client's bad header becomes a 5xx. Ignored until decided: the fix may belong to the edge
+/// (refuse such values with a 400 before signing) or to the region (check the header before
+/// the signature).
+#[test]
+#[ignore = "BUG: obs-text in a signed header is a 403 signature_malformed, not a 400"]
+fn a_signed_header_with_obs_text_is_a_400() {
+    for (name, value, method, path, code) in [
+        (
+            "idempotency-key",
+            "caf\u{e9}",
+            "POST",
+            "/items",
+            "invalid_idempotency_key",
+        ),
+        (
+            "idempotency-key",
+            "\u{80}",
+            "POST",
+            "/items",
+            "invalid_idempotency_key",
+        ),
+        (
+            "if-match",
+            "\"\u{e9}\"",
+            "PUT",
+            "/items/obs-1",
+            "invalid_if_match",
+        ),
+    ] {
+        let extra = [
+            ("content-type".to_owned(), "application/json".to_owned()),
+            (name.to_owned(), value.to_owned()),
+        ];
+        let headers = signed(method, path, &extra, b"{}", SystemTime::now());
+        let answer = send(
+            closed(),
+            request(method, path, &as_bytes(headers), b"{}".to_vec()).unwrap(),
+        );
+        assert_eq!(
+            answer,
+            (StatusCode::BAD_REQUEST, Some(code.to_owned())),
+            "{name}: {value:?}"
+        );
     }
 }
