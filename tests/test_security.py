@@ -270,3 +270,15 @@ def test_a_region_refusing_the_edges_signature_counts_as_failing(moto_server, ta
         for proc in (front, central, west):
             if proc:
                 proc.stop()
+
+
+def test_a_header_that_cannot_be_signed_is_a_400_not_a_failing_region(closed):
+    """A byte of 0x80 or more in a header the edge signs (HTTP allows it; SigV4 has no form for
+    it): the client gets 400 invalid_header from the edge, no region is tried or blamed."""
+    before = {r["name"]: r["consecutive_failures"] for r in closed.edge_status()["regions"]}
+    r = call(closed, "POST", "/items", closed.access.token, json={"note": "x"},
+             headers={"Idempotency-Key": "caf\xe9"})
+    assert r.status_code == 400 and error_code(r) == "invalid_header", r.text
+    assert r.headers["x-served-by"] == "edge"
+    after = {r["name"]: r["consecutive_failures"] for r in closed.edge_status()["regions"]}
+    assert after == before

@@ -101,7 +101,7 @@ impl RateLimitPolicy {
 }
 
 /// Everything about access, parsed once per isolate.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct AccessConfig {
     /// Token rules; `None` when `AUTH` is `"off"` (an open edge, the seed's flow).
     pub tokens: Option<TokenRules>,
@@ -111,6 +111,20 @@ pub struct AccessConfig {
     pub operator_token: Option<String>,
     /// The per-client rate limit; `None` when `RATE_LIMIT` is unset or `"off"`.
     pub rate_limit: Option<RateLimitPolicy>,
+}
+
+impl std::fmt::Debug for AccessConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessConfig")
+            .field("tokens", &self.tokens)
+            .field("origin_signing", &self.origin_signing)
+            .field(
+                "operator_token",
+                &self.operator_token.as_ref().map(|_| "<set>"),
+            )
+            .field("rate_limit", &self.rate_limit)
+            .finish()
+    }
 }
 
 fn err(field: &str, reason: impl Into<String>) -> ConfigError {
@@ -443,7 +457,11 @@ mod tests {
             limited[1],
             ("ratelimit-policy", "\"client\";q=100;w=60".to_owned())
         );
-        assert!(!format!("{c:?}").contains("secret\""), "no secret in Debug");
+        let shown = format!("{c:?}");
+        assert!(
+            !shown.contains("secret\"") && !shown.contains("operator-token-0123"),
+            "no secret in Debug: {shown}"
+        );
     }
 
     #[test]

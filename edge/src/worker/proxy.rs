@@ -18,7 +18,7 @@ use crate::core::affinity::{self, Affinity};
 use crate::core::attempts::{AttemptLoop, Report, Step};
 use crate::core::config::EdgeConfig;
 use crate::core::geo::Coordinates;
-use crate::core::origin_signing::{OriginCredentials, SUBJECT_HEADER};
+use crate::core::origin_signing::{self, OriginCredentials, SUBJECT_HEADER};
 use crate::core::outcome::{self, Outcome};
 use crate::core::router::{EdgeRouter, Plan, RequestFacts};
 
@@ -237,6 +237,15 @@ pub async fn handle(mut req: Request, env: Env, ctx: Context) -> Result<Response
         }
     };
     let signing = access.origin_signing.as_ref();
+    if signing.is_some() {
+        let entries: Vec<(String, String)> = req.headers().entries().collect();
+        let pairs = entries.iter().map(|(n, v)| (n.as_str(), v.as_str()));
+        if let Some(name) = origin_signing::unsignable_header(pairs) {
+            let message = format!("header {name} must be printable ASCII");
+            let response = reply::error(400, "invalid_header", &message, &request_id)?;
+            return finish(response, cors.as_ref(), secure);
+        }
+    }
     let (out, has_key) = outgoing(&req, body, &request_id, subject.as_deref(), signing)?;
     let method_name = method.to_string();
     let client = ClientFacts::of(&req);
