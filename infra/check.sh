@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Offline checks for infra/: the CloudFormation templates and renderings of table.yaml and
-# region.yaml for concrete configs, the project's cfn-guard rules (and that each rule can fail), checkov, and
-# deploy.py's dry run and config refusals. Nothing here reaches the network or AWS.
+# Offline checks for infra/: the CloudFormation templates and renderings of table.yaml,
+# region.yaml and function-role.yaml for concrete configs, the project's cfn-guard rules (and that
+# each rule can fail), checkov, and deploy.py's dry run and config refusals. Nothing here reaches
+# the network or AWS.
 #
 # Tools come from the environment (the project's test command sets them):
 #   CFN_LINT   path to cfn-lint        CFN_GUARD  path to cfn-guard (3.x)
@@ -37,8 +38,9 @@ relative_templates=("${templates[@]#"$ROOT"/}")
 # deploy.py passes for five configs (eventual with two, three and five regions, strong with three
 # replicas, strong with two and a witness) and region.yaml for five regions (SigV4 with origin
 # names, the certificate given or created, N-1 sizing for two, three and five regions, and a
-# region without an origin name); it checks the N-1 arithmetic in them, and the renderings go
-# through every check below.
+# region without an origin name) and function-role.yaml without and with the function's own VPC
+# (two and three zones); it checks the N-1 arithmetic and the network in them, and the
+# renderings go through every check below.
 RENDERED=$(mktemp -d "${TMPDIR:-/tmp}/tandem-rendered.XXXXXX")
 trap 'rm -rf "$RENDERED"' EXIT
 rendered=()

@@ -118,8 +118,10 @@ def expected_teardown_headers(cfg):
             f"KV namespace {kv_title(cfg)} (binding EDGE_STATE)",
             f"delete stack {p}-dns in us-east-1"]
     for r in reversed(regions):
-        want += [f"delete stack {p}-region-{r} in {r}",
-                 f"delete function {cfg['function']['name']} in {r}",
+        want += [f"delete stack {p}-region-{r} in {r}"]
+        if cfg.get("vpc", {}).get("enabled"):
+            want += [f"detach function {cfg['function']['name']} in {r} from its VPC"]
+        want += [f"delete function {cfg['function']['name']} in {r}",
                  f"delete stack {p}-role-{r} in {r}"]
     want += [f"delete the edge user's access keys ({p}-edge-identity output UserName)",
              f"delete stack {p}-edge-identity in {regions[0]}",
@@ -223,6 +225,31 @@ def check_plan(label, cfg, cfg_path, bin_dir, calls_log):
     check(f"{label}: table pre-warmed to {cap['warm_read']} reads/{cap['warm_write']} writes per "
           "second; the plan states the sizing", got_warm == warm and len(header) == 3
           and f"= {cap['survivor']}" in header[0], f"warm {got_warm}, header {header}")
+
+    # The vpc option: the role stack makes the function's network, and cargo lambda puts the
+    # function in its subnets with its security group; without it, neither.
+    vpc = cfg.get("vpc", {})
+    import ipaddress
+    if vpc.get("enabled"):
+        net = ipaddress.IPv4Network(vpc.get("cidr", "10.64.0.0/16"))
+        subnets = [str(n) for n in list(net.subnets(prefixlen_diff=2))[:vpc.get("availability_zones", 2)]]
+        want_role = {"VpcCidr": str(net), "SubnetCidrs": ",".join(subnets)}
+    else:
+        want_role = {"VpcCidr": "", "SubnetCidrs": ""}
+    wrong = []
+    for r, d in zip(regions, deploys):
+        lines = next((ls for h, ls in blocks if h.startswith(f"stack {prefix}-role-{r} ")), [])
+        got = dict(l.strip().split("=", 1) for l in lines if re.match(r"^    [A-Za-z0-9]+=", l))
+        placed = (f"--subnet-ids '<{prefix}-role-{r}:FunctionSubnetIds>' --security-group-ids "
+                  f"'<{prefix}-role-{r}:FunctionSecurityGroupId>'")
+        if {k: got.get(k) for k in want_role} != want_role or (placed in d) != bool(vpc.get("enabled")) \
+                or ("--subnet-ids" in d) != bool(vpc.get("enabled")):
+            wrong.append(f"{r}: role parameters {({k: got.get(k) for k in want_role})}, want {want_role}; deploy {d}")
+    check(f"{label}: " + (f"the function in a VPC of its own ({want_role['VpcCidr']}, subnets "
+                          f"{want_role['SubnetCidrs']}) made by the role stack, its subnets and "
+                          "security group given to cargo lambda deploy" if vpc.get("enabled")
+                          else "no VPC: the role stack makes no network, cargo lambda gets no subnets"),
+          not wrong, "; ".join(wrong))
 
     open_warning = 'WARNING: api.origin_auth is "none"' in out and 'WARNING: api.origin_auth is "none"' in err
     check(f"{label}: {'no warning about open origins' if sigv4 else 'warns, on stdout and stderr, that the origins are open'}",
@@ -558,6 +585,16 @@ def main():
         five["capacity"] = {"peak_rps_per_region": 2000}
         check_plan("five regions at 2000 requests/s each", five, write("five.json", five), bin_dir, calls_log)
 
+        # The vpc option, three availability zones in a /20.
+        in_vpc = json.loads(json.dumps(cfg))
+        in_vpc["vpc"] = {"enabled": True, "cidr": "10.20.0.0/20", "availability_zones": 3}
+        check_plan("vpc option, three zones", in_vpc, write("vpc.json", in_vpc), bin_dir, calls_log)
+        code, out, err = run_deploy(["--config", str(tmp / "vpc.json"), "--dry-run", "teardown"], bin_dir)
+        detach = [l for l in out.splitlines() if "update-function-configuration" in l]
+        check("vpc option: teardown takes each function out of its VPC (empty vpc-config) before "
+              "deleting it", len(detach) == len(in_vpc["regions"])
+              and all("--vpc-config 'SubnetIds=[],SecurityGroupIds=[]'" in l for l in detach), f"got {detach}")
+
         # Multi-Region strong consistency: three replicas (the strong example), and two replicas
         # plus a witness region, which gets no stacks of its own and is no edge region.
         strong_example = json.loads(STRONG_EXAMPLE.read_text())
@@ -718,6 +755,18 @@ def main():
             (broken("alarm topic in another region", lambda c: c["regions"][0].update(
                 alarm_topic_arn="arn:aws:sns:us-east-1:123456789012:tandem-capacity")),
              "alarm_topic_arn is in us-east-1"),
+            (broken("vpc with a public range", lambda c: c.update(vpc={"enabled": True, "cidr": "8.8.0.0/16"})),
+             "vpc.cidr must be a private range"),
+            (broken("vpc range too large", lambda c: c.update(vpc={"enabled": True, "cidr": "10.0.0.0/8"})),
+             "vpc.cidr must be a /16 to /24 network"),
+            (broken("vpc range not a network", lambda c: c.update(vpc={"enabled": True, "cidr": "10.64.1.0/16"})),
+             "vpc.cidr is not an IPv4 network"),
+            (broken("vpc in four zones", lambda c: c.update(vpc={"enabled": True, "availability_zones": 4})),
+             "vpc.availability_zones must be between 2 and 3"),
+            (broken("vpc enabled as a string", lambda c: c.update(vpc={"enabled": "yes"})),
+             "vpc.enabled must be true or false"),
+            (broken("unknown vpc key", lambda c: c.update(vpc={"enabled": True, "subnet_ids": ["subnet-1"]})),
+             "unknown key 'subnet_ids' in \"vpc\""),
             (("not JSON", write("not-json.json", "{ regions: ")), "not valid JSON"),
             (("missing file", tmp / "absent.json"), "cannot read config"),
         ]

@@ -8,8 +8,10 @@ Deploy order (teardown runs it backwards):
   1. table stack      the DynamoDB global table, in the first region
   2. build            `cargo lambda build --release --arm64 -p regional`, once
   3. edge identity    the edge's IAM user and group (SigV4 signing identity), in the first region
-  4. for each region  role stack -> `cargo lambda deploy` -> region stack (API, domains, the
-                      edge group's execute-api:Invoke on this API)
+  4. for each region  role stack (with the vpc option, the function's own network too) ->
+                      `cargo lambda deploy` -> reserved concurrency for the N-1 share (after
+                      checking the account's limits) -> region stack (API, domains, throttling,
+                      capacity alarms, the edge group's execute-api:Invoke on this API)
   5. DNS stack        health checks, latency records and alarms, in us-east-1
   6. edge             `wrangler deploy` with REGIONS, FALLBACK_ORIGIN, ORIGIN_AUTH and AUTH; then
                       the Worker's secrets on stdin: AFFINITY_SECRET, a new access key of the edge
@@ -26,6 +28,7 @@ Python 3.8+ standard library only. See infra/README.md for the config file and p
 """
 
 import argparse
+import ipaddress
 import json
 import math
 import os
@@ -145,6 +148,8 @@ MIN_RESERVED_CONCURRENCY = 10
 CONCURRENCY_ALARM_PERCENT = 80
 # Lambda refuses a reservation that would leave fewer than 100 unreserved executions.
 LAMBDA_MIN_UNRESERVED = 100
+# The function's own network (optional, "vpc" in the config).
+DEFAULT_VPC_CIDR = "10.64.0.0/16"
 
 
 class ConfigError(Exception):
@@ -314,6 +319,28 @@ def _throttling(api, plan):
     return {"rate": rate, "burst": burst}
 
 
+def _vpc(raw):
+    """The optional VPC for the function (off by default): {"enabled", "cidr", "azs", "subnets"}.
+    The VPC is the function's own, made by the role stack in every region (the same range in each
+    is fine: they are never connected)."""
+    vpc = _section(raw, "vpc", {"enabled", "cidr", "availability_zones"})
+    enabled = _bool(vpc, "enabled", "vpc.", False)
+    cidr = _string(vpc, "cidr", "vpc.", default=DEFAULT_VPC_CIDR)
+    try:
+        net = ipaddress.IPv4Network(cidr)
+    except ValueError:
+        raise ConfigError(f"vpc.cidr is not an IPv4 network: {cidr!r}") from None
+    if not 16 <= net.prefixlen <= 24:
+        raise ConfigError(f"vpc.cidr must be a /16 to /24 network (a VPC is /16 to /28 and each "
+                          f"subnet a quarter of it), got /{net.prefixlen}")
+    if not net.is_private:
+        raise ConfigError(f"vpc.cidr must be a private range (RFC 1918), got {cidr}")
+    azs = _int(vpc, "availability_zones", "vpc.", 2, 2, 3)
+    # One subnet per availability zone, each a quarter of the VPC (a fourth stays free).
+    subnets = [str(n) for n in list(net.subnets(prefixlen_diff=2))[:azs]]
+    return {"enabled": enabled, "cidr": str(net), "azs": azs, "subnets": subnets}
+
+
 def load_config(path):
     """Reads and checks the config file; returns a plain dict every later step can trust."""
     try:
@@ -330,7 +357,7 @@ def load_config(path):
     _no_unknown_keys(raw, {
         "stack_prefix", "aws_profile", "domain", "hosted_zone_id", "certificate_validation_zone_id",
         "table_name", "consistency", "witness_region", "function", "regions", "route53", "api",
-        "auth", "cloudflare", "capacity"}, "the config")
+        "auth", "cloudflare", "capacity", "vpc"}, "the config")
 
     cfg = {
         "prefix": _string(raw, "stack_prefix", "", PREFIX_RE, default="tandem"),
@@ -442,6 +469,7 @@ def load_config(path):
     cfg["api"].update(_throttling(api, cfg["capacity"]))
 
     cfg["auth"] = _auth(raw)
+    cfg["vpc"] = _vpc(raw)
 
     cloudflare = _section(raw, "cloudflare", {"account_id", "worker_dir", "wrangler",
                                               "worker_name", "route", "env"})
@@ -793,6 +821,11 @@ def deploy(cfg, runner, operator=None):
 
     for line in capacity_lines(cfg):
         print(f"# {line}")
+    if cfg["vpc"]["enabled"]:
+        v = cfg["vpc"]
+        print(f"# vpc: each region's function in a VPC of its own ({v['cidr']}, subnets "
+              f"{', '.join(v['subnets'])}), no internet or NAT gateway, DynamoDB through a gateway "
+              "endpoint (docs/infra.md)")
 
     if cfg["consistency"] == "strong":
         witness = f", witness {cfg['witness']}" if cfg["witness"] else ""
@@ -811,11 +844,8 @@ def deploy(cfg, runner, operator=None):
     api_outputs = {}
     for region in cfg["regions"]:
         name = region["name"]
-        role = runner.deploy_stack(names["role"][name], name, "function-role.yaml", {
-            "TableName": cfg["table"],
-            "FunctionName": fn["name"],
-            "LogRetentionDays": fn["log_retention_days"],
-        }, iam=True)
+        role = runner.deploy_stack(names["role"][name], name, "function-role.yaml",
+                                   role_parameters(cfg), iam=True)
 
         runner.header(f"function {fn['name']} in {name}")
         argv = ["cargo", "lambda", "deploy", "--region", name]
@@ -827,6 +857,10 @@ def deploy(cfg, runner, operator=None):
         argv += ["--iam-role", role["RoleArn"], "--env-var", f"TABLE_NAME={cfg['table']}"]
         if sigv4:
             argv += ["--env-var", f"EDGE_CALLER_ARN={identity['UserArn']}"]
+        if cfg["vpc"]["enabled"]:
+            # The role stack made the function's network: its subnets and security group.
+            argv += ["--subnet-ids", role["FunctionSubnetIds"],
+                     "--security-group-ids", role["FunctionSecurityGroupId"]]
         argv += ["--memory", str(fn["memory_mb"]), "--timeout", str(fn["timeout_s"]),
                  "--tag", "project=tandem", "--binary-name", fn["binary"], fn["name"]]
         runner.run(argv)
@@ -953,6 +987,18 @@ def reserve_concurrency(cfg, runner, region):
                           "--reserved-concurrent-executions", str(c["reserved"])))
 
 
+def role_parameters(cfg):
+    """The role stack's parameters (infra/render.py renders the template with the same ones)."""
+    vpc = cfg["vpc"]
+    return {
+        "TableName": cfg["table"],
+        "FunctionName": cfg["function"]["name"],
+        "LogRetentionDays": cfg["function"]["log_retention_days"],
+        "VpcCidr": vpc["cidr"] if vpc["enabled"] else "",
+        "SubnetCidrs": ",".join(vpc["subnets"]) if vpc["enabled"] else "",
+    }
+
+
 def region_parameters(cfg, region, edge_group):
     """The region stack's parameters (infra/render.py renders the template with the same ones)."""
     origin = region["origin_domain"]
@@ -1000,6 +1046,15 @@ def teardown(cfg, runner):
     runner.delete_stack(names["dns"], DNS_REGION)
     for name in reversed(regions):
         runner.delete_stack(names["region"][name], name)
+        if cfg["vpc"]["enabled"]:
+            # Out of the VPC first, while the role that manages its network interfaces still
+            # exists, so Lambda can release them before the role stack deletes the subnets.
+            runner.header(f"detach function {fn['name']} in {name} from its VPC")
+            runner.run(runner.aws(name, "lambda", "update-function-configuration", "--function-name",
+                                  fn["name"], "--vpc-config", "SubnetIds=[],SecurityGroupIds=[]"),
+                       may_fail=True)
+            runner.run(runner.aws(name, "lambda", "wait", "function-updated", "--function-name",
+                                  fn["name"]), may_fail=True)
         runner.header(f"delete function {fn['name']} in {name}")
         runner.run(runner.aws(name, "lambda", "delete-function", "--function-name", fn["name"]),
                    may_fail=True)

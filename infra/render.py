@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Renders infra/templates/table.yaml and region.yaml for concrete configs, for the offline
+"""Renders infra/templates/table.yaml, region.yaml and function-role.yaml for concrete configs, for the offline
 checks in check.sh.
 
     infra/render.py OUT_DIR
@@ -7,20 +7,26 @@ checks in check.sh.
 The table template chooses its shape with parameters and conditions (two to five replicas,
 EVENTUAL or STRONG, a witness region or none), the region template too (SigV4 on the routes or
 the opt-out, an origin name with the execute-api endpoint off or none with it on, a certificate
-given or created), and cfn-guard rules cannot evaluate a condition. So for each variant below
-this script takes the parameters deploy.py would pass (deploy.table_parameters,
-deploy.region_parameters), checks them against the template's parameter constraints and its
+given or created; sized for N-1 regions), the role template too (the function's own VPC or
+none), and cfn-guard rules cannot evaluate a condition. So for each variant below this script
+takes the parameters deploy.py would pass (deploy.table_parameters, deploy.region_parameters,
+deploy.role_parameters), checks them against the template's parameter constraints and its
 Rules, resolves Ref to parameters, parameters named in Fn::Sub, Conditions, Fn::If, Fn::Select,
-Fn::Split, Fn::Join and AWS::NoValue, and writes OUT_DIR/table.<variant>.json and
-OUT_DIR/region.<variant>-<region>.json: the templates with nothing left to choose. check.sh
+Fn::Split, Fn::Join and AWS::NoValue, and writes OUT_DIR/table.<variant>.json,
+OUT_DIR/region.<variant>-<region>.json and OUT_DIR/role.<variant>-<region>.json: the templates
+with nothing left to choose. check.sh
 gives those renderings to cfn-lint, every cfn-guard rule and checkov.
 
-Table variants: `example` (infra/config.example.json), `five` (five regions, eventual), `strong`
+Table variants: `example` (infra/config.example.json), `five` (five regions at 2000 requests/s,
+eventual), `three` (three at 500: docs/infra.md's worked example), `strong`
 (infra/config.strong.example.json, three replicas) and `strong-witness` (two of its replicas
-and the third region as witness). Region variants: `example` (both regions: SigV4, origin names,
-certificates given), `five` (its first region: the certificate created, with the origin name as
-a second name), `no-origin` (a region without an origin name); and `open` (origin_auth "none"),
-checked here but not written, since it is the opt-out the guard rules exist to refuse.
+and the third region as witness); each is checked against this file's own copy of the N-1
+arithmetic. Region variants: `example` (both regions: SigV4, origin names, certificates given),
+`five` (its first region: the certificate created, with the origin name as a second name),
+`three` (a region of the worked example, with an alarm topic), `no-origin` (a region without an
+origin name); and `open` (origin_auth "none"), checked here but not written, since it is the
+opt-out the guard rules exist to refuse. Role variants: `example` (no VPC), `vpc` (the vpc
+option's defaults: two zones) and `vpc3` (a /20, three zones).
 
 This is this project's own evaluation of the few intrinsic functions the templates use, not
 CloudFormation's; anything else (GetAtt, resources and pseudo parameters in Sub) is left as it
@@ -41,6 +47,7 @@ import deploy  # noqa: E402  (the same config checks and table parameters as a d
 
 TEMPLATE = INFRA / "templates" / "table.yaml"
 REGION_TEMPLATE = INFRA / "templates" / "region.yaml"
+ROLE_TEMPLATE = INFRA / "templates" / "function-role.yaml"
 # Stands in for the edge-identity stack's GroupName output (a name IAM could have made).
 EDGE_GROUP = "tandem-edge-identity-EdgeGroup-1A2B3C4D5E6F"
 NO_VALUE = object()
@@ -223,10 +230,24 @@ def render(template, ctx, label):
             kept[name] = ctx.resolve({k: v for k, v in body.items() if k != "Condition"})
         out[section] = kept
     text = json.dumps(out)
-    for leftover in ("Fn::If", "AWS::NoValue", '"Condition"'):
+    for leftover in ("Fn::If", "AWS::NoValue"):
         if leftover in text:
             raise RenderError(f"{leftover} left in the rendering")
+    if _condition_left(out):
+        raise RenderError("a Condition function left in the rendering")
     return out
+
+
+def _condition_left(node):
+    """True if a {"Condition": name} function is left (an IAM policy's Condition block is not
+    one: it maps operators to keys)."""
+    if isinstance(node, list):
+        return any(_condition_left(v) for v in node)
+    if isinstance(node, dict):
+        if len(node) == 1 and isinstance(node.get("Condition"), str):
+            return True
+        return any(_condition_left(v) for v in node.values())
+    return False
 
 
 def variants():
@@ -444,6 +465,100 @@ def render_regions(out_dir):
               f"broken rules: {broken}")
 
 
+def role_variants():
+    """(label, config) for function-role.yaml: without a VPC (the default), and the vpc option
+    with two and with three availability zones."""
+    example = dict(variants())["example"]
+    vpc2 = json.loads(json.dumps(example))
+    vpc2["vpc"] = {"enabled": True}
+    vpc3 = json.loads(json.dumps(example))
+    vpc3["vpc"] = {"enabled": True, "cidr": "10.20.0.0/20", "availability_zones": 3}
+    return [("example", example), ("vpc", vpc2), ("vpc3", vpc3)]
+
+
+def ref_name(value):
+    return value.get("Ref") if isinstance(value, dict) else None
+
+
+def check_role(label, cfg, rendered):
+    """The function's network in a rendering of function-role.yaml: none without the vpc option;
+    with it, a VPC of the config's range, one private subnet per zone, every subnet on a route
+    table that the DynamoDB gateway endpoint serves, no internet or NAT gateway, and a security
+    group with no inbound rule and only HTTPS out; the outputs deploy.py gives cargo lambda."""
+    resources, outputs = rendered["Resources"], rendered.get("Outputs", {})
+    by_type = {}
+    for name, body in resources.items():
+        by_type.setdefault(body["Type"], {})[name] = body["Properties"]
+    ec2 = sorted(t for t in by_type if t.startswith("AWS::EC2::"))
+    vpc = cfg["vpc"]
+    if not vpc["enabled"]:
+        check(f"{label}: no vpc option: no network resources and no subnet outputs",
+              not ec2 and "FunctionSubnetIds" not in outputs, f"EC2 types {ec2}, outputs {sorted(outputs)}")
+        return
+    vpcs = by_type.get("AWS::EC2::VPC", {})
+    subnets = by_type.get("AWS::EC2::Subnet", {})
+    assoc = by_type.get("AWS::EC2::SubnetRouteTableAssociation", {}).values()
+    endpoints = [e for e in by_type.get("AWS::EC2::VPCEndpoint", {}).values()
+                 if e.get("VpcEndpointType") == "Gateway"
+                 and e.get("ServiceName") == {"Fn::Sub": "com.amazonaws.${AWS::Region}.dynamodb"}]
+    served = {ref_name(t) for e in endpoints for t in e.get("RouteTableIds", [])}
+    tables_of = {ref_name(a["SubnetId"]): ref_name(a["RouteTableId"]) for a in assoc}
+    ok = (list(vpcs.values()) == [dict(list(vpcs.values())[0], CidrBlock=vpc["cidr"])]
+          and sorted(s_["CidrBlock"] for s_ in subnets.values()) == sorted(vpc["subnets"])
+          and all(s_.get("MapPublicIpOnLaunch") is False for s_ in subnets.values())
+          and len(endpoints) == 1 and all(tables_of.get(n) in served for n in subnets)
+          and not {"AWS::EC2::InternetGateway", "AWS::EC2::NatGateway", "AWS::EC2::Route"} & set(ec2))
+    check(f"{label}: VPC {vpc['cidr']}, {len(vpc['subnets'])} private subnets "
+          f"({', '.join(vpc['subnets'])}), each on a route table the DynamoDB gateway endpoint "
+          "serves; no internet gateway, NAT or other route", ok,
+          f"VPC {list(vpcs.values())}, subnets {[s_['CidrBlock'] for s_ in subnets.values()]}, "
+          f"route tables {tables_of}, endpoint tables {served}, EC2 types {ec2}")
+    groups = by_type.get("AWS::EC2::SecurityGroup", {})
+    rules = [r for t in ("AWS::EC2::SecurityGroupIngress", "AWS::EC2::SecurityGroupEgress")
+             for r in by_type.get(t, {})]
+    egress = [g.get("SecurityGroupEgress") for g in groups.values()]
+    check(f"{label}: the function's security group: no inbound rule, out only TCP 443",
+          len(groups) == 1 and not rules and not any("SecurityGroupIngress" in g for g in groups.values())
+          and all(len(e or []) == 1 and e[0]["IpProtocol"] == "tcp" and e[0]["FromPort"] == 443
+                  and e[0]["ToPort"] == 443 for e in egress), f"groups {groups}, separate rules {rules}")
+    subnet_output = outputs.get("FunctionSubnetIds", {}).get("Value")
+    want = {"Fn::Join": [",", [{"Ref": n} for n in sorted(subnets)]]}
+    check(f"{label}: outputs the function's subnets and security group for cargo lambda deploy",
+          subnet_output == want and "FunctionSecurityGroupId" in outputs,
+          f"FunctionSubnetIds {subnet_output}, want {want}; outputs {sorted(outputs)}")
+
+
+def render_roles(out_dir):
+    template = load_template(ROLE_TEMPLATE)
+    for label, raw in role_variants():
+        cfg = load(out_dir, f"role-{label}", raw)
+        if cfg is None:
+            continue
+        region = cfg["regions"][0]["name"]
+        name = f"role.{label}-{region}"
+        try:
+            ctx = Context(template, parameters(template, deploy.role_parameters(cfg)))
+            broken = broken_rules(template, ctx)
+            check(f"{name}: the role parameters deploy.py passes meet the template's constraints "
+                  "and Rules", not broken, "; ".join(broken))
+            rendered = render(template, ctx, f"{label}, {region}")
+        except (RenderError, KeyError, IndexError, ValueError, TypeError) as err:
+            check(f"{name}: function-role.yaml renders", False, f"{type(err).__name__}: {err}")
+            continue
+        try:
+            check_role(name, cfg, rendered)
+        except (KeyError, TypeError, AttributeError, IndexError) as err:
+            check(f"{name}: rendering has the expected shape", False, f"{type(err).__name__}: {err}")
+        (out_dir / f"{name}.json").write_text(json.dumps(rendered, indent=2) + "\n")
+    try:
+        broken = broken_rules(template, Context(template, parameters(template, {
+            "VpcCidr": "10.64.0.0/16", "SubnetCidrs": "10.64.0.0/18"})))
+    except RenderError as err:
+        broken = [f"error: {err}"]
+    check("function-role.yaml's Rules refuse a VPC with one subnet",
+          any(b.startswith("SubnetsWithTheVpc:") for b in broken), f"broken rules: {broken}")
+
+
 def main(argv):
     if len(argv) != 2:
         print("usage: infra/render.py OUT_DIR", file=sys.stderr)
@@ -516,6 +631,7 @@ def main(argv):
               f"broken rules: {broken}")
 
     render_regions(out_dir)
+    render_roles(out_dir)
     return 0 if all(RESULTS) else 1
 
 
