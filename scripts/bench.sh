@@ -2,8 +2,18 @@
 # Measures the figures the issues name (start-up, memory, binary and bundle size, service overhead
 # over DynamoDB, edge added latency) on this machine and prints them. Bounded in time; loopback
 # only. Usage: scripts/bench.sh [--requests N]
+#        scripts/bench.sh --only auth [authbench options]: the security costs alone (SigV4 signing
+#        bench, then tests/harness/authbench.py: JWT verification in workerd, tandem-jwt vs
+#        WebCrypto; see docs/benchmarks.md, "Security costs").
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
+if [ "${1:-}" = "--only" ] && [ "${2:-}" = "auth" ]; then
+  shift 2
+  scripts/install-tools.sh python node
+  [ -f edge/build/index.js ] || { scripts/install-tools.sh wasm && scripts/build-edge.sh; }
+  cargo bench --profile measure -p edge --bench signing --locked -- --noplot 2>&1 | grep -E "^signing|time:" || true
+  exec "$VENV/bin/python" -m tests.harness.authbench "$@"
+fi
 scripts/install-tools.sh python node wasm system
 cargo build -p regional --release --locked
 cargo bench --profile measure -p regional --bench overhead --no-run --locked
