@@ -19,9 +19,11 @@ FAILED=0
 ok() { PASSED=$((PASSED + 1)); printf 'ok    %s\n' "$1"; }
 bad() {
   FAILED=$((FAILED + 1)); printf 'FAIL  %s\n' "$1"
-  if [ -n "${2:-}" ]; then printf '%s\n' "$2" | head -n 40 | sed 's/^/      /'; fi
+  if [ -n "${2:-}" ]; then sed -n '1,40s/^/      /p' <<<"$2"; fi
 }
 # Runs "$@" and keeps its combined output in OUT and its exit status in RC (never trips set -e).
+# Outputs are searched with `grep -q ... <<<"$OUT"`, never `printf | grep -q`: grep -q stops at
+# the first match, printf can then die of SIGPIPE, and with pipefail a match would read as none.
 capture() { OUT=$("$@" 2>&1) && RC=0 || RC=$?; }
 # A tool named by an env var must be set and executable; otherwise it is one failed check.
 have() {
@@ -54,7 +56,7 @@ if have PYTHON; then
       "FAIL "*) bad "render: ${line#FAIL }" ;;
     esac
   done <<<"$OUT"
-  if [ "$RC" -ne 0 ] && ! printf '%s\n' "$OUT" | grep -q '^FAIL '; then
+  if [ "$RC" -ne 0 ] && ! grep -q '^FAIL ' <<<"$OUT"; then
     bad "render.py crashed (exit $RC)" "$OUT"
   fi
   shopt -s nullglob
@@ -93,11 +95,11 @@ if have CFN_GUARD; then
     if ! grep -qE "^rule $rule( |\{)" "$rule_file"; then
       bad "cfn-guard rule $rule: $rule_file must define 'rule $rule'"; continue
     fi
-    if printf '%s\n' "$guard_all" | grep -qE "/$rule +FAIL\$"; then
+    if grep -qE "/$rule +FAIL\$" <<<"$guard_all"; then
       bad "cfn-guard rule $rule: fails on a real template (see above)"; continue
     fi
     # A rule that only ever SKIPs on the real templates checks nothing.
-    if ! printf '%s\n' "$guard_all" | grep -qE "/$rule +PASS\$"; then
+    if ! grep -qE "/$rule +PASS\$" <<<"$guard_all"; then
       bad "cfn-guard rule $rule: applies to none of the real templates (only SKIP)"; continue
     fi
     cases=("$INFRA"/guard/bad/"$rule"--*.yaml)
@@ -109,7 +111,7 @@ if have CFN_GUARD; then
       name=${case_file#"$INFRA"/}
       capture "$CFN_GUARD" validate --rules "$rule_file" --data "$case_file" --show-summary fail
       # 19 is cfn-guard's "validation failed"; anything else (0, or 5 for a broken rule) is wrong.
-      if [ "$RC" -eq 19 ] && printf '%s\n' "$OUT" | grep -qE "/$rule +FAIL\$"; then
+      if [ "$RC" -eq 19 ] && grep -qE "/$rule +FAIL\$" <<<"$OUT"; then
         ok "cfn-guard rule $rule rejects $name"
       else
         bad "cfn-guard rule $rule does not reject $name (exit $RC)" "$OUT"
@@ -153,7 +155,7 @@ if $python_ok; then
       "FAIL "*) bad "deploy.py: ${line#FAIL }" ;;
     esac
   done <<<"$OUT"
-  if [ "$RC" -ne 0 ] && ! printf '%s\n' "$OUT" | grep -q '^FAIL '; then
+  if [ "$RC" -ne 0 ] && ! grep -q '^FAIL ' <<<"$OUT"; then
     bad "deploy.py checks crashed (exit $RC)" "$OUT"
   fi
 fi
