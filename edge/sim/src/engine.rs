@@ -11,8 +11,6 @@
 //! Events are ordered by (time, sequence number): two runs with the same seed process the same
 //! events in the same order.
 
-use std::cmp::Ordering;
-use std::collections::BinaryHeap;
 use std::sync::Arc;
 
 use edge::core::Millis;
@@ -24,6 +22,7 @@ use edge::core::router::{EdgeRouter, ProbeRefresh, ProbeReport, RequestFacts};
 
 use crate::dns::{self, Dns};
 use crate::metrics::{EdgeCounters, Recorder};
+use crate::queue::{Calendar, Timed};
 use crate::region::{Answer, MILLI, Micros, Region};
 use crate::rng::Rng;
 use crate::world::{CLIENTS_PER_POPULATION, World, millis};
@@ -93,7 +92,6 @@ enum Kind {
     RegionIn(u32, u32, u8),
     Back(u32, u32, u8),
     Hedge(u32, u32),
-    ClientBack(u32, u32),
     Cron,
     Check(u16),
 }
@@ -105,21 +103,9 @@ struct Event {
     kind: Kind,
 }
 
-impl PartialEq for Event {
-    fn eq(&self, other: &Self) -> bool {
-        (self.at, self.seq) == (other.at, other.seq)
-    }
-}
-impl Eq for Event {}
-impl PartialOrd for Event {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Event {
-    /// Reversed: the heap pops the earliest (then the first scheduled).
-    fn cmp(&self, other: &Self) -> Ordering {
-        (other.at, other.seq).cmp(&(self.at, self.seq))
+impl Timed for Event {
+    fn key(&self) -> (u64, u64) {
+        (self.at, self.seq)
     }
 }
 
@@ -154,6 +140,14 @@ struct Attempt {
     retry_after_us: Micros,
 }
 
+/// A hedge the core armed for the step's first attempt.
+#[derive(Debug, Clone, Copy)]
+struct Hedge {
+    region: usize,
+    timeout_ms: u64,
+    due_us: Micros,
+}
+
 /// A client request in flight (all its tries).
 #[derive(Debug, Clone)]
 struct Request {
@@ -169,8 +163,12 @@ struct Request {
     attempts: Vec<Attempt>,
     /// The step's first attempt (its hedge races it).
     primary: usize,
-    /// An armed hedge: the region, and the time left of the step's timeout after the delay.
-    hedge: Option<(usize, u64)>,
+    /// An armed hedge: the region, the time left of the step's timeout after the delay, and
+    /// when it is due.
+    hedge: Option<Hedge>,
+    /// Whether the hedge's timer is set (it is set only if the first attempt is not back by
+    /// then, which is known once the attempt reaches its region).
+    hedge_timer: bool,
     status: u16,
     retry_after_us: Micros,
 }
@@ -198,7 +196,7 @@ struct Run<'w> {
     policy: Policy,
     now: Micros,
     seq: u64,
-    queue: BinaryHeap<Event>,
+    queue: Calendar<Event>,
     regions: Vec<Region>,
     routers: Vec<EdgeRouter>,
     config: Arc<EdgeConfig>,
@@ -248,7 +246,7 @@ pub fn run(world: &World, policy: Policy, seed: u64) -> Recorder {
         policy,
         now: 0,
         seq: 0,
-        queue: BinaryHeap::new(),
+        queue: Calendar::default(),
         regions,
         routers,
         config: Arc::new(config),
@@ -330,11 +328,7 @@ impl Run<'_> {
                     self.hedge(r as usize);
                 }
             }
-            Kind::ClientBack(r, g) => {
-                if self.requests[r as usize].generation == g {
-                    self.client_back(r as usize);
-                }
-            }
+
             Kind::Cron => self.cron(),
             Kind::Check(c) => self.check(c as usize),
         }
@@ -372,6 +366,7 @@ impl Run<'_> {
             attempts: Vec::new(),
             primary: 0,
             hedge: None,
+            hedge_timer: false,
             status: 0,
             retry_after_us: 0,
         };
@@ -490,12 +485,21 @@ impl Run<'_> {
             } => {
                 let first = req.attempts.is_empty();
                 req.primary = req.attempts.len();
-                req.hedge =
-                    hedge.map(|(delay, other)| (other, timeout_ms.saturating_sub(delay).max(1)));
+                req.hedge = hedge.map(|(delay, other)| Hedge {
+                    region: other,
+                    timeout_ms: timeout_ms.saturating_sub(delay).max(1),
+                    due_us: self.now + delay * MILLI,
+                });
+                req.hedge_timer = false;
                 let generation = req.generation;
-                self.send(r, region, timeout_ms, !first);
-                if let Some((delay, _)) = hedge {
-                    self.at(self.now + delay * MILLI, Kind::Hedge(r as u32, generation));
+                let reaches_region = self.send(r, region, timeout_ms, !first);
+                // The timer is needed only if the attempt is not back by then; that is known
+                // when it reaches the region, unless the hedge is due before.
+                if let Some(h) = self.requests[r].hedge
+                    && h.due_us <= reaches_region
+                {
+                    self.requests[r].hedge_timer = true;
+                    self.at(h.due_us, Kind::Hedge(r as u32, generation));
                 }
             }
             // No fallback origin is configured: `Fallback` never comes; if it did, it would
@@ -504,13 +508,14 @@ impl Run<'_> {
                 router.on_unavailable();
                 req.status = 503;
                 req.retry_after_us = 1_000 * MILLI;
-                self.answer_client(r);
+                let at = self.now + self.world.populations[req.population].access_one_way_us;
+                self.client_answered(r, at);
             }
         }
     }
 
-    /// Sends an edge attempt to `region`.
-    fn send(&mut self, r: usize, region: usize, timeout_ms: u64, edge_retry: bool) {
+    /// Sends an edge attempt to `region`; returns when it reaches it.
+    fn send(&mut self, r: usize, region: usize, timeout_ms: u64, edge_retry: bool) -> Micros {
         let req = &mut self.requests[r];
         let index = req.attempts.len();
         req.attempts.push(Attempt {
@@ -530,6 +535,7 @@ impl Run<'_> {
             self.now + one_way,
             Kind::RegionIn(r as u32, generation, index as u8),
         );
+        self.now + one_way
     }
 
     /// An attempt reaches its region: the answer, and when it is back (or the timeout).
@@ -572,11 +578,19 @@ impl Run<'_> {
         attempt.retry_after_us = retry_after_us;
         let generation = req.generation;
         if self.policy.uses_edge() {
+            if a == req.primary
+                && !req.hedge_timer
+                && let Some(h) = req.hedge
+                && at >= h.due_us
+            {
+                req.hedge_timer = true;
+                self.at(h.due_us, Kind::Hedge(r as u32, generation));
+            }
             self.at(at, Kind::Back(r as u32, generation, a as u8));
         } else {
             req.status = status;
             req.retry_after_us = retry_after_us;
-            self.at(at, Kind::ClientBack(r as u32, generation));
+            self.client_answered(r, at);
         }
     }
 
@@ -623,7 +637,8 @@ impl Run<'_> {
                 req.status = delivered.status;
                 req.retry_after_us = delivered.retry_after_us;
                 req.hedge = None;
-                self.answer_client(r);
+                let at = self.now + self.world.populations[req.population].access_one_way_us;
+                self.client_answered(r, at);
             }
         }
     }
@@ -632,7 +647,12 @@ impl Run<'_> {
     fn hedge(&mut self, r: usize) {
         let now_ms = ms(self.now);
         let req = &mut self.requests[r];
-        let Some((other, timeout_ms)) = req.hedge.take() else {
+        let Some(Hedge {
+            region: other,
+            timeout_ms,
+            ..
+        }) = req.hedge.take()
+        else {
             return;
         };
         if !req.attempts[req.primary].live {
@@ -647,16 +667,10 @@ impl Run<'_> {
         }
     }
 
-    /// The edge answers the client (it arrives one access leg later).
-    fn answer_client(&mut self, r: usize) {
-        let req = &self.requests[r];
-        let at = self.now + self.world.populations[req.population].access_one_way_us;
-        let generation = req.generation;
-        self.at(at, Kind::ClientBack(r as u32, generation));
-    }
-
-    /// The client has its try's answer: done, or a retry after backoff.
-    fn client_back(&mut self, r: usize) {
+    /// The client has its try's answer (`req.status`) at `at` (now, or later: nothing in the
+    /// simulated world depends on the client between an answer and its next try): done, or a
+    /// retry after backoff.
+    fn client_answered(&mut self, r: usize, at: Micros) {
         let retry = self.world.client_retry();
         let req = &mut self.requests[r];
         let status = req.status;
@@ -675,13 +689,13 @@ impl Run<'_> {
             req.retries += 1;
             req.generation = req.generation.wrapping_add(1);
             self.rec.client_retries += 1;
-            self.at(self.now + wait, Kind::ClientTry(r as u32));
+            self.at(at + wait, Kind::ClientTry(r as u32));
             return;
         }
         let arrived = req.arrived_us;
         req.generation = req.generation.wrapping_add(1);
         req.attempt_loop = None;
-        self.rec.finished(arrived, self.now, is_success(status));
+        self.rec.finished(arrived, at, is_success(status));
         self.free.push(r as u32);
     }
 

@@ -16,6 +16,7 @@ pub mod dns;
 pub mod engine;
 pub mod hist;
 pub mod metrics;
+pub mod queue;
 pub mod region;
 pub mod rng;
 pub mod scenario;
