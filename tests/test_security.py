@@ -233,12 +233,15 @@ def test_keys_rotate_on_an_unknown_kid_and_survive_a_jwks_outage(closed, idp):
 def test_a_client_over_its_rate_limit_gets_429_with_ratelimit_headers(closed):
     flooder = hs256(closed, sub=f"flood-{uuid.uuid4().hex[:6]}")
     statuses = []
-    for _ in range(130):
+    # 100 a minute are allowed; the binding counts in fixed windows, so a flood that straddles
+    # two windows may need up to 200 requests before the 429.
+    for _ in range(250):
         r = call(closed, "GET", "/items?limit=1", flooder)
         statuses.append(r.status_code)
         if r.status_code == 429:
             break
-    assert statuses[-1] == 429, statuses[-5:]
+    assert statuses[-1] == 429, (len(statuses), statuses[-5:])
+    assert all(s == 200 for s in statuses[:100]), statuses[:100]
     assert error_code(r) == "rate_limited"
     assert int(r.headers["retry-after"]) > 0
     assert r.headers["ratelimit-policy"] == '"client";q=100;w=60'

@@ -9,6 +9,8 @@
 //! - `budget`: the retry budget that caps retry storms.
 //! - `outcome`: what an attempt produced and whether to try another region.
 //! - `affinity`: read-your-writes tokens.
+//! - `client_request`: what the edge refuses in a request line and headers (405, 400) before
+//!   any region sees it.
 //! - `access`: who may use the edge (token rules, operator token, rate limit) and how it
 //!   proves itself to the regions; `origin_signing`: SigV4 on every origin request; `tokens`:
 //!   the caller's bearer token checked (keys, cache, refresh policy).
@@ -19,6 +21,7 @@ pub mod access;
 pub mod affinity;
 pub mod attempts;
 pub mod budget;
+pub mod client_request;
 pub mod config;
 pub mod ewma;
 pub mod geo;

@@ -16,9 +16,10 @@ use crate::core::Millis;
 use crate::core::access::{AccessConfig, Denial, PathClass};
 use crate::core::affinity::{self, Affinity};
 use crate::core::attempts::{AttemptLoop, Report, Step};
+use crate::core::client_request;
 use crate::core::config::EdgeConfig;
 use crate::core::geo::Coordinates;
-use crate::core::origin_signing::{self, OriginCredentials, SUBJECT_HEADER};
+use crate::core::origin_signing::{OriginCredentials, SUBJECT_HEADER};
 use crate::core::outcome::{self, Outcome};
 use crate::core::router::{EdgeRouter, Plan, RequestFacts};
 
@@ -220,6 +221,20 @@ pub async fn handle(mut req: Request, env: Env, ctx: Context) -> Result<Response
         Admission::Forward { subject } => subject,
         Admission::Answer(response) => return finish(response, cors.as_ref(), secure),
     };
+    // The method as sent (worker-rs names only some methods and reads the rest as GET).
+    let entries: Vec<(String, String)> = req.headers().entries().collect();
+    let pairs = entries.iter().map(|(n, v)| (n.as_str(), v.as_str()));
+    let signed = access.origin_signing.is_some();
+    if let Err(refusal) = client_request::check(&req.inner().method(), pairs, signed) {
+        let mut response =
+            reply::error(refusal.status, refusal.code, &refusal.message, &request_id)?;
+        if refusal.status == 405 {
+            response
+                .headers_mut()
+                .set("allow", &client_request::allow())?;
+        }
+        return finish(response, cors.as_ref(), secure);
+    }
     super::probe::refresh(&env, &ctx).await;
 
     let limit = config.settings.max_body_bytes;
@@ -237,15 +252,6 @@ pub async fn handle(mut req: Request, env: Env, ctx: Context) -> Result<Response
         }
     };
     let signing = access.origin_signing.as_ref();
-    if signing.is_some() {
-        let entries: Vec<(String, String)> = req.headers().entries().collect();
-        let pairs = entries.iter().map(|(n, v)| (n.as_str(), v.as_str()));
-        if let Some(name) = origin_signing::unsignable_header(pairs) {
-            let message = format!("header {name} must be printable ASCII");
-            let response = reply::error(400, "invalid_header", &message, &request_id)?;
-            return finish(response, cors.as_ref(), secure);
-        }
-    }
     let (out, has_key) = outgoing(&req, body, &request_id, subject.as_deref(), signing)?;
     let method_name = method.to_string();
     let client = ClientFacts::of(&req);

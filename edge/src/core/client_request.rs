@@ -1,0 +1,124 @@
+//! What the edge refuses in a client's request line and headers before any region sees it, so
+//! that a client's mistake is answered as the client's (4xx), never sent on to look like a
+//! failing region: a method the API has no use for (405), an empty `If-Match` or
+//! `Idempotency-Key` (400, as a region would say), and a header the edge would sign whose value
+//! is not printable ASCII (400: SigV4 signs text, and HTTP allows other bytes).
+//!
+//! Pure: no I/O.
+
+use super::origin_signing::SIGNED_HEADERS;
+
+/// Methods the edge forwards (anything else is a 405 with these in `Allow`).
+pub const METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"];
+
+/// A refusal: the status, the stable code and what to tell the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub status: u16,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl Refusal {
+    fn bad(code: &'static str, message: String) -> Self {
+        Self {
+            status: 400,
+            code,
+            message,
+        }
+    }
+}
+
+/// The `Allow` header of a 405.
+pub fn allow() -> String {
+    METHODS.join(", ")
+}
+
+/// Checks the method (exactly as the client sent it) and the headers (lowercase names);
+/// `signed`: whether origin requests are signed.
+pub fn check<'a>(
+    method: &str,
+    mut headers: impl Iterator<Item = (&'a str, &'a str)>,
+    signed: bool,
+) -> Result<(), Refusal> {
+    if !METHODS.contains(&method) {
+        return Err(Refusal {
+            status: 405,
+            code: "method_not_allowed",
+            message: format!("method {} is not allowed", printable(method)),
+        });
+    }
+    headers.try_for_each(|(name, value)| match name {
+        "idempotency-key" if value.trim().is_empty() => Err(Refusal::bad(
+            "invalid_idempotency_key",
+            "Idempotency-Key must not be empty".to_owned(),
+        )),
+        "if-match" if value.trim().is_empty() => Err(Refusal::bad(
+            "invalid_if_match",
+            "If-Match must not be empty".to_owned(),
+        )),
+        _ if signed && SIGNED_HEADERS.contains(&name) && !printable_ascii(value) => {
+            Err(Refusal::bad(
+                "invalid_header",
+                format!("header {name} must be printable ASCII"),
+            ))
+        }
+        _ => Ok(()),
+    })
+}
+
+fn printable_ascii(value: &str) -> bool {
+    value.chars().all(|c| c == '\t' || (' '..='~').contains(&c))
+}
+
+/// At most 32 printable characters of a client's token, for a message.
+fn printable(text: &str) -> String {
+    text.chars()
+        .filter(|c| c.is_ascii_graphic())
+        .take(32)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check_one(method: &str, headers: &[(&str, &str)], signed: bool) -> Result<(), Refusal> {
+        check(method, headers.iter().copied(), signed)
+    }
+
+    #[test]
+    fn methods_the_api_has_no_use_for_are_405() {
+        for method in ["QUERY", "MOVE", "PROPFIND", "get", "TRACE", "CONNECT", ""] {
+            let refusal = check_one(method, &[], true).unwrap_err();
+            assert_eq!((refusal.status, refusal.code), (405, "method_not_allowed"));
+        }
+        for method in METHODS {
+            assert_eq!(check_one(method, &[], true), Ok(()));
+        }
+        assert_eq!(allow(), "GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS");
+    }
+
+    #[test]
+    fn empty_preconditions_and_keys_are_400_as_a_region_says() {
+        let code = |h: &[(&str, &str)]| check_one("PUT", h, false).unwrap_err().code;
+        assert_eq!(code(&[("if-match", "")]), "invalid_if_match");
+        assert_eq!(code(&[("if-match", "  ")]), "invalid_if_match");
+        assert_eq!(code(&[("idempotency-key", "")]), "invalid_idempotency_key");
+        assert_eq!(check_one("PUT", &[("if-match", "*")], false), Ok(()));
+    }
+
+    #[test]
+    fn only_printable_ascii_values_are_signed() {
+        let ok = [("idempotency-key", "k 1\t2"), ("accept", "caf\u{e9}")];
+        assert_eq!(check_one("POST", &ok, true), Ok(()));
+        for bad in ["caf\u{e9}", "\u{80}", "a\u{7f}", "\u{1f}"] {
+            let headers = [("content-type", "application/json"), ("if-match", bad)];
+            let refusal = check_one("PUT", &headers, true).unwrap_err();
+            assert_eq!(refusal.code, "invalid_header", "{bad:?}");
+            assert!(refusal.message.contains("if-match"));
+            // Unsigned, the region's own rules answer.
+            assert_eq!(check_one("PUT", &headers, false), Ok(()));
+        }
+    }
+}
