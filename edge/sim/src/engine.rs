@@ -262,7 +262,11 @@ pub fn run(world: &World, policy: Policy, seed: u64) -> Recorder {
         edge_rng: Rng::stream(seed, "edge"),
         client_rng: Rng::stream(seed, "client"),
         dns_rng,
-        rec: Recorder::new(world.horizon_us, world.scenario.regions.len()),
+        rec: Recorder::new(
+            world.horizon_us,
+            world.scenario.regions.len(),
+            world.populations.len(),
+        ),
     };
     run.start();
     while let Some(event) = run.queue.pop() {
@@ -428,7 +432,8 @@ impl Run<'_> {
             status: TIMED_OUT,
             retry_after_us: 0,
         });
-        self.rec.sent(self.now, region, true);
+        let first = (req.retries == 0).then_some(req.population);
+        self.rec.sent(self.now, region, first);
         self.at(self.now + one_way, Kind::RegionIn(r as u32, generation, 0));
     }
 
@@ -530,7 +535,8 @@ impl Run<'_> {
         });
         let one_way = self.world.locations[req.location].to_region_us[region];
         let generation = req.generation;
-        self.rec.sent(self.now, region, !edge_retry);
+        let first = (!edge_retry && req.retries == 0).then_some(req.population);
+        self.rec.sent(self.now, region, first);
         self.at(
             self.now + one_way,
             Kind::RegionIn(r as u32, generation, index as u8),
@@ -678,7 +684,7 @@ impl Run<'_> {
         {
             let ceiling = retry
                 .cap_ms
-                .min(retry.base_ms * 2f64.powi(req.retries as i32));
+                .min(retry.base_ms * 2f64.powi(req.retries as i32 + 1));
             let mut wait = millis(ceiling * self.client_rng.unit());
             if retry.honour_retry_after && req.retry_after_us > 0 {
                 wait = wait.max(

@@ -39,6 +39,8 @@ pub struct Output {
     pub summary_json: String,
     pub details_json: String,
     pub chart_svg: String,
+    /// `table.md`: the summary as a Markdown table (for docs/scale.md).
+    pub table_md: String,
     /// Per policy: wall time, client requests and events (not part of the files).
     pub timings: Vec<(Policy, Duration, u64, u64)>,
 }
@@ -103,10 +105,13 @@ pub fn simulate(scenario: &Scenario, seed: u64, threads: usize) -> Result<Output
             .map(|r| scenario.regions[r].name.clone())
             .collect()
     };
+    let summaries = ByPolicy(summaries);
+    let details = ByPolicy(details);
+    let table_md = summary::markdown(&scenario.name, &summaries, &details);
     let summary_file = SummaryFile {
         scenario: &scenario.name,
         seed,
-        policies: ByPolicy(summaries),
+        policies: summaries,
     };
     let details_file = DetailsFile {
         scenario: &scenario.name,
@@ -126,12 +131,13 @@ pub fn simulate(scenario: &Scenario, seed: u64, threads: usize) -> Result<Output
             .collect(),
         survivors: names(world.survivors()),
         faulted: names(world.affected_regions()),
-        policies: ByPolicy(details),
+        policies: details,
     };
     Ok(Output {
         summary_json: to_json(&summary_file)?,
         details_json: to_json(&details_file)?,
         chart_svg: chart::render(&world, &runs),
+        table_md,
         timings,
     })
 }

@@ -1,5 +1,5 @@
 //! `tandem-sim SCENARIO_FILE [--seed N] [--out DIR] [--threads N]`: runs the four policies on
-//! a scenario and writes `summary.json`, `details.json` and `chart.svg` to DIR (default
+//! a scenario and writes `summary.json`, `details.json`, `chart.svg` and `table.md` to DIR (default
 //! `.state/sim/<scenario name>`). Wall times go to stderr, never into the files.
 
 use std::path::PathBuf;
@@ -88,6 +88,7 @@ fn run(args: &Args) -> Result<(), String> {
         ("summary.json", &output.summary_json),
         ("details.json", &output.details_json),
         ("chart.svg", &output.chart_svg),
+        ("table.md", &output.table_md),
     ] {
         let file = out.join(name);
         std::fs::write(&file, text).map_err(|e| format!("{}: {e}", file.display()))?;

@@ -32,9 +32,11 @@ pub struct Recorder {
     pub load: Vec<u64>,
     /// Of `load`, the edge's retries and hedges (not a client's own tries).
     pub load_edge_retries: Vec<u64>,
-    /// `[second × regions + region]`: first attempts of each client try (where the edge, or
-    /// DNS, sends a client first), by second sent.
+    /// `[second × regions + region]`: first attempts of each client request (where the edge,
+    /// or DNS, sends a client first; not the client's retries), by second sent.
     pub first: Vec<u64>,
+    /// `[population × regions + region]`: the same over the whole run, by client population.
+    pub first_by_population: Vec<u64>,
     pub latency_us: Histogram,
     pub requests: u64,
     pub failed: u64,
@@ -46,7 +48,7 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    pub fn new(horizon_us: Micros, regions: usize) -> Self {
+    pub fn new(horizon_us: Micros, regions: usize, populations: usize) -> Self {
         let seconds = (horizon_us / SECOND) as usize + 2;
         Self {
             seconds,
@@ -57,6 +59,7 @@ impl Recorder {
             load: vec![0; seconds * regions],
             load_edge_retries: vec![0; seconds * regions],
             first: vec![0; seconds * regions],
+            first_by_population: vec![0; populations * regions],
             latency_us: Histogram::default(),
             requests: 0,
             failed: 0,
@@ -76,12 +79,15 @@ impl Recorder {
         self.arrivals[s] += 1;
     }
 
-    pub fn sent(&mut self, at: Micros, region: usize, first: bool) {
+    /// An attempt sent to `region`; `first` names the client's population when it is the
+    /// first attempt of the client's request.
+    pub fn sent(&mut self, at: Micros, region: usize, first: Option<usize>) {
         let s = self.second(at);
         self.attempts[s] += 1;
         self.attempts_total += 1;
-        if first {
+        if let Some(p) = first {
             self.first[s * self.regions + region] += 1;
+            self.first_by_population[p * self.regions + region] += 1;
         }
     }
 

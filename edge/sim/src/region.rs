@@ -135,8 +135,22 @@ impl Region {
     /// of API Gateway's rate, Lambda's concurrency over the mean service time (Little's law),
     /// and DynamoDB's twice the previous peak.
     pub fn capacity_rps(&self) -> f64 {
+        self.capacity_for(self.mean_service_ms())
+    }
+
+    /// The same at `now`, with the faults then on: a slower region holds each environment
+    /// longer, so Lambda's share shrinks; `None` while the region is down.
+    pub fn capacity_rps_at(&self, now: Micros) -> Option<f64> {
+        let c = self.condition(now);
+        if c.down.is_some() {
+            return None;
+        }
+        Some(self.capacity_for(self.mean_service_ms() * c.factor + c.extra_ms))
+    }
+
+    fn capacity_for(&self, mean_service_ms: f64) -> f64 {
         let c = &self.capacity;
-        let lambda = f64::from(c.lambda_concurrency) * 1000.0 / self.mean_service_ms();
+        let lambda = f64::from(c.lambda_concurrency) * 1000.0 / mean_service_ms.max(0.001);
         c.api_rps.min(lambda).min(2.0 * c.dynamo_previous_peak_rps)
     }
 

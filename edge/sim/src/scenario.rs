@@ -206,16 +206,17 @@ impl Default for RequestMix {
     }
 }
 
-/// What a client does with a failed try (see docs/scale.md, "The client retry policy").
+/// What a client does with a failed try: docs/clients.md's policy (its backoff, its answers),
+/// with at most `max_retries` retries (see docs/scale.md, "The client retry policy").
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClientRetry {
     /// Retries after the first try (default 2).
     pub max_retries: u32,
-    /// Backoff before retry n (from 0): uniform in `0..min(cap_ms, base_ms × 2^n)` (default
-    /// 100 ms).
+    /// Backoff before retry n (1, 2, ...): uniform in `0..min(cap_ms, base_ms × 2^n)` (default
+    /// 200 ms, as docs/clients.md).
     pub base_ms: f64,
-    /// Longest backoff (default 2,000 ms).
+    /// Longest backoff (default 5,000 ms, as docs/clients.md).
     pub cap_ms: f64,
     /// Waits at least `Retry-After` when the answer has one (default true), up to
     /// `retry_after_cap_s` (default 20 s).
@@ -229,8 +230,8 @@ impl Default for ClientRetry {
     fn default() -> Self {
         Self {
             max_retries: 2,
-            base_ms: 100.0,
-            cap_ms: 2_000.0,
+            base_ms: 200.0,
+            cap_ms: 5_000.0,
             honour_retry_after: true,
             retry_after_cap_s: 20.0,
             timeout_ms: 10_000.0,

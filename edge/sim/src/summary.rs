@@ -60,6 +60,9 @@ pub struct PolicyDetails {
     pub edge_ejections: u64,
     pub edge_least_bad_plans: u64,
     pub edge_unavailable: u64,
+    /// Per client population, the share of its requests' first attempts each region got
+    /// (regions in the scenario's order), over the whole run.
+    pub first_attempts_by_population: Vec<(String, Vec<f64>)>,
 }
 
 /// Rounds to `places` decimals (the files stay short and stable).
@@ -78,17 +81,25 @@ pub struct Series<'a> {
     rec: &'a Recorder,
     affected: Vec<usize>,
     survivors: Vec<usize>,
-    capacity: Vec<f64>,
+    /// `[second × regions + region]`: the region's capacity in that second (`None`: down).
+    capacity: Vec<Option<f64>>,
     pub duration_s: usize,
 }
 
 impl<'a> Series<'a> {
     pub fn new(world: &World, rec: &'a Recorder) -> Self {
-        let capacity = world
+        let regions: Vec<Region> = world
             .scenario
             .regions
             .iter()
-            .map(|spec| Region::new(spec.latency_ms, &spec.capacity, Vec::new()).capacity_rps())
+            .zip(&world.region_faults)
+            .map(|(spec, faults)| Region::new(spec.latency_ms, &spec.capacity, faults.clone()))
+            .collect();
+        let capacity = (0..rec.seconds)
+            .flat_map(|s| {
+                let middle = s as u64 * SECOND + SECOND / 2;
+                regions.iter().map(move |r| r.capacity_rps_at(middle))
+            })
             .collect();
         Self {
             rec,
@@ -139,19 +150,19 @@ impl<'a> Series<'a> {
     }
 
     /// The busiest survivor's load over its capacity in second `s` (with or without the
-    /// edge's retries).
+    /// edge's retries); a region down that second is not counted.
     pub fn survivor_load(&self, s: usize, edge_retries: bool) -> f64 {
         let n = self.rec.regions;
         self.survivors
             .iter()
-            .map(|&r| {
+            .filter_map(|&r| {
                 let i = s * n + r;
                 let load = if edge_retries {
                     self.rec.load[i]
                 } else {
                     self.rec.load[i] - self.rec.load_edge_retries[i]
                 };
-                load as f64 / self.capacity[r]
+                self.capacity[i].map(|c| load as f64 / c)
             })
             .fold(0.0, f64::max)
     }
@@ -162,17 +173,33 @@ impl<'a> Series<'a> {
         for s in 0..self.duration_s.min(self.rec.seconds) {
             for &r in &self.survivors {
                 let i = s * n + r;
+                let Some(capacity) = self.capacity[i] else {
+                    continue;
+                };
                 let all = self.rec.load[i] as f64;
                 let first = (self.rec.load[i] - self.rec.load_edge_retries[i]) as f64;
-                if all > self.capacity[r] {
+                if all > capacity {
                     over += 1;
-                    if first <= self.capacity[r] {
+                    if first <= capacity {
                         by_retries += 1;
                     }
                 }
             }
         }
         (over, by_retries)
+    }
+
+    /// Each population's first attempts per region over the run, as shares.
+    pub fn first_attempt_shares(&self) -> Vec<Vec<f64>> {
+        let n = self.rec.regions;
+        self.rec
+            .first_by_population
+            .chunks(n)
+            .map(|row| {
+                let total: u64 = row.iter().sum();
+                row.iter().map(|&v| round(ratio(v, total), 4)).collect()
+            })
+            .collect()
     }
 }
 
@@ -292,6 +319,13 @@ pub fn summarise(world: &World, rec: &Recorder) -> (PolicySummary, PolicyDetails
         edge_ejections: ejections,
         edge_least_bad_plans: least_bad,
         edge_unavailable: unavailable,
+        first_attempts_by_population: world
+            .scenario
+            .clients
+            .iter()
+            .map(|p| p.name.clone())
+            .zip(series.first_attempt_shares())
+            .collect(),
     };
     (summary, details)
 }
@@ -331,6 +365,49 @@ pub struct DetailsFile<'a> {
     pub survivors: Vec<String>,
     pub faulted: Vec<String>,
     pub policies: ByPolicy<PolicyDetails>,
+}
+
+/// Formats a rate as a percentage with enough digits to tell 0.01 % from 0.
+fn percent(rate: f64) -> String {
+    if rate == 0.0 {
+        "0".to_owned()
+    } else if rate < 0.0001 {
+        format!("{:.4} %", rate * 100.0)
+    } else {
+        format!("{:.2} %", rate * 100.0)
+    }
+}
+
+/// `table.md`: one Markdown row per policy, the summary's figures and the trigger window's.
+pub fn markdown(
+    scenario: &str,
+    summaries: &ByPolicy<PolicySummary>,
+    details: &ByPolicy<PolicyDetails>,
+) -> String {
+    let mut out = format!(
+        "| {scenario} | requests | client errors (during trigger) | p50 / p99 ms | attempts per request (during trigger) | time to shift | survivor peak load (without edge retries) | recovered |\n|---|---|---|---|---|---|---|---|\n"
+    );
+    for ((policy, s), (_, d)) in summaries.0.iter().zip(&details.0) {
+        let shift = s
+            .time_to_shift_s
+            .map_or_else(|| "never".to_owned(), |t| format!("{t} s"));
+        out.push_str(&format!(
+            "| {} | {} | {} ({}) | {} / {} | {:.3} ({:.3}) | {} | {:.2} ({:.2}) | {} |\n",
+            policy.name(),
+            s.requests,
+            percent(s.client_error_rate),
+            percent(d.trigger_error_rate),
+            s.p50_ms,
+            s.p99_ms,
+            s.retry_amplification,
+            d.trigger_amplification,
+            shift,
+            s.survivor_peak_load_ratio,
+            d.survivor_peak_without_edge_retries,
+            if s.recovered { "yes" } else { "no" },
+        ));
+    }
+    out
 }
 
 #[cfg(test)]

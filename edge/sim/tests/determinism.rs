@@ -25,7 +25,7 @@ fn out_dir(name: &str) -> PathBuf {
     dir
 }
 
-const FILES: [&str; 3] = ["summary.json", "details.json", "chart.svg"];
+const FILES: [&str; 4] = ["summary.json", "details.json", "chart.svg", "table.md"];
 
 #[test]
 fn the_same_seed_gives_the_same_bytes() {
