@@ -831,14 +831,6 @@ KNOWN_BUGS = [
     KnownBug("an empty If-Match is dropped before the edge sees it",
              frozenset({"PUT /items/{id}", "DELETE /items/{id}"}), "AcceptedNegativeData",
              lambda f: _header(f, "if-match") == ""),
-    # BUG B: the paths the edge answers itself ignore the method: `/_edge/status` answers 200 to
-    # any method (POST, DELETE, QUERY, ...), and the page's files (/, /index.html, /app.js,
-    # /app.css) are served to methods worker-rs 0.8.7 cannot name and reads as GET (QUERY,
-    # PROPFIND, MOVE, ...). The edge's method check (client_request.rs) runs only after
-    # `admit` has answered these paths; expected: 405 with Allow: GET, HEAD.
-    KnownBug("the edge's own paths answer any method",
-             frozenset({"GET /", "GET /index.html", "GET /app.js", "GET /app.css", "GET /_edge/status"}),
-             "UnsupportedMethodResponse", lambda f: 200 <= f["response"]["status"] < 300),
 ]
 
 
@@ -862,8 +854,7 @@ def test_known_bug_predicates_are_exact():
     assert not known_bug(failure("POST /items", "AcceptedNegativeData", headers={"Idempotency-Key": ""}))
     assert not known_bug(failure("PUT /items/{id}", "ServerError", headers={"If-Match": ""}))
     assert not known_bug(failure("GET /health", "UnsupportedMethodResponse", method="QUERY"))
-    assert known_bug(failure("GET /app.js", "UnsupportedMethodResponse", method="QUERY"))
-    assert not known_bug(failure("GET /app.js", "UnsupportedMethodResponse", method="QUERY", status=404))
+    assert not known_bug(failure("GET /app.js", "UnsupportedMethodResponse", method="QUERY"))
 
 
 def _raw(url: str, method: str, path: str, headers: list[tuple[str, bytes | str]], body: bytes = b""):
@@ -925,9 +916,9 @@ def test_bug_an_empty_if_match_is_refused_through_the_edge(closed):
     assert status == 400 and "invalid_if_match" in body, (status, body)
 
 
-@pytest.mark.xfail(reason="BUG B: the edge's own paths answer any method (/_edge/status to POST, "
-                          "the page's files to QUERY/MOVE) instead of 405", strict=False)
-def test_bug_the_edges_own_paths_refuse_other_methods(closed):
+def test_the_edges_own_paths_refuse_other_methods(closed):
+    """Was a bug the contract run found (fixed in the edge): /_edge/status answered 200 to POST,
+    and the page's files were served to QUERY/MOVE (worker-rs reads unknown methods as GET)."""
     operator = ("Authorization", f"Bearer {closed.access.operator_token}")
     status, body = _raw(closed.edge.url, "POST", "/_edge/status", [operator])
     assert status == 405, (status, body[:200])

@@ -36,7 +36,7 @@ pub enum ApiError {
     Conflict(String),
     #[error("item {0:?} is not at the version given in If-Match")]
     PreconditionFailed(String),
-    #[error("If-Match must be a version number such as \"3\"")]
+    #[error("If-Match must be * or a list of entity tags such as \"2-0a1b2c3d4e5f\"")]
     BadIfMatch,
     #[error("request body is larger than the {limit} byte item limit")]
     TooLarge { limit: usize },

@@ -34,20 +34,25 @@ pub fn allow() -> String {
     METHODS.join(", ")
 }
 
-/// Checks the method (exactly as the client sent it) and the headers (lowercase names);
-/// `signed`: whether origin requests are signed.
-pub fn check<'a>(
-    method: &str,
-    mut headers: impl Iterator<Item = (&'a str, &'a str)>,
-    signed: bool,
-) -> Result<(), Refusal> {
-    if !METHODS.contains(&method) {
-        return Err(Refusal {
+/// Checks the method exactly as the client sent it (for every path, the edge's own included).
+pub fn check_method(method: &str) -> Result<(), Refusal> {
+    if METHODS.contains(&method) {
+        Ok(())
+    } else {
+        Err(Refusal {
             status: 405,
             code: "method_not_allowed",
             message: format!("method {} is not allowed", printable(method)),
-        });
+        })
     }
+}
+
+/// Checks the headers (lowercase names) of a request to be forwarded; `signed`: whether
+/// origin requests are signed.
+pub fn check_headers<'a>(
+    mut headers: impl Iterator<Item = (&'a str, &'a str)>,
+    signed: bool,
+) -> Result<(), Refusal> {
     headers.try_for_each(|(name, value)| match name {
         "idempotency-key" if value.trim().is_empty() => Err(Refusal::bad(
             "invalid_idempotency_key",
@@ -84,7 +89,8 @@ mod tests {
     use super::*;
 
     fn check_one(method: &str, headers: &[(&str, &str)], signed: bool) -> Result<(), Refusal> {
-        check(method, headers.iter().copied(), signed)
+        check_method(method)?;
+        check_headers(headers.iter().copied(), signed)
     }
 
     #[test]

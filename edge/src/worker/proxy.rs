@@ -216,23 +216,24 @@ pub async fn handle(mut req: Request, env: Env, ctx: Context) -> Result<Response
         };
         return finish(response, None, secure);
     }
+    // The method as sent, for every path (worker-rs names only some methods, the rest as GET).
+    if let Err(refusal) = client_request::check_method(&req.inner().method()) {
+        let mut response =
+            reply::error(refusal.status, refusal.code, &refusal.message, &request_id)?;
+        response
+            .headers_mut()
+            .set("allow", &client_request::allow())?;
+        return finish(response, cors.as_ref(), secure);
+    }
     let path = req.path();
     let subject = match admit(&env, &ctx, &access, &req, &path, &request_id).await? {
         Admission::Forward { subject } => subject,
         Admission::Answer(response) => return finish(response, cors.as_ref(), secure),
     };
-    // The method as sent (worker-rs names only some methods and reads the rest as GET).
     let entries: Vec<(String, String)> = req.headers().entries().collect();
     let pairs = entries.iter().map(|(n, v)| (n.as_str(), v.as_str()));
-    let signed = access.origin_signing.is_some();
-    if let Err(refusal) = client_request::check(&req.inner().method(), pairs, signed) {
-        let mut response =
-            reply::error(refusal.status, refusal.code, &refusal.message, &request_id)?;
-        if refusal.status == 405 {
-            response
-                .headers_mut()
-                .set("allow", &client_request::allow())?;
-        }
+    if let Err(refusal) = client_request::check_headers(pairs, access.origin_signing.is_some()) {
+        let response = reply::error(refusal.status, refusal.code, &refusal.message, &request_id)?;
         return finish(response, cors.as_ref(), secure);
     }
     super::probe::refresh(&env, &ctx).await;
@@ -380,6 +381,16 @@ async fn edge_status(
     req: &Request,
     request_id: &str,
 ) -> Result<Response> {
+    if !matches!(req.method(), Method::Get | Method::Head) {
+        let mut response = reply::error(
+            405,
+            "method_not_allowed",
+            "the edge's status is read with GET",
+            request_id,
+        )?;
+        response.headers_mut().set("allow", "GET, HEAD")?;
+        return Ok(response);
+    }
     if !access.status_allowed(header(req, "authorization").as_deref()) {
         let mut response = reply::error(
             401,
