@@ -1,22 +1,16 @@
-"""The failover drill's short version, and the stack's `up` command, end to end against the real
-parts (moto, the replicator, `regional` processes, the edge in workerd, HAProxy when installed)."""
+"""The failover drill's short version, end to end against the real parts (moto, the replicator,
+`regional` processes, the edge in workerd, HAProxy when installed). The stack's `up` command is
+tested in test_up.py."""
 
 from __future__ import annotations
 
 import json
-import queue
-import signal
-import subprocess
-import sys
-import threading
 import time
-import uuid
 import warnings
 
-import requests
-from harness import drill, haproxy, procs, stack
+from harness import drill, haproxy, stack
 
-WEST, CENTRAL, EAST = "eu-west-1", "eu-central-1", "us-east-1"
+WEST, CENTRAL = "eu-west-1", "eu-central-1"
 
 
 def test_short_drill_edge_hides_every_fault(tmp_path):
@@ -138,70 +132,3 @@ def _partial_fault_phases(summary: dict, settings: drill.DrillSettings) -> None:
     counters = flapping["edge_counters"]
     assert counters is not None and counters["ejections"] <= flapping["flips"], flapping
     assert flapping["edge"]["polls"] > 0, flapping
-
-
-def _read_lines(stream, lines: "queue.Queue[str]") -> None:
-    for line in stream:
-        lines.put(line.rstrip("\n"))
-
-
-def test_up_prints_urls_serves_the_seed_api_and_stops_cleanly(tmp_path):
-    state_file = tmp_path / "up.json"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.harness.stack", "up", "--regions", f"{WEST},{CENTRAL},{EAST}",
-         "--tick-s", "1", "--state-file", str(state_file)],
-        cwd=procs.ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-        start_new_session=True)
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=_read_lines, args=(proc.stdout, lines), daemon=True).start()
-    pids: list[int] = []
-    try:
-        urls: dict[str, str] = {}
-        deadline = time.monotonic() + 90
-        while len(urls) < 4 and time.monotonic() < deadline:
-            try:
-                line = lines.get(timeout=1)
-            except queue.Empty:
-                assert proc.poll() is None, "stack up exited early"
-                continue
-            if line.startswith("pids: "):
-                pids = [int(p) for p in line.split()[1:]]
-            elif line.startswith("edge: ") or line.startswith("region "):
-                name, url = line.rsplit(": ", 1)
-                urls[name] = url
-        assert set(urls) == {"edge", f"region {WEST}", f"region {CENTRAL}", f"region {EAST}"}, urls
-        assert pids and json.loads(state_file.read_text())["pids"] == pids
-        edge = urls["edge"]
-
-        assert requests.get(edge + "/health", timeout=10).status_code == 200
-        item_id = f"up-{uuid.uuid4().hex[:8]}"
-        r = requests.post(edge + "/create", json={"item_id": item_id}, timeout=10)
-        assert r.status_code == 200 and r.json() == {"item_id": item_id}, r.text
-        r = requests.get(f"{edge}/get/{item_id}", timeout=10)
-        assert r.status_code == 200, r.text
-        written_in = r.json()["item_id"]["region"]
-        # Replicated: every other region's own URL serves it (moto has no global tables; the
-        # replicator copies it).
-        for region in (WEST, CENTRAL, EAST):
-            if region == written_in:
-                continue
-            until = time.monotonic() + 10
-            while True:
-                r = requests.get(f"{urls['region ' + region]}/get/{item_id}", timeout=10)
-                if r.status_code == 200 or time.monotonic() > until:
-                    break
-                time.sleep(0.1)
-            assert r.status_code == 200, (region, r.text)
-            assert r.json()["retrieved from"] == region
-            assert r.json()["item_id"]["region"] == written_in
-    finally:
-        proc.send_signal(signal.SIGINT)  # what Ctrl-C sends to the foreground process
-        try:
-            rc = proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-            rc = "killed"
-    assert rc == 0
-    assert stack.remaining(pids + [proc.pid]) == []
-    assert not state_file.exists()
