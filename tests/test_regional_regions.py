@@ -130,6 +130,8 @@ def test_latency_and_error_faults(scratch, admin):
     r = requests.get(f"{scratch.url}/items?limit=1")
     assert r.status_code == 503 and error_code(r) == "injected_fault"
     assert r.headers["retry-after"] == "1"
+    # A gray failure: every request fails while the health check still says 200.
+    assert requests.get(f"{scratch.url}/health").status_code == 200
     # The admin route itself is never faulted, so a drill can always undo it.
     admin(scratch, error_rate=0.0)
     assert requests.get(f"{scratch.url}/items?limit=1").status_code == 200

@@ -1,6 +1,8 @@
 //! Drill switches, changeable on a running process through the admin route: the status `/health`
-//! answers with (`STATUS`), added latency, and a share of requests failed with 503. Latency and
-//! errors apply to every route but the admin one, like failure-lambda's modes.
+//! answers with (`STATUS`), added latency, and a share of requests failed with 503. Latency
+//! applies to every route but the admin one, like failure-lambda's modes; injected errors to
+//! every route but the admin one and `/health`, which keeps answering its status: a gray
+//! failure, as users meet it (some requests fail while the health check says 200).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, Ordering};
@@ -149,7 +151,8 @@ async fn faulted(faults: &Faults, request: Request, next: Next) -> Response {
         tokio::time::sleep(Duration::from_millis(latency)).await;
     }
     let ppm = faults.error_ppm.load(Ordering::Relaxed);
-    if ppm > 0 && fastrand::u32(0..1_000_000) < ppm {
+    let health = request.uri().path() == "/health";
+    if ppm > 0 && !health && fastrand::u32(0..1_000_000) < ppm {
         let mut response = ApiError::InjectedFault.into_response();
         if let Ok(status) = axum::http::StatusCode::from_u16(faults.settings().error_status) {
             *response.status_mut() = status;
