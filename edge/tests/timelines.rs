@@ -1341,6 +1341,37 @@ fn near_equal_regions_are_split_by_client_and_the_split_is_the_same_in_every_iso
 // ---------------------------------------------------------------------------------------------
 
 #[test]
+fn a_client_pinned_to_a_gray_region_writes_elsewhere_and_so_moves_its_pin() {
+    // Dublin fails one request in five (fast 503s, health 200); a client near Frankfurt wrote
+    // there last, so its token pins it to Dublin.
+    let gray = Box::new(|t: Millis| {
+        if (t / 50).is_multiple_of(5) {
+            answer(503, 8)
+        } else {
+            ok(20)
+        }
+    });
+    let mut sim = Sim::new(
+        config(TWO_REGIONS, &band_routing()),
+        vec![gray, always(ok(20))],
+    );
+    let token = sim.router.affinity_token_for_write(DUBLIN, 0).unwrap();
+    // Its reads stay with the region that holds its last write, retries hiding the failures.
+    let log = sim.run(&read_with(NEAR_FRANKFURT, &token), every(0, 5_000, 50));
+    assert!(
+        log.iter()
+            .all(|s| s.status == Some(200) && s.attempts[0] == DUBLIN)
+    );
+    // Its next write goes by ranking, away from the gray region: it would renew the pin.
+    let write = RequestFacts {
+        affinity: Some(&token),
+        ..request("PUT", NEAR_FRANKFURT)
+    };
+    assert_eq!(sim.request(&write, 5_000).attempts[0], FRANKFURT);
+    // A healthy pinned region keeps the writes (the test above: writes follow the token).
+}
+
+#[test]
 fn a_gray_region_is_deprioritised_within_seconds_and_gets_traffic_back_after_it_recovers() {
     // From 1 s to 40 s Frankfurt answers one request in five with a fast 503 (its probes and
     // `x-region-status` would still say 200); Dublin is healthy, 11 ms further away.

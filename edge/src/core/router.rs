@@ -348,10 +348,15 @@ impl EdgeRouter {
                     .insert(token.to_owned(), parsed.clone());
                 Some(parsed)
             });
+            // A write leaves a pinned region that is failing some of its requests (a gray
+            // region: its failure share beyond the floor) and goes by ranking, earning a token
+            // for where it lands: otherwise every write it serves would renew the pin, and its
+            // clients would never leave it. Reads stay pinned (they must see the last write).
             if let Some(affinity) = affinity
                 && let Some(pos) = order
                     .iter()
                     .position(|&i| self.config.regions[i].name == affinity.region)
+                && (read || self.health[order[pos]].failure_share(now).unwrap_or(0.0) == 0.0)
             {
                 let preferred = order.remove(pos);
                 order.insert(0, preferred);
