@@ -50,9 +50,10 @@ struct Panel<'a> {
     reference: Option<f64>,
 }
 
-/// Seconds per plotted point (at most 600 points per line).
+/// Seconds per plotted point (at most 300 points per line; each point is the worst second of
+/// its bucket, so a one-second spike still shows).
 fn bucket(duration_s: usize) -> usize {
-    duration_s.div_ceil(600).max(1)
+    duration_s.div_ceil(300).max(1)
 }
 
 fn draw_panel(svg: &mut String, panel: &Panel<'_>, top: f64, duration_s: usize) {
