@@ -11,7 +11,9 @@ The configuration, and why:
   timeouts, 500/502/503/504) for reads; `http-request disable-l7-retry` for a POST **without** an
   `Idempotency-Key`, so such a POST is retried only when it could not be sent at all
   (conn-failure). Retrying a POST after a timeout or an empty response could store it twice; the
-  regions honour `Idempotency-Key`, so a keyed POST may be retried like a read.
+  regions honour `Idempotency-Key`, so a keyed POST may be retried like a read. `option
+  http-buffer-request` keeps a request's body so that PUTs and keyed POSTs can be retried at all
+  (without it HAProxy retries only requests without a body).
 - `timeout connect 1s`, `timeout server 2s` (the edge's per-try timeout), `timeout queue 2s`.
 - Passive checks on live traffic too, so the comparison with the edge's outlier detection is fair
   in gray failures: `observe layer7` counts 5xx answers (and connection failures) as errors,
@@ -47,6 +49,9 @@ defaults
     retries 2
     option redispatch 1
     retry-on all-retryable-errors
+    # A request with a body can be retried only if HAProxy kept it: buffer it (bodies here are
+    # small JSON, like the edge, which buffers up to 400 KB).
+    option http-buffer-request
 
 frontend api
     bind 127.0.0.1:{port}
