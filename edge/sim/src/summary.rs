@@ -46,6 +46,9 @@ pub struct PolicyDetails {
     /// Error rate in the minute before the trigger, and in the run's last minute.
     pub baseline_error_rate: f64,
     pub final_error_rate: f64,
+    /// Seconds after the trigger ends until the faulted regions have half their baseline share
+    /// of first attempts back (`None`: never, or no faulted region).
+    pub time_to_return_s: Option<f64>,
     /// `survivor_peak_load_ratio` without the edge's own retries and hedges.
     pub survivor_peak_without_edge_retries: f64,
     /// Seconds (summed over survivors) a survivor's load was above its capacity.
@@ -232,6 +235,29 @@ fn time_to_shift(series: &Series<'_>, world: &World) -> Option<f64> {
     })
 }
 
+/// Seconds after the last fault ends until the faulted regions have at least
+/// `RECOVERED_SHARE` of their baseline share of first attempts back (for `SHIFT_HOLD_S`
+/// seconds in a row); `None` if never within the run, or without a faulted region.
+fn time_to_return(series: &Series<'_>, world: &World) -> Option<f64> {
+    let (from, _, _) = trigger_seconds(world)?;
+    let (_, until_us) = world.trigger()?;
+    let until = (until_us / SECOND) as usize;
+    let baseline = series.affected_share(from.saturating_sub(WINDOW_S), from)?;
+    if baseline <= 0.0 {
+        return None;
+    }
+    let back = |s: usize| {
+        series
+            .affected_share(s, s + 1)
+            .is_some_and(|share| share >= RECOVERED_SHARE * baseline)
+    };
+    let end = series.duration_s;
+    (until..end).find_map(|s| {
+        (s + SHIFT_HOLD_S <= end && (s..s + SHIFT_HOLD_S).all(back))
+            .then(|| round((s + 1) as f64 - until_us as f64 / SECOND as f64, 1))
+    })
+}
+
 fn recovered(series: &Series<'_>, world: &World) -> bool {
     let Some((from, until, _)) = trigger_seconds(world) else {
         return true;
@@ -308,6 +334,7 @@ pub fn summarise(world: &World, rec: &Recorder) -> (PolicySummary, PolicyDetails
         trigger_amplification: round(trigger_amplification, 4),
         baseline_error_rate: round(baseline_error_rate, 7),
         final_error_rate: round(series.error_rate(end.saturating_sub(WINDOW_S), end), 7),
+        time_to_return_s: time_to_return(&series, world),
         survivor_peak_without_edge_retries: round(peak(false), 3),
         survivor_seconds_over_capacity: over,
         survivor_seconds_over_by_edge_retries: by_retries,
@@ -413,6 +440,87 @@ pub fn markdown(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::metrics::Recorder;
+    use crate::region::SECOND;
+    use crate::scenario::Scenario;
+
+    /// Two regions; region 0 faulted from 60 s to 120 s of a 240 s run.
+    fn world() -> World {
+        let text = r#"{
+            "name": "t", "duration_s": 240, "drain_s": 0,
+            "regions": [{"name": "a", "lat": 0, "lon": 0, "latency_ms": {"median": 20, "p99": 80}},
+                        {"name": "b", "lat": 0, "lon": 10, "latency_ms": {"median": 20, "p99": 80}}],
+            "clients": [{"name": "P", "lat": 0, "lon": 5, "rate_rps": 100}],
+            "edge": {"locations": 1},
+            "faults": [{"region": "a", "from_s": 60, "until_s": 120,
+                        "effect": {"kind": "outage", "failure": "connect_error"}}]
+        }"#;
+        let scenario = Scenario::parse(text).unwrap();
+        World::new(&scenario, 1).unwrap()
+    }
+
+    /// 100 requests a second; first attempts to region 0 each second as `to_a(second)` says
+    /// (out of 100), errors as `errors(second)`.
+    fn record(world: &World, to_a: impl Fn(u64) -> u64, errors: impl Fn(u64) -> u64) -> Recorder {
+        let mut rec = Recorder::new(world.horizon_us, 2, 1);
+        for s in 0..240u64 {
+            let at = s * SECOND;
+            for n in 0..100 {
+                rec.arrived(at);
+                rec.sent(at, usize::from(n >= to_a(s)), Some(0));
+                rec.reached(at, usize::from(n >= to_a(s)), false);
+                rec.finished(at, at + 50_000, n >= errors(s));
+            }
+        }
+        rec
+    }
+
+    #[test]
+    fn shift_is_the_first_of_five_seconds_at_a_tenth_of_the_baseline_share() {
+        let world = world();
+        // Half the first attempts went to region 0; from 63 s, 4 %; back at 150 s.
+        let rec = record(
+            &world,
+            |s| match s {
+                63..150 => 4,
+                _ => 50,
+            },
+            |_| 0,
+        );
+        let (summary, details) = summarise(&world, &rec);
+        assert_eq!(summary.time_to_shift_s, Some(4.0));
+        assert_eq!(details.time_to_return_s, Some(31.0));
+        assert!(summary.recovered);
+        assert_eq!(summary.retry_amplification, 1.0);
+        assert_eq!(summary.client_error_rate, 0.0);
+        // Region 1 took 96 of 100 a second on a capacity of 10,000.
+        assert_eq!(summary.survivor_peak_load_ratio, 0.01);
+        // A dip shorter than five seconds is not a shift.
+        let blip = record(
+            &world,
+            |s| match s {
+                63..65 | 80..150 => 4,
+                _ => 50,
+            },
+            |_| 0,
+        );
+        assert_eq!(summarise(&world, &blip).0.time_to_shift_s, Some(21.0));
+    }
+
+    #[test]
+    fn not_recovered_while_errors_or_the_share_stay_away() {
+        let world = world();
+        let errors_stay = record(&world, |_| 50, |s| u64::from(s >= 60) * 3);
+        let (summary, details) = summarise(&world, &errors_stay);
+        assert!(!summary.recovered);
+        assert_eq!(summary.time_to_shift_s, None);
+        assert_eq!(details.trigger_error_rate, 0.03);
+        let share_stays_away = record(&world, |s| if s >= 63 { 4 } else { 50 }, |_| 0);
+        let (summary, details) = summarise(&world, &share_stays_away);
+        assert!(!summary.recovered);
+        assert_eq!(details.time_to_return_s, None);
+    }
 
     #[test]
     fn rounding_is_stable_and_has_no_negative_zero() {
