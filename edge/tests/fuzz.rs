@@ -13,7 +13,7 @@
 use std::sync::Arc;
 
 use edge::core::access::{
-    AccessConfig, Denial, MIN_OPERATOR_TOKEN_BYTES, PathClass, TokenRules, bearer_token,
+    AccessConfig, Denial, MIN_OPERATOR_TOKEN_BYTES, PageAsset, PathClass, TokenRules, bearer_token,
 };
 use edge::core::affinity::{self, Affinity, SigningKey};
 use edge::core::config::{ConfigError, EdgeConfig, MAX_REGIONS};
@@ -330,11 +330,14 @@ proptest! {
     fn path_classes_follow_the_exact_rule(
         path in prop_oneof![
             ".{0,30}",
-            ("(/admin|/_edge/status|/health|/items|/Admin|//admin)", "[/A-Za-z0-9%._-]{0,12}")
+            ("(/admin|/_edge/status|/health|/items|/Admin|//admin|/app|/index)", "[/A-Za-z0-9%._-]{0,12}")
                 .prop_map(|(a, b)| format!("{a}{b}")),
         ],
     ) {
         let expected = match path.as_str() {
+            "/" | "/index.html" => PathClass::Page(PageAsset::Html),
+            "/app.js" => PathClass::Page(PageAsset::Script),
+            "/app.css" => PathClass::Page(PageAsset::Style),
             "/_edge/status" => PathClass::EdgeStatus,
             "/health" => PathClass::Health,
             p if p == "/admin" || p.starts_with("/admin/") => PathClass::Admin,

@@ -1341,6 +1341,49 @@ fn near_equal_regions_are_split_by_client_and_the_split_is_the_same_in_every_iso
 // ---------------------------------------------------------------------------------------------
 
 #[test]
+fn a_read_pinned_to_a_gray_region_goes_elsewhere_first_and_asks_it_only_about_a_404() {
+    // Dublin, which holds the client's last write, fails one request in five (fast 503s,
+    // health 200); Frankfurt has not received that write yet and answers 404.
+    let gray = Box::new(|t: Millis| {
+        if (t / 50).is_multiple_of(5) {
+            answer(503, 8)
+        } else {
+            ok(20)
+        }
+    });
+    let mut sim = Sim::new(
+        config(TWO_REGIONS, &band_routing()),
+        vec![gray, always(answer(404, 10))],
+    );
+    let token = sim.router.affinity_token_for_write(DUBLIN, 0).unwrap();
+    let pinned = read_with(NEAR_FRANKFURT, &token);
+    // Dublin's failures show in its failure share while the client reads from it.
+    sim.run(&pinned, every(0, 3_000, 50));
+    let log = sim.run(&pinned, every(3_000, 9_000, 50));
+    assert!(
+        log.iter().all(|s| s.attempts[0] == FRANKFURT),
+        "the gray region is no longer asked first"
+    );
+    // Frankfurt's 404 is not believed: Dublin is asked, and its item delivered...
+    let confirmed = log
+        .iter()
+        .filter(|s| s.attempts == [FRANKFURT, DUBLIN] && s.region == Some(DUBLIN))
+        .filter(|s| s.status == Some(200))
+        .count();
+    assert!(
+        confirmed * 10 >= log.len() * 7,
+        "{confirmed} of {}",
+        log.len()
+    );
+    // ...and when Dublin fails the check, the 404 is what the client gets: never an error.
+    assert!(
+        log.iter()
+            .all(|s| matches!(s.status, Some(200) | Some(404)))
+    );
+    assert!(log.iter().all(|s| s.attempts.len() <= 2));
+}
+
+#[test]
 fn a_client_pinned_to_a_gray_region_writes_elsewhere_and_so_moves_its_pin() {
     // Dublin fails one request in five (fast 503s, health 200); a client near Frankfurt wrote
     // there last, so its token pins it to Dublin.
@@ -1356,12 +1399,10 @@ fn a_client_pinned_to_a_gray_region_writes_elsewhere_and_so_moves_its_pin() {
         vec![gray, always(ok(20))],
     );
     let token = sim.router.affinity_token_for_write(DUBLIN, 0).unwrap();
-    // Its reads stay with the region that holds its last write, retries hiding the failures.
+    // Its reads show Dublin failing (retries hide it).
     let log = sim.run(&read_with(NEAR_FRANKFURT, &token), every(0, 5_000, 50));
-    assert!(
-        log.iter()
-            .all(|s| s.status == Some(200) && s.attempts[0] == DUBLIN)
-    );
+    assert!(log.iter().all(|s| s.status == Some(200)));
+    assert!(log[..5].iter().all(|s| s.attempts[0] == DUBLIN));
     // Its next write goes by ranking, away from the gray region: it would renew the pin.
     let write = RequestFacts {
         affinity: Some(&token),

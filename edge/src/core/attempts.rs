@@ -64,8 +64,12 @@ pub struct AttemptLoop {
     /// Regions already sent to (a hedged region is not tried again).
     tried: Vec<usize>,
     in_flight: Vec<InFlight>,
-    /// An answer kept while the other attempt of a race is awaited (a hedge's 4xx, a 500).
+    /// An answer kept while the other attempt of a race is awaited (a hedge's 4xx, a 500), or
+    /// while the plan's authoritative region is asked about a 404.
     held: Option<usize>,
+    /// A 404 is held and the authoritative region is to be asked: that attempt is a check of
+    /// the client's own write, not a retry, so the retry budget does not gate it.
+    confirming: bool,
     attempts: u32,
     delivered: bool,
     done: bool,
@@ -83,6 +87,7 @@ impl AttemptLoop {
             tried: Vec::new(),
             in_flight: Vec::new(),
             held: None,
+            confirming: false,
             attempts: 0,
             delivered: false,
             done: false,
@@ -114,8 +119,11 @@ impl AttemptLoop {
         let target = self.plan.order.get(self.next).copied();
         // (Short-circuit: the budget is only asked when there is something left to send.)
         let nothing_left = target.is_none() && !self.has_fallback;
+        let confirming = std::mem::take(&mut self.confirming);
         if nothing_left
-            || !(self.attempts == 0 || (self.plan.retryable && router.allow_retry(now, false)))
+            || !(self.attempts == 0
+                || confirming
+                || (self.plan.retryable && router.allow_retry(now, false)))
         {
             self.done = true;
             return Step::Stop;
@@ -185,6 +193,19 @@ impl AttemptLoop {
         }
         let deliverable = answered && (verdict == Verdict::Deliver || !self.plan.retryable);
         let is_500 = matches!(outcome, Outcome::Answered { status: 500, .. });
+        // A read pinned to a gray region went elsewhere first: a 404 there may only mean the
+        // client's last write has not replicated yet, so the authoritative region is asked
+        // before the 404 is believed (it is delivered if that region fails).
+        if let Some(authority) = self.plan.authoritative
+            && matches!(outcome, Outcome::Answered { status: 404, .. })
+            && region != authority
+            && !self.tried.contains(&authority)
+            && self.in_flight.is_empty()
+        {
+            self.held = Some(region);
+            self.confirming = true;
+            return Report::Continue;
+        }
         let deliver = if self.in_flight.is_empty() {
             if deliverable { Some(region) } else { self.held }
         } else if outcome::hedge_may_win(&outcome) || (deliverable && !was_hedge && !is_500) {

@@ -40,6 +40,10 @@ pub struct Plan {
     pub retryable: bool,
     /// For reads: send a copy to the next region if the first has not answered after this.
     pub hedge_after_ms: Option<u64>,
+    /// For a read pinned to a region that is failing some of its requests (gray): the region
+    /// holding the client's last write, tried after a healthier one. A 404 from another region
+    /// is not believed until this one is asked (its replica may not have the write yet).
+    pub authoritative: Option<usize>,
 }
 
 /// Shared probe results, as the cron writes them for every isolate.
@@ -328,6 +332,7 @@ impl EdgeRouter {
 
         let read = outcome::is_read(facts.method);
         let mut pinned = false;
+        let mut authoritative = None;
         if let Some(token) = facts.affinity
             && let Some(key) = &self.config.affinity_key
         {
@@ -348,22 +353,32 @@ impl EdgeRouter {
                     .insert(token.to_owned(), parsed.clone());
                 Some(parsed)
             });
-            // A write leaves a pinned region that is failing some of its requests (a gray
-            // region: its failure share beyond the floor) and goes by ranking, earning a token
-            // for where it lands: otherwise every write it serves would renew the pin, and its
-            // clients would never leave it. Reads stay pinned (they must see the last write).
+            // A region failing some of its requests (gray: its failure share beyond the floor)
+            // keeps its pinned clients only as a last word: their reads go to a healthier
+            // region first and ask the pinned one only if the item is not found there (it may
+            // not have replicated yet); their writes go by ranking and earn a token for where
+            // they land (every write a pinned region served would otherwise renew the pin).
             if let Some(affinity) = affinity
                 && let Some(pos) = order
                     .iter()
                     .position(|&i| self.config.regions[i].name == affinity.region)
-                && (read || self.health[order[pos]].failure_share(now).unwrap_or(0.0) == 0.0)
             {
-                let preferred = order.remove(pos);
-                order.insert(0, preferred);
-                pinned = true;
+                let region = order[pos];
+                let gray = self.health[region].failure_share(now).unwrap_or(0.0) > 0.0;
+                if !gray {
+                    order.remove(pos);
+                    order.insert(0, region);
+                    pinned = true;
+                } else if read && order.len() > 1 {
+                    order.remove(pos);
+                    order.insert(1, region);
+                    pinned = true;
+                    authoritative = Some(region);
+                }
             }
         }
         order.truncate(settings.max_attempts as usize);
+        let authoritative = authoritative.filter(|r| order.contains(r));
 
         // No hedge for a read pinned to the writer's region (another replica may still hold the
         // old item, and its 2xx would win), nor for a region's trial (its real answer decides).
@@ -377,6 +392,7 @@ impl EdgeRouter {
             order,
             retryable: outcome::method_is_retryable(facts.method, facts.has_idempotency_key),
             hedge_after_ms,
+            authoritative,
         }
     }
 

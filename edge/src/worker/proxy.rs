@@ -268,6 +268,7 @@ pub async fn handle(mut req: Request, env: Env, ctx: Context) -> Result<Response
         order: Vec::new(),
         retryable: false,
         hedge_after_ms: None,
+        authoritative: None,
     });
     let (attempts, delivered) = run_plan(&out, plan, &config, started).await;
     let served = Served {
@@ -607,6 +608,9 @@ async fn run_plan(
         .and_then(|&i| config.regions.get(i))
         .map_or("", |r| r.name.as_str());
     let mut attempts = AttemptLoop::new(plan, &config.settings, started, fallback.is_some());
+    // Every answer received, kept until the request ends: the loop may deliver one it held
+    // from an earlier step (a 404 kept while the authoritative region is asked).
+    let mut held = Vec::new();
     loop {
         let step = with_router(|r| attempts.next_step(r, now_ms())).unwrap_or(Step::Stop);
         match step {
@@ -626,7 +630,16 @@ async fn run_plan(
                 timeout_ms,
                 hedge,
             } => {
-                let delivered = race(out, &targets, &mut attempts, region, hedge, timeout_ms).await;
+                let delivered = race(
+                    out,
+                    &targets,
+                    &mut attempts,
+                    &mut held,
+                    region,
+                    hedge,
+                    timeout_ms,
+                )
+                .await;
                 if let Some(answer) = delivered {
                     return (attempts.attempts(), Some(answer));
                 }
@@ -668,25 +681,25 @@ async fn race(
     out: &Outgoing<'_>,
     targets: &[Target<'_>],
     attempts: &mut AttemptLoop,
+    held: &mut Vec<(usize, Answer)>,
     first: usize,
     hedge: Option<(u64, usize)>,
     timeout_ms: u64,
 ) -> Option<(Option<usize>, Answer)> {
-    let mut held = Vec::new();
     let (first_ctl, first_fut) = send(out, target_of(targets, first), first, timeout_ms);
     futures_util::pin_mut!(first_fut);
     let Some((delay_ms, second)) = hedge else {
         let attempt = first_fut.await;
-        return match report(attempts, attempt, &mut held) {
-            Report::Deliver(r) => take(&mut held, r),
+        return match report(attempts, attempt, held) {
+            Report::Deliver(r) => take(held, r),
             Report::Wait | Report::Continue => None,
         };
     };
     let timer = Delay::from(Duration::from_millis(delay_ms));
     let first_fut = match select(first_fut, timer).await {
         Either::Left((attempt, _)) => {
-            return match report(attempts, attempt, &mut held) {
-                Report::Deliver(r) => take(&mut held, r),
+            return match report(attempts, attempt, held) {
+                Report::Deliver(r) => take(held, r),
                 Report::Wait | Report::Continue => None,
             };
         }
@@ -695,8 +708,8 @@ async fn race(
     let now = now_ms();
     if !with_router(|r| attempts.hedge_due(r, second, now)).unwrap_or(false) {
         let attempt = first_fut.await;
-        return match report(attempts, attempt, &mut held) {
-            Report::Deliver(r) => take(&mut held, r),
+        return match report(attempts, attempt, held) {
+            Report::Deliver(r) => take(held, r),
             Report::Wait | Report::Continue => None,
         };
     }
@@ -711,7 +724,7 @@ async fn race(
         Either::Left((attempt, other)) => (attempt, Either::Right(other), second, Some(second_ctl)),
         Either::Right((attempt, other)) => (attempt, Either::Left(other), first, None),
     };
-    match report(attempts, early, &mut held) {
+    match report(attempts, early, held) {
         Report::Deliver(r) => {
             // The loser is aborted; the loop learns how long it had taken.
             match &late_ctl {
@@ -720,7 +733,7 @@ async fn race(
             }
             let now = now_ms();
             with_router(|r| attempts.abandoned(r, late_region, now, random()));
-            take(&mut held, r)
+            take(held, r)
         }
         Report::Continue => None,
         Report::Wait => {
@@ -728,8 +741,8 @@ async fn race(
                 Either::Left(first) => first.await,
                 Either::Right(second) => second.await,
             };
-            match report(attempts, attempt, &mut held) {
-                Report::Deliver(r) => take(&mut held, r),
+            match report(attempts, attempt, held) {
+                Report::Deliver(r) => take(held, r),
                 Report::Wait | Report::Continue => None,
             }
         }
