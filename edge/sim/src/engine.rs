@@ -89,7 +89,9 @@ enum Kind {
     Arrival(u16),
     ClientTry(u32),
     EdgeIn(u32, u32),
-    RegionIn(u32, u32, u8),
+    /// Request, generation, attempt; the region and whether it is an edge retry, for an
+    /// attempt whose request has moved on (it still reaches the region).
+    RegionIn(u32, u32, u8, u8, bool),
     Back(u32, u32, u8),
     Hedge(u32, u32),
     Cron,
@@ -317,9 +319,13 @@ impl Run<'_> {
                     self.edge_in(r as usize);
                 }
             }
-            Kind::RegionIn(r, g, a) => {
+            Kind::RegionIn(r, g, a, region, edge_retry) => {
                 if self.requests[r as usize].generation == g {
                     self.region_in(r as usize, a as usize);
+                } else {
+                    // Aborted by the edge after it left: the region still gets it and works.
+                    self.rec.reached(self.now, region as usize, edge_retry);
+                    self.regions[region as usize].serve(self.now, &mut self.service);
                 }
             }
             Kind::Back(r, g, a) => {
@@ -434,7 +440,10 @@ impl Run<'_> {
         });
         let first = (req.retries == 0).then_some(req.population);
         self.rec.sent(self.now, region, first);
-        self.at(self.now + one_way, Kind::RegionIn(r as u32, generation, 0));
+        self.at(
+            self.now + one_way,
+            Kind::RegionIn(r as u32, generation, 0, region as u8, false),
+        );
     }
 
     /// The request reaches its edge isolate: probe results, plan, first step.
@@ -539,7 +548,7 @@ impl Run<'_> {
         self.rec.sent(self.now, region, first);
         self.at(
             self.now + one_way,
-            Kind::RegionIn(r as u32, generation, index as u8),
+            Kind::RegionIn(r as u32, generation, index as u8, region as u8, edge_retry),
         );
         self.now + one_way
     }
