@@ -22,7 +22,7 @@ def dispatch(regions: dict[str, str], cases: list[dict], weights=None) -> list[d
         "PATH": __import__("os").environ["PATH"],
         "EDGE_VARS": json.dumps({"REGIONS": edge.regions_var(regions, weights),
                                  "ROUTING": json.dumps({"hedge": False}), "CORS_ORIGINS": "[]",
-                                 "FALLBACK_ORIGIN": ""}),
+                                 "FALLBACK_ORIGIN": "", **edge.OPEN}),
         "CASES": json.dumps(cases),
     }
     out = subprocess.run(["node", str(DISPATCH)], env=env, capture_output=True, text=True, timeout=60,

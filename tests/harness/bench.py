@@ -115,7 +115,7 @@ def start_miniflare(regions: dict[str, str], routing: dict) -> procs.Proc:
     import json
     port = procs.free_port()
     variables = {"REGIONS": edge.regions_var(regions), "ROUTING": json.dumps(routing),
-                 "CORS_ORIGINS": "[]", "FALLBACK_ORIGIN": ""}
+                 "CORS_ORIGINS": "[]", "FALLBACK_ORIGIN": "", **edge.OPEN}
     proc = procs.start(f"bench-miniflare-{port}", ["node", str(ROOT / "tests/edge/serve.mjs")],
                        env={"EDGE_VARS": json.dumps(variables), "PORT": str(port)}, port=port)
     procs.wait_http(proc, "/_edge/status", timeout=30)
