@@ -1340,17 +1340,22 @@ fn near_equal_regions_are_split_by_client_and_the_split_is_the_same_in_every_iso
 // Gray failure: a region failing a share of requests while its health check says 200
 // ---------------------------------------------------------------------------------------------
 
-#[test]
-fn a_read_pinned_to_a_gray_region_goes_elsewhere_first_and_asks_it_only_about_a_404() {
-    // Dublin, which holds the client's last write, fails one request in five (fast 503s,
-    // health 200); Frankfurt has not received that write yet and answers 404.
-    let gray = Box::new(|t: Millis| {
+/// A gray region: a fast 503 to one request in five (every fifth 50 ms slot), 20 ms otherwise.
+fn one_in_five_failing() -> Region {
+    Box::new(|t: Millis| {
         if (t / 50).is_multiple_of(5) {
             answer(503, 8)
         } else {
             ok(20)
         }
-    });
+    })
+}
+
+#[test]
+fn a_read_pinned_to_a_gray_region_goes_elsewhere_first_and_asks_it_only_about_a_404() {
+    // Dublin, which holds the client's last write, fails one request in five (fast 503s,
+    // health 200); Frankfurt has not received that write yet and answers 404.
+    let gray = one_in_five_failing();
     let mut sim = Sim::new(
         config(TWO_REGIONS, &band_routing()),
         vec![gray, always(answer(404, 10))],
@@ -1387,13 +1392,7 @@ fn a_read_pinned_to_a_gray_region_goes_elsewhere_first_and_asks_it_only_about_a_
 fn a_client_pinned_to_a_gray_region_writes_elsewhere_and_so_moves_its_pin() {
     // Dublin fails one request in five (fast 503s, health 200); a client near Frankfurt wrote
     // there last, so its token pins it to Dublin.
-    let gray = Box::new(|t: Millis| {
-        if (t / 50).is_multiple_of(5) {
-            answer(503, 8)
-        } else {
-            ok(20)
-        }
-    });
+    let gray = one_in_five_failing();
     let mut sim = Sim::new(
         config(TWO_REGIONS, &band_routing()),
         vec![gray, always(ok(20))],

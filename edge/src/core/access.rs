@@ -385,19 +385,7 @@ impl Denial {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let pairs: Vec<(String, String)> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        move |name| {
-            pairs
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.clone())
-        }
-    }
+    use crate::core::config::tests::vars;
 
     const AUTH: &str = r#"{"issuer":"https://id.example","audience":"tandem","jwks_url":"https://id.example/jwks.json"}"#;
     const SECRET: &str = "0123456789abcdef0123456789abcdef";

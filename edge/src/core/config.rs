@@ -372,7 +372,7 @@ fn check_settings(s: &Settings) -> Result<(), ConfigError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub(crate) const TWO: &str = r#"[
@@ -380,7 +380,8 @@ mod tests {
         {"name":"eu-central-1","origin":"http://127.0.0.1:9002","lat":50.11,"lon":8.68,"weight":2}
     ]"#;
 
-    fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+    /// A `var` lookup over fixed pairs, as the Worker's vars would answer.
+    pub(crate) fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
         let pairs: Vec<(String, String)> = pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
