@@ -71,8 +71,8 @@ struct Outgoing<'a> {
 pub const DEADLINE_HEADER: &str = "x-tandem-deadline-ms";
 
 impl Outgoing<'_> {
-    /// The request for one attempt at `origin` (the region `region`, for the signature; `None`
-    /// for the fallback, signed for `fallback_region`).
+    /// The request for one attempt at `origin`, signed (when origin auth is on) for the region
+    /// named `region`: the target's own, or for the fallback the region the edge ranked first.
     fn request_to(&self, origin: &str, region: &str, timeout_ms: u64) -> Result<Request> {
         let headers = self.headers.clone();
         headers.set(DEADLINE_HEADER, &timeout_ms.to_string())?;
