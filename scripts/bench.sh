@@ -5,6 +5,9 @@
 #        scripts/bench.sh --only auth [authbench options]: the security costs alone (SigV4 signing
 #        bench, then tests/harness/authbench.py: JWT verification in workerd, tandem-jwt vs
 #        WebCrypto; see docs/benchmarks.md, "Security costs").
+#        scripts/bench.sh --only lambda [lambdabench options]: CPU per warm GET /get/{id} in Lambda
+#        mode against a local runtime API emulator (tests/harness/lambdabench.py; see
+#        docs/benchmarks.md, "Cost per request in Lambda mode").
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 if [ "${1:-}" = "--only" ] && [ "${2:-}" = "auth" ]; then
@@ -13,6 +16,12 @@ if [ "${1:-}" = "--only" ] && [ "${2:-}" = "auth" ]; then
   [ -f edge/build/index.js ] || { scripts/install-tools.sh wasm && scripts/build-edge.sh; }
   cargo bench --profile measure -p edge --bench signing --locked -- --noplot 2>&1 | grep -E "^signing|time:" || true
   exec "$VENV/bin/python" -m tests.harness.authbench "$@"
+fi
+if [ "${1:-}" = "--only" ] && [ "${2:-}" = "lambda" ]; then
+  shift 2
+  scripts/install-tools.sh python
+  cargo build -p regional --release --locked
+  exec "$VENV/bin/python" -m tests.harness.lambdabench "$@"
 fi
 scripts/install-tools.sh python node wasm system
 cargo build -p regional --release --locked
