@@ -1,13 +1,37 @@
 //! Entry point: reads the configuration, then serves the router on Lambda (when
 //! `AWS_LAMBDA_RUNTIME_API` is set) or on plain HTTP.
+//!
+//! In Lambda one execution environment serves one invocation at a time, so the runtime is
+//! single-threaded there: the runtime loop, the router and the SDK's connections share one
+//! thread instead of handing every invocation between threads (measured in
+//! docs/benchmarks.md). Locally the server is multi-threaded.
 
 use std::process::ExitCode;
 
 use regional::{app, config::Config, lambda, observability};
 use tower::ServiceExt;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    let in_lambda = std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some();
+    let runtime = if in_lambda {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+    };
+    match runtime {
+        Ok(runtime) => runtime.block_on(serve()),
+        Err(e) => {
+            eprintln!("regional: cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve() -> ExitCode {
     let config = match Config::from_vars(std::env::vars()) {
         Ok(config) => config,
         Err(e) => {
