@@ -234,13 +234,7 @@ pub fn run(world: &World, policy: Policy, seed: u64) -> Recorder {
     } else {
         Vec::new()
     };
-    let regions = world
-        .scenario
-        .regions
-        .iter()
-        .zip(&world.region_faults)
-        .map(|(spec, faults)| Region::new(spec.latency_ms, &spec.capacity, faults.clone()))
-        .collect();
+    let regions = world.regions();
     let mut dns_rng = Rng::stream(seed, "dns");
     let dns = (!policy.uses_edge()).then(|| Dns::new(world, &mut dns_rng));
     let mut run = Run {

@@ -93,13 +93,7 @@ pub struct Series<'a> {
 
 impl<'a> Series<'a> {
     pub fn new(world: &World, rec: &'a Recorder) -> Self {
-        let regions: Vec<Region> = world
-            .scenario
-            .regions
-            .iter()
-            .zip(&world.region_faults)
-            .map(|(spec, faults)| Region::new(spec.latency_ms, &spec.capacity, faults.clone()))
-            .collect();
+        let regions: Vec<Region> = world.regions();
         let capacity = (0..rec.seconds)
             .flat_map(|s| {
                 let middle = s as u64 * SECOND + SECOND / 2;

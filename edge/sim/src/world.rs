@@ -5,7 +5,7 @@
 use edge::core::config::EdgeConfig;
 use edge::core::geo::{self, Coordinates};
 
-use crate::region::{MILLI, Micros, SECOND, Window};
+use crate::region::{MILLI, Micros, Region, SECOND, Window};
 use crate::rng::Rng;
 use crate::scenario::{ClientRetry, DnsSpec, Effect, Scenario};
 
@@ -148,6 +148,16 @@ fn edge_config(scenario: &Scenario, overrides: &[(&str, f64)]) -> Result<EdgeCon
 }
 
 impl World {
+    /// Every region of the scenario with its faults, as a run starts them.
+    pub fn regions(&self) -> Vec<Region> {
+        self.scenario
+            .regions
+            .iter()
+            .zip(&self.region_faults)
+            .map(|(spec, faults)| Region::new(spec.latency_ms, &spec.capacity, faults.clone()))
+            .collect()
+    }
+
     pub fn new(scenario: &Scenario, seed: u64) -> Result<Self, WorldError> {
         let mut rng = Rng::stream(seed, "world");
         let regions: Vec<Coordinates> = scenario
