@@ -230,6 +230,7 @@ pub async fn handle(mut req: Request, env: Env, ctx: Context) -> Result<Response
         Admission::Forward { subject } => subject,
         Admission::Answer(response) => return finish(response, cors.as_ref(), secure),
     };
+    // The client's headers, read once: checked here, copied to the regions below.
     let entries: Vec<(String, String)> = req.headers().entries().collect();
     let pairs = entries.iter().map(|(n, v)| (n.as_str(), v.as_str()));
     if let Err(refusal) = client_request::check_headers(pairs, access.origin_signing.is_some()) {
@@ -253,7 +254,14 @@ pub async fn handle(mut req: Request, env: Env, ctx: Context) -> Result<Response
         }
     };
     let signing = access.origin_signing.as_ref();
-    let (out, has_key) = outgoing(&req, body, &request_id, subject.as_deref(), signing)?;
+    let (out, has_key) = outgoing(
+        &req,
+        &entries,
+        body,
+        &request_id,
+        subject.as_deref(),
+        signing,
+    )?;
     let method_name = method.to_string();
     let client = ClientFacts::of(&req);
     let facts = RequestFacts {
@@ -508,15 +516,16 @@ fn internal_request_header(name: &str) -> bool {
 /// create). Returns whether the request carries a key.
 fn outgoing<'a>(
     req: &Request,
+    entries: &[(String, String)],
     body: Option<Vec<u8>>,
     request_id: &str,
     subject: Option<&str>,
     signing: Option<&'a OriginCredentials>,
 ) -> Result<(Outgoing<'a>, bool)> {
     let headers = Headers::new();
-    for (name, value) in req.headers().entries() {
-        if !reply::hop_by_hop(&name) && !internal_request_header(&name) {
-            headers.append(&name, &value)?;
+    for (name, value) in entries {
+        if !reply::hop_by_hop(name) && !internal_request_header(name) {
+            headers.append(name, value)?;
         }
     }
     headers.set("x-request-id", request_id)?;
