@@ -1464,3 +1464,144 @@ fn a_gray_region_is_deprioritised_within_seconds_and_gets_traffic_back_after_it_
         "and keeps them"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// A region at its capacity limit (429)
+// ---------------------------------------------------------------------------------------------
+
+/// A region that admits `per_second` attempts in each second (API Gateway's throttle, without
+/// the burst) and answers the rest 429; `seen` counts every attempt that reaches it, by second.
+fn limited(per_second: u32, seen: std::rc::Rc<std::cell::RefCell<Vec<u32>>>) -> Region {
+    Box::new(move |t| {
+        let second = (t / 1000) as usize;
+        let mut seen = seen.borrow_mut();
+        if seen.len() <= second {
+            seen.resize(second + 1, 0);
+        }
+        seen[second] += 1;
+        if seen[second] > per_second {
+            answer(429, 4)
+        } else {
+            ok(20)
+        }
+    })
+}
+
+/// Frankfurt admits 50 attempts a second; Dublin is down. Mainz clients send 80 requests a
+/// second for 20 s, and each client re-sends a refused request a second later (what
+/// docs/clients.md tells them to do), so demand grows with every refusal the edge passes on.
+/// Returns the attempts Frankfurt saw per second and the requests that finally failed.
+fn survivor_at_its_limit(shed_k: f64) -> (Vec<u32>, usize) {
+    let seen = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let mut sim = Sim::new(
+        config(TWO_REGIONS, &routing_with(&format!(r#""shed_k":{shed_k}"#))),
+        vec![always(refused()), limited(50, seen.clone())],
+    );
+    // (time, tries left) of each pending client try, earliest first.
+    let mut pending: std::collections::BTreeMap<(Millis, u64), u32> = Default::default();
+    for (n, t) in every(0, 20_000, 12).enumerate() {
+        pending.insert((t, n as u64), 3);
+    }
+    let mut failed = 0;
+    while let Some(((t, id), tries)) = pending.pop_first() {
+        let s = sim.request(&read(NEAR_FRANKFURT), t);
+        let refused = matches!(s.status, None | Some(429));
+        if refused && tries > 1 {
+            pending.insert((t + 1_000, id), tries - 1);
+        } else if refused {
+            failed += 1;
+        }
+    }
+    let seen = seen.borrow().clone();
+    (seen, failed)
+}
+
+#[test]
+fn the_edge_keeps_a_region_at_its_limit_instead_of_passing_on_its_clients_retries() {
+    // Without shedding every refusal comes back a second later: Frankfurt sees far more than
+    // it admits for as long as the overload lasts.
+    let (unshed, _) = survivor_at_its_limit(0.0);
+    let unshed_peak = unshed[5..20].iter().copied().max().unwrap_or(0);
+    assert!(unshed_peak > 100, "without shedding: {unshed:?}");
+    let unshed_total: u32 = unshed[..20].iter().sum();
+
+    // With shedding (the default, k = 1.1) the edge answers the excess itself: after the first
+    // seconds Frankfurt sees about what it admits, never its clients' re-sends on top.
+    let (shed, failed) = survivor_at_its_limit(1.1);
+    // The shed share follows a 10 s window: from then on Frankfurt sees at most 1.2 × its
+    // limit (about k = 1.1 ×), and is still kept busy at its limit.
+    let steady = &shed[12..20];
+    assert!(
+        steady.iter().all(|&n| (50..=60).contains(&n)),
+        "Frankfurt near its limit once the window is full: {shed:?}"
+    );
+    let shed_total: u32 = shed[..20].iter().sum();
+    assert!(
+        shed_total * 2 < unshed_total,
+        "{shed_total} attempts with shedding, {unshed_total} without"
+    );
+    // Clients get about as many answers either way (the region serves 50 a second in both):
+    // the edge refuses what the region would have refused.
+    let (_, failed_unshed) = survivor_at_its_limit(0.0);
+    assert!(
+        failed * 10 <= failed_unshed * 11,
+        "{failed} vs {failed_unshed}"
+    );
+}
+
+#[test]
+fn a_region_refusing_for_load_gets_no_retries_and_sheds_first_attempts_to_a_healthy_one() {
+    // Frankfurt refuses everything for load from 2 s to 4 s; Dublin fails (503) every request
+    // from 2 s on, so each of its requests asks for a retry. (Dublin is kept in the plans:
+    // no ejection, no failure penalty, no hedges.)
+    let routing = r#"{"sticky_band_ms":0,"sticky_band_ratio":0,"consecutive_failures":1000000,"failure_rate_min_requests":100000,"failure_penalty_ms":0,"hedge":false}"#;
+    let mut sim = Sim::new(
+        config(THREE_REGIONS, routing),
+        vec![
+            between(2_000, 60_000, answer(503, 5), ok(5)),
+            between(2_000, 4_000, answer(429, 4), ok(2)),
+            always(ok(90)),
+        ],
+    );
+    sim.run(&read(NEAR_DUBLIN), every(0, WARM_UP_MS, 100));
+    sim.run(&read(NEAR_FRANKFURT), every(0, WARM_UP_MS, 100));
+    // A Frankfurt client's 429 is delivered (a region's own answer)...
+    let s = sim.request(&read(NEAR_FRANKFURT), 2_000);
+    assert_eq!((s.status, s.region), (Some(429), Some(FRANKFURT)));
+    // ... and for the next second Dublin's failures are retried in Virginia, never in
+    // Frankfurt, though Frankfurt is nearer.
+    let retried = sim.run(&read(NEAR_DUBLIN), every(2_010, 2_900, 100));
+    for s in &retried {
+        assert_eq!(s.attempts, vec![DUBLIN, VIRGINIA], "{s:?}");
+        assert_eq!(s.status, Some(200), "{s:?}");
+    }
+    // Frankfurt clients: after more 429s most of their first attempts go to the next region
+    // instead (and end up served), and none is retried into Frankfurt.
+    let frankfurt = sim.run(&read(NEAR_FRANKFURT), every(2_100, 3_900, 20));
+    let moved: Vec<&Served> = frankfurt
+        .iter()
+        .filter(|s| !s.plan.order.contains(&FRANKFURT))
+        .collect();
+    assert!(
+        moved.len() > frankfurt.len() / 2,
+        "{} of {}",
+        moved.len(),
+        frankfurt.len()
+    );
+    assert!(
+        moved
+            .iter()
+            .all(|s| s.status == Some(200) && !s.attempts.contains(&FRANKFURT)),
+        "a shed request is served elsewhere: {moved:?}"
+    );
+    let c = sim.router.status(3_900).counters;
+    assert_eq!(c.shed as usize, moved.len());
+    assert_eq!(c.overloaded, 0);
+    // Frankfurt accepts again from 4 s; one window after its last refusal it has every one of
+    // its clients back.
+    let later = sim.run(&read(NEAR_FRANKFURT), every(14_000, 15_000, 50));
+    assert!(
+        later.iter().all(|s| s.region == Some(FRANKFURT)),
+        "{later:?}"
+    );
+}

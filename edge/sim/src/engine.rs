@@ -513,7 +513,9 @@ impl Run<'_> {
             // No fallback origin is configured: `Fallback` never comes; if it did, it would
             // end the try like `Stop`.
             Step::Fallback { .. } | Step::Stop => {
-                router.on_unavailable();
+                if !attempt_loop.overloaded() {
+                    router.on_unavailable();
+                }
                 req.status = 503;
                 req.retry_after_us = 1_000 * MILLI;
                 let at = self.now + self.world.populations[req.population].access_one_way_us;
@@ -773,6 +775,8 @@ impl Run<'_> {
             total.ejections += c.ejections;
             total.least_bad += c.least_bad;
             total.unavailable += c.unavailable;
+            total.shed += c.shed;
+            total.overloaded += c.overloaded;
         }
         total
     }

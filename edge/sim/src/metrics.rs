@@ -15,6 +15,8 @@ pub struct EdgeCounters {
     pub ejections: u64,
     pub least_bad: u64,
     pub unavailable: u64,
+    pub shed: u64,
+    pub overloaded: u64,
 }
 
 /// One policy's run, recorded.

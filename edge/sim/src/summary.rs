@@ -65,6 +65,10 @@ pub struct PolicyDetails {
     pub edge_ejections: u64,
     pub edge_least_bad_plans: u64,
     pub edge_unavailable: u64,
+    /// First attempts the edge did not send to a region refusing work for load (429), and
+    /// requests it answered `regions_overloaded` because every region of the plan shed them.
+    pub edge_shed: u64,
+    pub edge_overloaded: u64,
     /// Per client population, the share of its requests' first attempts each region got
     /// (regions in the scenario's order), over the whole run.
     pub first_attempts_by_population: Vec<(String, Vec<f64>)>,
@@ -323,6 +327,8 @@ pub fn summarise(world: &World, rec: &Recorder) -> (PolicySummary, PolicyDetails
         ejections,
         least_bad,
         unavailable,
+        shed,
+        overloaded,
         ..
     } = rec.edge;
     let details = PolicyDetails {
@@ -342,6 +348,8 @@ pub fn summarise(world: &World, rec: &Recorder) -> (PolicySummary, PolicyDetails
         edge_ejections: ejections,
         edge_least_bad_plans: least_bad,
         edge_unavailable: unavailable,
+        edge_shed: shed,
+        edge_overloaded: overloaded,
         first_attempts_by_population: world
             .scenario
             .clients

@@ -94,6 +94,12 @@ impl AttemptLoop {
         }
     }
 
+    /// Whether every region of the plan shed the request (the edge answers
+    /// `regions_overloaded`).
+    pub fn overloaded(&self) -> bool {
+        self.plan.overloaded
+    }
+
     /// Attempts sent so far (hedges and the fallback included).
     pub fn attempts(&self) -> u32 {
         self.attempts
@@ -107,19 +113,24 @@ impl AttemptLoop {
             self.done = true;
             return Step::Stop;
         }
+        let confirming = std::mem::take(&mut self.confirming);
+        // A retry skips regions already tried and regions refusing work for load (a 429
+        // within `refusal_hold_ms`): the edge never retries into a region's limit. (The check
+        // of a held 404 with its authoritative region is not a retry.)
+        let retry = self.attempts > 0 && !confirming;
         while self
             .plan
             .order
             .get(self.next)
-            .is_some_and(|r| self.tried.contains(r))
+            .is_some_and(|&r| self.tried.contains(&r) || (retry && router.refusing(r, now)))
         {
             self.next += 1;
         }
         let timeout_ms = self.per_try_timeout_ms.min(self.deadline - now);
         let target = self.plan.order.get(self.next).copied();
-        // (Short-circuit: the budget is only asked when there is something left to send.)
-        let nothing_left = target.is_none() && !self.has_fallback;
-        let confirming = std::mem::take(&mut self.confirming);
+        // (Short-circuit: the budget is only asked when there is something left to send.) A
+        // request every region shed does not go to the fallback: it leads to the same regions.
+        let nothing_left = target.is_none() && (!self.has_fallback || self.plan.overloaded);
         if nothing_left
             || !(self.attempts == 0
                 || confirming
@@ -160,11 +171,16 @@ impl AttemptLoop {
 
     /// The hedge delay of the last [`Step::Send`] passed with its attempt still in flight:
     /// whether to send the copy to `other` now. Not to a region due its trial (its real answer
-    /// must decide), nor beyond the retry budget. When it says yes, the hedge counts as sent.
+    /// must decide), nor to one refusing work for load, nor beyond the retry budget. When it says yes, the hedge counts as sent.
     pub fn hedge_due(&mut self, router: &mut EdgeRouter, other: usize, now: Millis) -> bool {
         let trial_due =
             router.availability(other, now, &router.config().settings) == Availability::TrialDue;
-        if self.done || self.tried.contains(&other) || trial_due || !router.allow_retry(now, true) {
+        if self.done
+            || self.tried.contains(&other)
+            || trial_due
+            || router.refusing(other, now)
+            || !router.allow_retry(now, true)
+        {
             return false;
         }
         self.send(router, other, now, true);
@@ -477,5 +493,27 @@ mod tests {
             "both regions were tried"
         );
         assert_eq!(l.attempts(), 2);
+    }
+
+    #[test]
+    fn a_request_every_region_shed_stops_without_the_fallback() {
+        let mut r = router("{}", true);
+        // Both regions answered nothing but 429s.
+        for region in [0, 1] {
+            for _ in 0..20 {
+                r.record(region, answered(429), 5.0, 0, 0.5);
+            }
+        }
+        let plans: Vec<_> = (0..10).map(|_| r.plan(&facts("GET"), 100)).collect();
+        let shed = plans.iter().filter(|p| p.overloaded).count();
+        assert!(shed >= 8, "{shed} of 10 shed");
+        let plan = plans.into_iter().find(|p| p.overloaded).unwrap();
+        assert!(plan.order.is_empty());
+        let mut l = AttemptLoop::new(plan, &r.config().settings.clone(), 100, true);
+        assert!(l.overloaded());
+        assert_eq!(l.next_step(&mut r, 100), Step::Stop);
+        assert_eq!(l.attempts(), 0);
+        assert_eq!(r.status(100).counters.fallbacks, 0);
+        assert!(r.status(100).counters.overloaded >= 8);
     }
 }

@@ -122,6 +122,17 @@ pub struct Settings {
     /// Failed probes in a row that drain a region (default 3, Route 53's FailureThreshold); a
     /// passing probe, or the region's own `x-region-status`, ends it.
     pub probe_failures: u32,
+    /// Load shedding for a region that answers 429 (`core::overload`): first attempts to it are
+    /// shed at the edge in the share `(requests − shed_k × accepted) / (requests + 1)` of the
+    /// last `shed_window_ms`, so the region gets about `shed_k` times what it accepts (default
+    /// 1.1; the SRE book's 2 lets twice through; closer to 1 recovers more slowly; 0 turns
+    /// shedding off).
+    pub shed_k: f64,
+    /// See `shed_k`; a window without a refusal ends shedding (default 10000 ms).
+    pub shed_window_ms: u64,
+    /// After a 429, how long no retry or hedge goes to that region (default 1000 ms: API
+    /// Gateway's token bucket refills per second).
+    pub refusal_hold_ms: u64,
 }
 
 impl Default for Settings {
@@ -154,6 +165,9 @@ impl Default for Settings {
             failure_rate_min_requests: 20,
             failure_penalty_ms: 1000.0,
             probe_failures: 3,
+            shed_k: 1.1,
+            shed_window_ms: 10_000,
+            refusal_hold_ms: 1_000,
         }
     }
 }
@@ -276,7 +290,7 @@ impl EdgeConfig {
 
 fn check_settings(s: &Settings) -> Result<(), ConfigError> {
     // Every whole-number setting and its bounds (inclusive).
-    let whole: [(&str, u64, u64, u64); 19] = [
+    let whole: [(&str, u64, u64, u64); 21] = [
         ("per_try_timeout_ms", s.per_try_timeout_ms, 10, 60_000),
         ("deadline_ms", s.deadline_ms, 10, 120_000),
         (
@@ -316,6 +330,8 @@ fn check_settings(s: &Settings) -> Result<(), ConfigError> {
             100_000,
         ),
         ("probe_failures", u64::from(s.probe_failures), 1, 10),
+        ("shed_window_ms", s.shed_window_ms, 1_000, 600_000),
+        ("refusal_hold_ms", s.refusal_hold_ms, 0, 60_000),
     ];
     for (field, value, min, max) in whole {
         if !(min..=max).contains(&value) {
@@ -332,6 +348,7 @@ fn check_settings(s: &Settings) -> Result<(), ConfigError> {
         ("sticky_band_ratio", s.sticky_band_ratio, 0.0, 1.0),
         ("failure_rate_ejection", s.failure_rate_ejection, 0.01, 1.0),
         ("failure_penalty_ms", s.failure_penalty_ms, 0.0, 60_000.0),
+        ("shed_k", s.shed_k, 0.0, 10.0),
     ];
     for (field, value, min, max) in fractional {
         if !(value.is_finite() && (min..=max).contains(&value)) {
@@ -340,6 +357,10 @@ fn check_settings(s: &Settings) -> Result<(), ConfigError> {
                 format!("must be within {min}..={max}, got {value}"),
             ));
         }
+    }
+    if s.shed_k > 0.0 && s.shed_k < 1.0 {
+        // Below 1 the edge would shed requests of a region that refuses nothing.
+        return Err(err("ROUTING.shed_k", "must be 0 (off) or within 1..=10"));
     }
     if s.deadline_ms < s.per_try_timeout_ms {
         return Err(err(

@@ -17,6 +17,7 @@ use serde::Serialize;
 use super::Millis;
 use super::config::Settings;
 use super::ewma::{PeakEwma, SmoothedLatency};
+use super::window::CountWindow;
 
 /// The result of one active probe of a region.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
@@ -28,43 +29,6 @@ pub struct ProbeResult {
     /// Failed probes in a row, this one included (0 when it passed).
     #[serde(default)]
     pub failures_in_row: u32,
-}
-
-/// Attempts and failures in a sliding window of one-second buckets.
-#[derive(Debug, Clone, Default)]
-struct FailureWindow {
-    /// (second, attempts, failures), one slot per second of the window.
-    buckets: Vec<(u64, u32, u32)>,
-}
-
-impl FailureWindow {
-    fn add(&mut self, now: Millis, failed: bool, window_ms: u64) {
-        let slots = (window_ms / 1000).max(1) as usize;
-        if self.buckets.len() != slots {
-            self.buckets = vec![(u64::MAX, 0, 0); slots];
-        }
-        let second = now / 1000;
-        let slot = &mut self.buckets[(second % slots as u64) as usize];
-        if slot.0 != second {
-            *slot = (second, 0, 0);
-        }
-        slot.1 += 1;
-        slot.2 += u32::from(failed);
-    }
-
-    /// (attempts, failures) within the window ending at `now`.
-    fn counts(&self, now: Millis) -> (u32, u32) {
-        let second = now / 1000;
-        let slots = self.buckets.len() as u64;
-        self.buckets
-            .iter()
-            .filter(|(s, _, _)| *s != u64::MAX && *s <= second && second - *s < slots)
-            .fold((0, 0), |(a, f), (_, sa, sf)| (a + sa, f + sf))
-    }
-
-    fn clear(&mut self) {
-        self.buckets.clear();
-    }
 }
 
 impl ProbeResult {
@@ -116,7 +80,7 @@ pub struct RegionHealth {
     /// Smoothed share of failed attempts (each attempt a 0 or a 1), for ranking.
     failure_share: SmoothedLatency,
     /// For the failure-rate ejection rule.
-    window: FailureWindow,
+    window: CountWindow,
 }
 
 impl RegionHealth {
@@ -132,7 +96,7 @@ impl RegionHealth {
             latency: PeakEwma::new(settings.ewma_decay_ms),
             rank_latency: SmoothedLatency::new(settings.ewma_decay_ms),
             failure_share: Self::new_failure_share(settings),
-            window: FailureWindow::default(),
+            window: CountWindow::default(),
         }
     }
 

@@ -7,6 +7,8 @@
 //! - `ewma`: peak-sensitive latency average per region.
 //! - `health`: one region's state machine (passive ejection, trial, drain, probe results).
 //! - `budget`: the retry budget that caps retry storms.
+//! - `overload`: a region refusing work for load (429): no retries to it, first attempts shed.
+//! - `window`: counts over a sliding window of one-second buckets.
 //! - `outcome`: what an attempt produced and whether to try another region.
 //! - `affinity`: read-your-writes tokens.
 //! - `client_request`: what the edge refuses in a request line and headers (405, 400) before
@@ -28,8 +30,10 @@ pub mod geo;
 pub mod health;
 pub mod origin_signing;
 pub mod outcome;
+pub mod overload;
 pub mod router;
 pub mod tokens;
+pub mod window;
 
 /// Milliseconds since the Unix epoch, as given by the platform's clock.
 pub type Millis = u64;

@@ -14,6 +14,7 @@ use super::config::EdgeConfig;
 use super::geo::{self, Coordinates};
 use super::health::{Availability, ProbeResult, RegionHealth};
 use super::outcome::{self, Outcome, Verdict};
+use super::overload::Overload;
 
 /// What the router needs to know about a request.
 #[derive(Debug, Clone, Default)]
@@ -44,6 +45,10 @@ pub struct Plan {
     /// holding the client's last write, tried after a healthier one. A 404 from another region
     /// is not believed until this one is asked (its replica may not have the write yet).
     pub authoritative: Option<usize>,
+    /// Every region this request could go to is refusing work for load and shed it
+    /// (`core::overload`): the edge answers 503 itself, without trying the fallback (the Route
+    /// 53 name leads to the same regions).
+    pub overloaded: bool,
 }
 
 /// Shared probe results, as the cron writes them for every isolate.
@@ -105,6 +110,11 @@ pub struct Counters {
     /// least bad first).
     pub least_bad: u64,
     pub unavailable: u64,
+    /// First attempts not sent to a region because it was refusing work for load (the request
+    /// went to the next region of its plan, or was answered `regions_overloaded`).
+    pub shed: u64,
+    /// Requests the edge answered `regions_overloaded` (every region of the plan shed them).
+    pub overloaded: u64,
 }
 
 /// One region in the status report.
@@ -133,6 +143,8 @@ pub struct StatusReport {
 pub struct EdgeRouter {
     config: Arc<EdgeConfig>,
     health: Vec<RegionHealth>,
+    /// Each region's recent refusals for load (429), for shedding.
+    overload: Vec<Overload>,
     budget: RetryBudget,
     counters: Counters,
     probes_read_at: Option<Millis>,
@@ -184,6 +196,7 @@ impl EdgeRouter {
         );
         Self {
             health,
+            overload: vec![Overload::default(); config.regions.len()],
             budget,
             counters: Counters::default(),
             probes_read_at: None,
@@ -377,13 +390,16 @@ impl EdgeRouter {
                 }
             }
         }
+        let overloaded = self.shed(&mut order, pinned, now);
         order.truncate(settings.max_attempts as usize);
         let authoritative = authoritative.filter(|r| order.contains(r));
 
         // No hedge for a read pinned to the writer's region (another replica may still hold the
         // old item, and its 2xx would win), nor for a region's trial (its real answer decides).
-        let hedge_after_ms = (read && settings.hedge && order.len() >= 2 && !pinned)
-            .then_some(order[0])
+        let hedge_after_ms = order
+            .first()
+            .copied()
+            .filter(|_| read && settings.hedge && order.len() >= 2 && !pinned)
             .filter(|&first| {
                 self.health[first].availability(now, settings) != Availability::TrialDue
             })
@@ -393,7 +409,35 @@ impl EdgeRouter {
             retryable: outcome::method_is_retryable(facts.method, facts.has_idempotency_key),
             hedge_after_ms,
             authoritative,
+            overloaded,
         }
+    }
+
+    /// Sheds the request from the regions at the head of `order` that are refusing work for
+    /// load (`core::overload`), first to last, until one takes it. A region's trial is never
+    /// shed (its answer must come), nor a read or write pinned to its region (read-your-writes
+    /// comes first). Returns true when every region shed it.
+    fn shed(&mut self, order: &mut Vec<usize>, pinned: bool, now: Millis) -> bool {
+        let settings = &self.config.settings;
+        if pinned || order.is_empty() {
+            return false;
+        }
+        while let Some(&first) = order.first() {
+            let trial = self.health[first].availability(now, settings) == Availability::TrialDue;
+            if trial || !self.overload[first].shed(now, settings) {
+                return false;
+            }
+            self.counters.shed += 1;
+            order.remove(0);
+        }
+        self.counters.overloaded += 1;
+        true
+    }
+
+    /// Whether region `i` refused work for load (429) within `refusal_hold_ms`: no retry or
+    /// hedge goes to it.
+    pub fn refusing(&self, i: usize, now: Millis) -> bool {
+        self.overload.get(i).is_some_and(|o| o.refusing(now))
     }
 
     /// The hedge delay for a region: configured, or about its p95 (3 × its recent latency EWMA)
@@ -465,11 +509,14 @@ impl EdgeRouter {
     ) -> Verdict {
         let settings = &self.config.settings;
         if let Outcome::Answered {
-            region_status: Some(s),
-            ..
+            status,
+            region_status,
         } = outcome
         {
-            self.health[i].record_region_status(s, now);
+            if let Some(s) = region_status {
+                self.health[i].record_region_status(s, now);
+            }
+            self.overload[i].record_answer(now, status == 429, settings);
         }
         if outcome.is_failure() {
             let others_in_service = (0..self.health.len())

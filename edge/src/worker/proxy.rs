@@ -277,7 +277,9 @@ pub async fn handle(mut req: Request, env: Env, ctx: Context) -> Result<Response
         retryable: false,
         hedge_after_ms: None,
         authoritative: None,
+        overloaded: false,
     });
+    let overloaded = plan.overloaded;
     let (attempts, delivered) = run_plan(&out, plan, &config, started).await;
     let served = Served {
         request_id: &request_id,
@@ -289,6 +291,7 @@ pub async fn handle(mut req: Request, env: Env, ctx: Context) -> Result<Response
     };
     let response = match delivered {
         Some((region, answer)) => served.answer(&config, region, answer)?,
+        None if overloaded => served.overloaded()?,
         None => served.unavailable()?,
     };
     finish(response, cors.as_ref(), secure)
@@ -838,6 +841,18 @@ impl Served<'_> {
             .headers_mut()
             .set("x-edge-attempts", &self.attempts.to_string())?;
         Ok(response)
+    }
+
+    /// Every region of the plan is refusing work for load and the edge shed this request
+    /// (`core::overload`): 503 with `Retry-After`, no region asked.
+    fn overloaded(&self) -> Result<Response> {
+        self.log(503, reply::EDGE);
+        reply::error(
+            503,
+            "regions_overloaded",
+            "every region is at its capacity; retry after the Retry-After delay",
+            self.request_id,
+        )
     }
 
     /// The one log line for this request.
