@@ -200,3 +200,47 @@ def test_invalid_configuration_is_a_500_that_names_the_field_only_in_the_log(mot
         assert "REGIONS" in line
     finally:
         bad.stop()
+
+
+def test_a_region_at_its_limit_gets_no_retries_and_its_clients_go_elsewhere(stack):
+    """West answers every request 429 (a region at its API Gateway limit). The client gets the
+    first 429 as it is (a region's own answer), then the edge stops adding to West's load: most
+    requests are shed to Central, and Central's own failures are never retried into West."""
+    set_faults(stack.west, error_rate=1.0, error_status=429)
+    first = stack.get("/items?limit=1")
+    assert first.status_code == 429 and first.headers["x-served-by"] == WEST
+    served = [stack.get("/items?limit=1") for _ in range(30)]
+    by = [r.headers["x-served-by"] for r in served]
+    assert all(r.status_code in (200, 429) for r in served), [r.status_code for r in served]
+    assert by.count(CENTRAL) >= 20, by
+    counters = stack.get("/_edge/status").json()["counters"]
+    assert counters["shed"] == by.count(CENTRAL) and counters["overloaded"] == 0, counters
+    # Central now fails every request: while West is at its limit, Central's failures are never
+    # retried into West (that would be a second attempt). The client gets the edge's 503 rather
+    # than West pushed past its limit.
+    set_faults(stack.central, error_rate=1.0, error_status=503)
+    for _ in range(8):
+        r = stack.get("/items?limit=1")
+        assert r.status_code in (429, 503), r.text
+        assert r.headers.get("x-edge-attempts", "0") in ("0", "1"), dict(r.headers)
+
+
+def test_every_region_at_its_limit_is_the_edges_own_503_regions_overloaded(stack):
+    set_faults(stack.west, error_rate=1.0, error_status=429)
+    set_faults(stack.central, error_rate=1.0, error_status=429)
+    answers = [stack.get("/items?limit=1") for _ in range(20)]
+    shed = [r for r in answers if r.status_code == 503]
+    assert len(shed) >= 10, [r.status_code for r in answers]
+    for r in shed:
+        assert error_code(r) == "regions_overloaded"
+        assert r.headers["x-served-by"] == "edge" and r.headers["retry-after"] == "1"
+        assert "x-edge-attempts" not in r.headers or r.headers["x-edge-attempts"] == "0"
+    # The regions' own answers are 429s; nothing else.
+    assert all(r.status_code in (429, 503) for r in answers)
+    assert stack.get("/_edge/status").json()["counters"]["overloaded"] == len(shed)
+    # The regions recover; a window (5 s) after their last refusal the edge sheds nothing.
+    set_faults(stack.west, error_rate=0.0)
+    set_faults(stack.central, error_rate=0.0)
+    time.sleep(5.5)
+    after = [stack.get("/items?limit=1") for _ in range(5)]
+    assert all(r.status_code == 200 for r in after), [r.status_code for r in after]

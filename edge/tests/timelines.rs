@@ -1528,7 +1528,7 @@ fn the_edge_keeps_a_region_at_its_limit_instead_of_passing_on_its_clients_retrie
     // With shedding (the default, k = 1.1) the edge answers the excess itself: after the first
     // seconds Frankfurt sees about what it admits, never its clients' re-sends on top.
     let (shed, failed) = survivor_at_its_limit(1.1);
-    // The shed share follows a 10 s window: from then on Frankfurt sees at most 1.2 × its
+    // The shed share follows a 5 s window; a window on, Frankfurt sees at most 1.2 × its
     // limit (about k = 1.1 ×), and is still kept busy at its limit.
     let steady = &shed[12..20];
     assert!(

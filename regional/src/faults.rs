@@ -40,7 +40,8 @@ pub struct FaultSettings {
     pub response_delay_ms: u64,
     /// Share of non-admin requests answered `error_status` `injected_fault`, 0.0..=1.0.
     pub error_rate: f64,
-    /// The status of those answers, 500..=599 (default 503).
+    /// The status of those answers, 500..=599, or 429 (a region at its limit, as API Gateway's
+    /// throttle answers; default 503).
     pub error_status: u16,
 }
 
@@ -102,9 +103,9 @@ impl Faults {
             return Err("error_rate must be between 0 and 1".to_owned());
         }
         if let Some(s) = update.error_status
-            && !(500..=599).contains(&s)
+            && !(s == 429 || (500..=599).contains(&s))
         {
-            return Err(format!("error_status must be 500..=599, got {s}"));
+            return Err(format!("error_status must be 429 or 500..=599, got {s}"));
         }
         if let Some(s) = update.error_status {
             self.error_status.store(s, Ordering::Relaxed);
@@ -189,5 +190,17 @@ mod tests {
         };
         let s = f.apply(ok).unwrap();
         assert_eq!((s.status, s.latency_ms, s.error_rate), (404, 250, 0.5));
+        for status in [200, 404, 428, 430, 600] {
+            let bad = FaultUpdate {
+                error_status: Some(status),
+                ..Default::default()
+            };
+            assert!(f.apply(bad).is_err(), "{status}");
+        }
+        let throttle = FaultUpdate {
+            error_status: Some(429),
+            ..Default::default()
+        };
+        assert_eq!(f.apply(throttle).unwrap().error_status, 429);
     }
 }

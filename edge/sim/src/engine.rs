@@ -557,6 +557,9 @@ impl Run<'_> {
         self.rec
             .reached(self.now, attempt.region, attempt.edge_retry);
         let served = self.regions[attempt.region].serve(self.now, &mut self.service);
+        if attempt.edge_retry && served.over_limit {
+            self.rec.edge_retries_over_limit += 1;
+        }
         let mut back = world.locations[req.location].to_region_us[attempt.region];
         if !self.policy.uses_edge() {
             back += world.populations[req.population].access_one_way_us;

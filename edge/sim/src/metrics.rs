@@ -44,6 +44,9 @@ pub struct Recorder {
     pub failed: u64,
     pub attempts_total: u64,
     pub client_retries: u64,
+    /// The edge's retries and hedges that a region's limit refused (429, or a 503 from Lambda's
+    /// concurrency or DynamoDB's throughput): retries that went past a region's limit.
+    pub edge_retries_over_limit: u64,
     pub edge: EdgeCounters,
     /// Events processed (for the run-time report only).
     pub events: u64,
@@ -67,6 +70,7 @@ impl Recorder {
             failed: 0,
             attempts_total: 0,
             client_retries: 0,
+            edge_retries_over_limit: 0,
             edge: EdgeCounters::default(),
             events: 0,
         }

@@ -48,6 +48,9 @@ pub enum Answer {
 pub struct Served {
     pub answer: Answer,
     pub service_us: Micros,
+    /// A limit refused it (API Gateway's rate, Lambda's concurrency, DynamoDB's throughput):
+    /// the request went past what the region can take.
+    pub over_limit: bool,
 }
 
 /// What a health check (the edge's cron, a Route 53 checker) sees.
@@ -271,6 +274,7 @@ impl Region {
                 retry_after_s: Some(self.capacity.retry_after_s),
             },
             service_us: (service_ms * MILLI as f64) as Micros,
+            over_limit: true,
         }
     }
 
@@ -282,12 +286,14 @@ impl Region {
                 return Served {
                     answer: Answer::ConnectError,
                     service_us: 0,
+                    over_limit: false,
                 };
             }
             Some(Failure::Timeout) => {
                 return Served {
                     answer: Answer::Silence,
                     service_us: 0,
+                    over_limit: false,
                 };
             }
             Some(Failure::Unavailable) => {
@@ -298,6 +304,7 @@ impl Region {
                         retry_after_s: None,
                     },
                     service_us: MILLI,
+                    over_limit: false,
                 };
             }
             None => {}
@@ -320,7 +327,8 @@ impl Region {
             self.warm += 1;
             service_ms += self.capacity.cold_start_ms;
         }
-        let answer = if !self.dynamo_admits(now) {
+        let dynamo_refused = !self.dynamo_admits(now);
+        let answer = if dynamo_refused {
             service_ms += DYNAMO_THROTTLE_RETRIES_MS;
             Answer::Status {
                 status: 503,
@@ -344,7 +352,11 @@ impl Region {
         };
         let service_us = (service_ms.max(0.0) * MILLI as f64) as Micros;
         self.busy.push(Reverse(now + service_us));
-        Served { answer, service_us }
+        Served {
+            answer,
+            service_us,
+            over_limit: dynamo_refused,
+        }
     }
 
     /// A health check reaching the region at `now` (`/health`: API Gateway and Lambda, not

@@ -57,6 +57,9 @@ pub struct PolicyDetails {
     pub survivor_seconds_over_capacity: u64,
     /// Of those, seconds it would have been within capacity without the edge's retries.
     pub survivor_seconds_over_by_edge_retries: u64,
+    /// The edge's retries and hedges a region's limit refused (429 from API Gateway, 503 from
+    /// Lambda's concurrency or DynamoDB's throughput), in any region.
+    pub edge_retries_over_limit: u64,
     pub client_retries: u64,
     pub attempts: u64,
     pub edge_retries: u64,
@@ -341,6 +344,7 @@ pub fn summarise(world: &World, rec: &Recorder) -> (PolicySummary, PolicyDetails
         survivor_seconds_over_capacity: over,
         survivor_seconds_over_by_edge_retries: by_retries,
         client_retries: rec.client_retries,
+        edge_retries_over_limit: rec.edge_retries_over_limit,
         attempts: rec.attempts_total,
         edge_retries: retries,
         edge_hedges: hedges,

@@ -128,7 +128,9 @@ pub struct Settings {
     /// 1.1; the SRE book's 2 lets twice through; closer to 1 recovers more slowly; 0 turns
     /// shedding off).
     pub shed_k: f64,
-    /// See `shed_k`; a window without a refusal ends shedding (default 10000 ms).
+    /// See `shed_k`; a window without a refusal ends shedding (default 5000 ms: short enough to
+    /// follow a survivor's first seconds at its limit, long enough for a few dozen answers at an
+    /// isolate's usual 10 requests/s).
     pub shed_window_ms: u64,
     /// After a 429, how long no retry or hedge goes to that region (default 1000 ms: API
     /// Gateway's token bucket refills per second).
@@ -166,7 +168,7 @@ impl Default for Settings {
             failure_penalty_ms: 1000.0,
             probe_failures: 3,
             shed_k: 1.1,
-            shed_window_ms: 10_000,
+            shed_window_ms: 5_000,
             refusal_hold_ms: 1_000,
         }
     }

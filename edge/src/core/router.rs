@@ -434,10 +434,13 @@ impl EdgeRouter {
         true
     }
 
-    /// Whether region `i` refused work for load (429) within `refusal_hold_ms`: no retry or
-    /// hedge goes to it.
+    /// Whether region `i` is at its limit: it refused work for load (429) within
+    /// `refusal_hold_ms`, or its first attempts are being shed. No retry or hedge goes to it.
     pub fn refusing(&self, i: usize, now: Millis) -> bool {
-        self.overload.get(i).is_some_and(|o| o.refusing(now))
+        let settings = &self.config.settings;
+        self.overload
+            .get(i)
+            .is_some_and(|o| o.refusing(now) || o.shed_share(now, settings) > 0.0)
     }
 
     /// The hedge delay for a region: configured, or about its p95 (3 × its recent latency EWMA)
