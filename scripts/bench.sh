@@ -6,8 +6,11 @@
 #        bench, then tests/harness/authbench.py: JWT verification in workerd, tandem-jwt vs
 #        WebCrypto; see docs/benchmarks.md, "Security costs").
 #        scripts/bench.sh --only lambda [lambdabench options]: CPU per warm GET /get/{id} in Lambda
-#        mode against a local runtime API emulator (tests/harness/lambdabench.py; see
-#        docs/benchmarks.md, "Cost per request in Lambda mode").
+#        mode against a local runtime API emulator, connections kept as in AWS (options: --n,
+#        --warmup, --count N for instructions under callgrind, --perf DIR [--perf-dwarf],
+#        --strace, --closing for the first connection-closing setup, --only-lambda-get,
+#        --binary PATH; tests/harness/lambdabench.py; see docs/benchmarks.md, "Cost per request
+#        in Lambda mode").
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 if [ "${1:-}" = "--only" ] && [ "${2:-}" = "auth" ]; then

@@ -11,18 +11,35 @@ response received) p50/p99. The same in plain-HTTP mode (one keep-alive connecti
 connection per request) for comparison. See docs/benchmarks.md, "Cost per request in Lambda
 mode".
 
+Connections are kept as in AWS by default: the emulator answers HTTP/1.1 keep-alive with each
+response (headers and body) in one write, as the real runtime API does, and DynamoDB is moto's
+WSGI app served by a small keep-alive HTTP/1.1 server (`serve_dynamodb`, its own process), since
+moto_server's werkzeug closes every connection where real DynamoDB keeps it. `--closing` runs
+the first setup instead (moto_server, the emulator writing a response's body apart from its
+headers, which made lambda_runtime drop the connection): a new connection to each per
+invocation.
+
     source scripts/lib.sh; $VENV/bin/python -m tests.harness.lambdabench [--n 2000] [--warmup 200]
         [--perf DIR]   # also `perf record -g` the Lambda-mode GET run (writes DIR/perf.data)
+        [--perf-dwarf] # with --perf: DWARF call graphs, for a build without frame pointers
         [--strace]     # also `strace -c -f` a Lambda-mode GET run (syscalls per invocation)
+        [--closing]    # the first, connection-closing setup (see above)
+        [--only-lambda-get]  # just the two Lambda-mode GET rows (quicker, for A/B runs)
+        [--binary PATH]      # another build of regional (e.g. an unstripped one to profile)
+        [--pin]        # the function alone on the last CPU, the rest on the others
+        [--count N]    # also user-space instructions per invocation, N invocations under callgrind
 """
 
 from __future__ import annotations
 
 import argparse
 import http.client
+import io
+import sys
 import json
 import os
 import queue
+import shutil
 import signal
 import statistics
 import subprocess
@@ -30,6 +47,7 @@ import threading
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import unquote
 from pathlib import Path
 
 from . import moto, procs
@@ -41,6 +59,13 @@ TABLE = "lambdabench"
 ITEM = "bench-item"
 CALLER = "arn:aws:iam::123456789012:user/tandem-edge"
 PREFIX = "/2018-06-01"
+PERF_DWARF = False
+#: `--pin`: the CPU the function runs on (the harness, moto and the emulator get the others).
+PIN_CPU: int | None = None
+
+
+def pinned(argv: list[str]) -> list[str]:
+    return ["taskset", "-c", str(PIN_CPU), *argv] if PIN_CPU is not None else argv
 
 
 def api_gateway_v2_event(path: str, caller: str = CALLER) -> bytes:
@@ -78,15 +103,22 @@ class RuntimeApi:
     """The emulator: one pending invocation at a time, handed out on `next`, answered on
     `response` or `error`."""
 
-    def __init__(self) -> None:
+    def __init__(self, split_writes: bool = False) -> None:
         self.events: queue.Queue = queue.Queue()
         self.done: queue.Queue = queue.Queue()
         self.handed_out: dict[str, float] = {}
         self.init_errors: list[bytes] = []
+        #: When the first `next` arrived (the function's init is done), perf_counter seconds.
+        self.first_next: float | None = None
         api = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"  # keep-alive, as the real runtime API
+            # Buffered: headers and body leave in one write when the handler returns, as from
+            # the real runtime API. Unbuffered (http.server's default), the body came in a
+            # second segment, so lambda_runtime, which drops a response without reading its
+            # body, found it unread and closed the connection: a new one per invocation.
+            wbufsize = 0 if split_writes else io.DEFAULT_BUFFER_SIZE
 
             def log_message(self, *args) -> None:
                 pass
@@ -106,6 +138,8 @@ class RuntimeApi:
             def do_GET(self) -> None:
                 if self.path != f"{PREFIX}/runtime/invocation/next":
                     return self._reply(404, b'{"errorType":"NotFound"}')
+                if api.first_next is None:
+                    api.first_next = time.perf_counter()
                 inv_id, event = api.events.get()
                 headers = {
                     "Lambda-Runtime-Aws-Request-Id": inv_id,
@@ -149,6 +183,78 @@ class RuntimeApi:
         self.server.server_close()
 
 
+def serve_dynamodb(port: int) -> None:
+    """Serves moto's WSGI app (the DynamoDB API) on 127.0.0.1:`port` over HTTP/1.1 keep-alive,
+    each response with its Content-Length in one write: a connection lasts as long as the client
+    keeps it, as with real DynamoDB. For this bench only; the tests use moto_server."""
+    from moto.server import DomainDispatcherApplication, create_backend_app
+
+    app = DomainDispatcherApplication(create_backend_app)
+    hop_by_hop = {"content-length", "connection", "transfer-encoding", "keep-alive"}
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        wbufsize = io.DEFAULT_BUFFER_SIZE
+
+        def log_message(self, *args) -> None:
+            pass
+
+        def _serve(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            path, _, query = self.path.partition("?")
+            environ = {
+                "REQUEST_METHOD": self.command, "SCRIPT_NAME": "", "PATH_INFO": unquote(path),
+                "QUERY_STRING": query, "SERVER_NAME": "127.0.0.1", "SERVER_PORT": str(port),
+                "SERVER_PROTOCOL": self.request_version, "REMOTE_ADDR": self.client_address[0],
+                "CONTENT_TYPE": self.headers.get("Content-Type", ""), "CONTENT_LENGTH": str(len(body)),
+                "wsgi.version": (1, 0), "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(body),
+                "wsgi.errors": sys.stderr, "wsgi.multithread": True, "wsgi.multiprocess": False,
+                "wsgi.run_once": False,
+            }
+            for key, value in self.headers.items():
+                name = key.upper().replace("-", "_")
+                if name not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+                    environ[f"HTTP_{name}"] = value
+            started: list = []
+
+            def start_response(status: str, headers: list, exc_info=None):
+                started[:] = [status, headers]
+                return lambda data: None
+
+            chunks = app(environ, start_response)
+            try:
+                out = b"".join(chunks)
+            finally:
+                if hasattr(chunks, "close"):
+                    chunks.close()
+            status, headers = started
+            code, _, reason = status.partition(" ")
+            self.send_response(int(code), reason)
+            for k, v in headers:
+                if k.lower() not in hop_by_hop:
+                    self.send_header(k, v)
+            self.send_header("Content-Length", str(len(out)))
+            self.end_headers()
+            self.wfile.write(out)
+
+        do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _serve
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    server.daemon_threads = True
+    server.serve_forever()
+
+
+def start_dynamodb(closing: bool) -> procs.Proc:
+    """The DynamoDB endpoint: moto_server (closes every connection) or moto's app kept alive."""
+    if closing:
+        return moto.start_moto()
+    port = procs.free_port()
+    proc = procs.start(f"lambdabench-dynamodb-{port}", [sys.executable, "-m", "tests.harness.lambdabench",
+                                                         "--serve-dynamodb", str(port)], port=port)
+    procs.wait_http(proc, "/moto-api/", timeout=30)
+    return proc
+
+
 def cpu(pid: int) -> tuple[float, float]:
     """(utime + stime seconds of the whole process, sum of its live threads' on-CPU seconds
     from schedstat). The first counts exited threads too but has clock-tick resolution."""
@@ -188,30 +294,48 @@ def start_function(api: RuntimeApi, endpoint: str, rust_log: str, wrap: list[str
         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1769", "AWS_LAMBDA_LOG_GROUP_NAME": "/aws/lambda/tandem-regional",
         "AWS_LAMBDA_LOG_STREAM_NAME": "2026/12/03/[$LATEST]bench", "_HANDLER": "bootstrap",
     })
-    return procs.start(f"lambdabench-fn-{api.port}", (wrap or []) + [str(RELEASE)], env=env)
+    return procs.start(f"lambdabench-fn-{api.port}", (wrap or []) + pinned([str(RELEASE)]), env=env)
 
 
 def run_lambda(endpoint: str, path: str, n: int, warmup: int, rust_log: str, label: str,
-               perf_dir: Path | None = None, strace: bool = False) -> dict:
-    api = RuntimeApi()
+               perf_dir: Path | None = None, strace: bool = False, closing: bool = False,
+               count: bool = False) -> dict:
+    """One Lambda-mode run. `count`: under callgrind, which counts the user-space instructions
+    of the measured invocations (its CPU times are valgrind's, not the function's)."""
+    api = RuntimeApi(split_writes=closing)
     wrap = ["strace", "-c", "-f", "-o", str(ROOT / ".state" / "lambdabench-strace.txt")] if strace else None
+    count_dir = ROOT / ".state" / "lambdabench-callgrind"
+    if count:
+        shutil.rmtree(count_dir, ignore_errors=True)
+        count_dir.mkdir(parents=True)
+        wrap = ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--dump-instr=no",
+                f"--callgrind-out-file={count_dir}/callgrind.out.%p"]
+    spawned = time.perf_counter()
     fn = start_function(api, endpoint, rust_log, wrap)
     try:
         for _ in range(warmup):
-            resp, _ = api.invoke(api_gateway_v2_event(path))
+            resp, _ = api.invoke(api_gateway_v2_event(path), timeout=120 if count else 30)
             if resp.get("statusCode") != 200:
                 raise RuntimeError(f"{path}: {resp}")
         pid = fn.pid
+        if count:  # callgrind_control -d writes a dump at once; the start-up one is ignored
+            for f in count_dir.glob("callgrind.out*"):
+                f.unlink()
         if strace:  # the function is strace's child
             pid = int(Path(f"/proc/{fn.pid}/task/{fn.pid}/children").read_text().split()[0])
         recorder = None
         if perf_dir:
             perf_dir.mkdir(parents=True, exist_ok=True)
-            recorder = subprocess.Popen(["perf", "record", "-g", "-F", "4999", "-p", str(pid), "-o",
+            # The release binary has no frame pointers: DWARF call graphs (fewer samples, each
+            # with a stack copy) give whole user-space stacks; `-g` gives kernel stacks only.
+            graph = ["-F", "999", "--call-graph", "dwarf,16384"] if PERF_DWARF else ["-F", "4999", "-g"]
+            recorder = subprocess.Popen(["perf", "record", *graph, "-p", str(pid), "-o",
                                          str(perf_dir / "perf.data")], stdout=subprocess.DEVNULL,
                                         stderr=subprocess.DEVNULL)
             time.sleep(1.0)
         events = [api_gateway_v2_event(path) for _ in range(n)]  # built outside the measured span
+        if count:  # callgrind counts from here on
+            subprocess.run(["callgrind_control", "-i", "on", str(pid)], check=True, capture_output=True)
         time.sleep(0.05)
         before = cpu(pid)
         lat = []
@@ -220,12 +344,26 @@ def run_lambda(endpoint: str, path: str, n: int, warmup: int, rust_log: str, lab
             lat.append(seconds)
         time.sleep(0.05)  # the function's next `next` call is in flight; let it block
         after = cpu(pid)
+        instructions = None
+        if count:
+            subprocess.run(["callgrind_control", "-d", str(pid)], check=True, capture_output=True)
+            for dump in sorted(count_dir.glob("callgrind.out*")):
+                for line in dump.read_text(errors="replace").splitlines():
+                    if line.startswith("summary:"):
+                        instructions = max(instructions or 0, int(line.split()[1]) / n)
         if recorder:
             recorder.send_signal(signal.SIGINT)
             recorder.wait(30)
         if api.init_errors:
             raise RuntimeError(f"init errors: {api.init_errors}")
-        return summary(label, n, before, after, lat)
+        out = summary(label, n, before, after, lat)
+        if instructions:
+            out["user_instructions_per_inv"] = instructions
+            print(f"  {'':<44} user-space instructions/inv (callgrind) {instructions / 1000:.1f}k", flush=True)
+        # Start-up: process spawned -> its first `next` (config, SDK client, router built).
+        out["init_ms"] = (api.first_next - spawned) * 1000 if api.first_next else None
+        print(f"  {'':<44} init (spawn -> first next) {out['init_ms']:.1f} ms", flush=True)
+        return out
     finally:
         fn.stop()
         api.close()
@@ -235,7 +373,7 @@ def run_http(endpoint: str, path: str, n: int, warmup: int, rust_log: str, label
     port = procs.free_port()
     env = base_env(endpoint, rust_log)
     env["LISTEN_ADDR"] = f"127.0.0.1:{port}"
-    fn = procs.start(f"lambdabench-http-{port}", [str(RELEASE)], env=env, port=port)
+    fn = procs.start(f"lambdabench-http-{port}", pinned([str(RELEASE)]), env=env, port=port)
     try:
         procs.wait_http(fn, "/health", timeout=20)
         conn = http.client.HTTPConnection("127.0.0.1", port)
@@ -267,17 +405,44 @@ def run_http(endpoint: str, path: str, n: int, warmup: int, rust_log: str, label
 
 
 def main() -> None:
+    global RELEASE, PERF_DWARF, PIN_CPU
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so `finally` stops the servers
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--warmup", type=int, default=200)
     ap.add_argument("--perf", type=Path, help="perf record -g the Lambda-mode GET run into DIR")
+    ap.add_argument("--perf-dwarf", action="store_true",
+                    help="with --perf: DWARF call graphs (whole user-space stacks, 999 Hz)")
+    ap.add_argument("--count", type=int, default=0, metavar="N",
+                    help="also count user-space instructions per invocation over N invocations "
+                         "under callgrind (steady where CPU time is noisy; for A/B of builds)")
+    ap.add_argument("--pin", action="store_true",
+                    help="the function alone on the last CPU, everything else on the others "
+                         "(less noise from sharing caches with moto's Python)")
     ap.add_argument("--strace", action="store_true", help="strace -c a Lambda-mode GET run")
+    ap.add_argument("--closing", action="store_true",
+                    help="the first setup: moto_server and an emulator whose connections close")
+    ap.add_argument("--only-lambda-get", action="store_true", help="only the Lambda-mode GET rows")
+    ap.add_argument("--binary", type=Path, default=RELEASE,
+                    help="the regional binary to measure (default: the release build)")
+    ap.add_argument("--serve-dynamodb", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.serve_dynamodb:
+        return serve_dynamodb(args.serve_dynamodb)
+    RELEASE = args.binary.resolve()
+    PERF_DWARF = args.perf_dwarf
+    cpus = sorted(os.sched_getaffinity(0))
+    if args.pin and len(cpus) > 1:
+        PIN_CPU = cpus[-1]
+        os.sched_setaffinity(0, cpus[:-1])
     if not RELEASE.exists():
         raise SystemExit(f"{RELEASE} is missing: cargo build -p regional --release")
+    setup = "closing (moto_server, split writes)" if args.closing else "keep-alive"
     print(f"machine: {os.cpu_count()} cores, {procs.cpu_model()}, load average "
-          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}; n={args.n} after {args.warmup} warm-up")
-    db = moto.start_moto()
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}; n={args.n} after {args.warmup} warm-up; "
+          f"connections: {setup}; binary {RELEASE.stat().st_size} bytes"
+          + (f"; function pinned to CPU {PIN_CPU}" if PIN_CPU is not None else ""))
+    db = start_dynamodb(args.closing)
     try:
         moto.create_table(db.url, REGION, TABLE)
         moto.client(db.url, REGION).put_item(TableName=TABLE, Item={
@@ -285,20 +450,29 @@ def main() -> None:
             "created_at": {"S": "2026-11-29T10:00:00.000Z"}, "updated_at": {"S": "2026-11-29T10:00:00.000Z"},
             "version": {"N": "1"}})
         get = f"/get/{ITEM}"
-        n, w = args.n, args.warmup
+        n, w, c = args.n, args.warmup, args.closing
         results = [
-            run_lambda(db.url, get, n, w, "info", "lambda GET /get/{id}, log on"),
-            run_lambda(db.url, get, n, w, "off", "lambda GET /get/{id}, RUST_LOG=off"),
-            run_lambda(db.url, "/health", n, w, "info", "lambda GET /health (no DynamoDB), log on"),
-            run_lambda(db.url, "/health", n, w, "off", "lambda GET /health, RUST_LOG=off"),
-            run_http(db.url, get, n, w, "info", "http keep-alive GET /get/{id}, log on", True),
-            run_http(db.url, get, n, w, "off", "http keep-alive GET /get/{id}, RUST_LOG=off", True),
-            run_http(db.url, get, n, w, "info", "http new connection GET /get/{id}, log on", False),
+            run_lambda(db.url, get, n, w, "info", "lambda GET /get/{id}, log on", closing=c),
+            run_lambda(db.url, get, n, w, "off", "lambda GET /get/{id}, RUST_LOG=off", closing=c),
         ]
+        if not args.only_lambda_get:
+            results += [
+                run_lambda(db.url, "/health", n, w, "info", "lambda GET /health (no DynamoDB), log on", closing=c),
+                run_lambda(db.url, "/health", n, w, "off", "lambda GET /health, RUST_LOG=off", closing=c),
+                run_http(db.url, get, n, w, "info", "http keep-alive GET /get/{id}, log on", True),
+                run_http(db.url, get, n, w, "off", "http keep-alive GET /get/{id}, RUST_LOG=off", True),
+                run_http(db.url, get, n, w, "info", "http new connection GET /get/{id}, log on", False),
+            ]
+        if args.count:
+            for log in ("info", "off"):
+                results.append(run_lambda(db.url, get, args.count, 50, log,
+                                          f"lambda GET /get/{{id}}, RUST_LOG={log}, callgrind", count=True))
         if args.perf:
-            run_lambda(db.url, get, n, w, "info", "lambda GET /get/{id}, log on, under perf", perf_dir=args.perf)
+            run_lambda(db.url, get, n, w, "info", "lambda GET /get/{id}, log on, under perf",
+                       perf_dir=args.perf, closing=c)
         if args.strace:
-            run_lambda(db.url, get, n, w, "info", "lambda GET /get/{id}, log on, under strace -c", strace=True)
+            run_lambda(db.url, get, n, w, "info", "lambda GET /get/{id}, log on, under strace -c",
+                       strace=True, closing=c)
             print((ROOT / ".state" / "lambdabench-strace.txt").read_text())
         out = ROOT / ".state" / "lambdabench.json"
         out.write_text(json.dumps(results, indent=1))
