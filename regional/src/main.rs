@@ -5,6 +5,10 @@
 //! single-threaded there: the runtime loop, the router and the SDK's connections share one
 //! thread instead of handing every invocation between threads (measured in
 //! docs/benchmarks.md). Locally the server is multi-threaded.
+//!
+//! The Lambda runtime is `lambda_http::run` without its per-invocation tracing span (the
+//! `TracingLayer` it adds): our log line carries the request id itself and the logs never print
+//! spans, so the span was work for nothing on every invocation.
 
 use std::process::ExitCode;
 
@@ -44,7 +48,11 @@ async fn serve() -> ExitCode {
 
     if config.in_lambda {
         let service = router.map_request(lambda::strip_stage);
-        return match lambda_http::run(service).await {
+        // What `lambda_http::run` builds, minus its `TracingLayer` (`lambda_http::runtime` would
+        // do the same but wants a `Sync` response, which axum's body is not).
+        let runtime =
+            lambda_http::lambda_runtime::Runtime::new(lambda_http::Adapter::from(service));
+        return match runtime.run().await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("regional: lambda runtime stopped: {e}");

@@ -76,13 +76,15 @@ pub async fn log_request(
     if let Ok(v) = HeaderValue::from_str(&region) {
         headers.insert(SERVED_BY.clone(), v);
     }
+    // Fields as `&str`, not `%` (Display): the JSON formatter writes them as they are instead of
+    // formatting each into a new String first.
     tracing::info!(
-        request_id = %request_id,
-        method = %method,
-        route = %route,
+        request_id = request_id.as_str(),
+        method = method.as_str(),
+        route = route.as_str(),
         status = response.status().as_u16(),
         latency_ms = started.elapsed().as_secs_f64() * 1000.0,
-        region = %region,
+        region = &*region,
         "request"
     );
     response

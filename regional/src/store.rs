@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use aws_config::stalled_stream_protection::StalledStreamProtectionConfig;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -180,10 +181,14 @@ impl ItemStore {
             .operation_timeout(OPERATION_TIMEOUT)
             .connect_timeout(Duration::from_secs(1))
             .build();
+        // Stalled-stream protection off: it cancels a body that moves slower than its minimum only
+        // after the SDK's 5 s grace period, which the 800 ms attempt timeout always beats, and it
+        // wraps every body in a throughput monitor (measured in docs/benchmarks.md).
         let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .http_client(http_client())
             .region(aws_config::Region::new(region.to_owned()))
             .timeout_config(timeouts)
+            .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
             .load()
             .await;
         Self {
