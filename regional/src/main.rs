@@ -15,6 +15,12 @@ use std::process::ExitCode;
 use regional::{app, config::Config, lambda, observability};
 use tower::ServiceExt;
 
+/// mimalloc instead of glibc's malloc: each invocation allocates and frees a few hundred small
+/// buffers (the event, headers, the SDK's request and config layers); measured in
+/// docs/benchmarks.md.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let in_lambda = std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some();
     let runtime = if in_lambda {
