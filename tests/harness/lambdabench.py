@@ -25,6 +25,7 @@ invocation.
         [--strace]     # also `strace -c -f` a Lambda-mode GET run (syscalls per invocation)
         [--closing]    # the first, connection-closing setup (see above)
         [--only-lambda-get]  # just the two Lambda-mode GET rows (quicker, for A/B runs)
+        [--only-lambda]      # the four Lambda-mode rows (GET and /health)
         [--binary PATH]      # another build of regional (e.g. an unstripped one to profile)
         [--pin]        # the function alone on the last CPU, the rest on the others
         [--count N]    # also user-space instructions per invocation, N invocations under callgrind
@@ -423,6 +424,7 @@ def main() -> None:
     ap.add_argument("--closing", action="store_true",
                     help="the first setup: moto_server and an emulator whose connections close")
     ap.add_argument("--only-lambda-get", action="store_true", help="only the Lambda-mode GET rows")
+    ap.add_argument("--only-lambda", action="store_true", help="only the Lambda-mode rows (GET, /health)")
     ap.add_argument("--binary", type=Path, default=RELEASE,
                     help="the regional binary to measure (default: the release build)")
     ap.add_argument("--serve-dynamodb", type=int, metavar="PORT", help=argparse.SUPPRESS)
@@ -459,6 +461,9 @@ def main() -> None:
             results += [
                 run_lambda(db.url, "/health", n, w, "info", "lambda GET /health (no DynamoDB), log on", closing=c),
                 run_lambda(db.url, "/health", n, w, "off", "lambda GET /health, RUST_LOG=off", closing=c),
+            ]
+        if not (args.only_lambda_get or args.only_lambda):
+            results += [
                 run_http(db.url, get, n, w, "info", "http keep-alive GET /get/{id}, log on", True),
                 run_http(db.url, get, n, w, "off", "http keep-alive GET /get/{id}, RUST_LOG=off", True),
                 run_http(db.url, get, n, w, "info", "http new connection GET /get/{id}, log on", False),
