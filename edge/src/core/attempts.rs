@@ -114,9 +114,9 @@ impl AttemptLoop {
             return Step::Stop;
         }
         let confirming = std::mem::take(&mut self.confirming);
-        // A retry skips regions already tried and regions refusing work for load (a 429
-        // within `refusal_hold_ms`): the edge never retries into a region's limit. (The check
-        // of a held 404 with its authoritative region is not a retry.)
+        // A retry skips regions already tried and regions at their limit (a 429 within
+        // `refusal_hold_ms`, or first attempts being shed): the edge never retries into a
+        // region's limit. (The check of a held 404 with its authoritative region is not a retry.)
         let retry = self.attempts > 0 && !confirming;
         while self
             .plan
@@ -171,7 +171,8 @@ impl AttemptLoop {
 
     /// The hedge delay of the last [`Step::Send`] passed with its attempt still in flight:
     /// whether to send the copy to `other` now. Not to a region due its trial (its real answer
-    /// must decide), nor to one refusing work for load, nor beyond the retry budget. When it says yes, the hedge counts as sent.
+    /// must decide), nor to one at its limit, nor beyond the retry budget. When it says yes, the
+    /// hedge counts as sent.
     pub fn hedge_due(&mut self, router: &mut EdgeRouter, other: usize, now: Millis) -> bool {
         let trial_due =
             router.availability(other, now, &router.config().settings) == Availability::TrialDue;
