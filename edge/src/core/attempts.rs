@@ -122,7 +122,7 @@ impl AttemptLoop {
             .plan
             .order
             .get(self.next)
-            .is_some_and(|&r| self.tried.contains(&r) || (retry && router.refusing(r, now)))
+            .is_some_and(|&r| self.tried.contains(&r) || (retry && router.at_limit(r, now)))
         {
             self.next += 1;
         }
@@ -179,7 +179,7 @@ impl AttemptLoop {
         if self.done
             || self.tried.contains(&other)
             || trial_due
-            || router.refusing(other, now)
+            || router.at_limit(other, now)
             || !router.allow_retry(now, true)
         {
             return false;

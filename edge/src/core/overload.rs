@@ -31,7 +31,6 @@ pub struct Overload {
     /// Requests meant for the region (answered or shed), and the accepted answers among them.
     window: CountWindow,
     last_refusal: Option<Millis>,
-    refusing_until: Option<Millis>,
     /// Shed share accumulated since the last shed request.
     credit: f64,
 }
@@ -42,22 +41,29 @@ impl Overload {
         self.window.add(now, !refused, settings.shed_window_ms);
         if refused {
             self.last_refusal = Some(now);
-            self.refusing_until = Some(now.saturating_add(settings.refusal_hold_ms));
         }
     }
 
-    /// Whether the region refused work within the last `refusal_hold_ms`: no retries or hedges.
-    pub fn refusing(&self, now: Millis) -> bool {
-        self.refusing_until.is_some_and(|until| now < until)
+    /// Whether the region refused work within the last `refusal_hold_ms`.
+    pub fn refusing(&self, now: Millis, settings: &Settings) -> bool {
+        self.refused_within(now, settings.refusal_hold_ms)
+    }
+
+    /// Whether the region is at its limit: refusing, or its first attempts being shed. No
+    /// retry or hedge goes to it.
+    pub fn at_limit(&self, now: Millis, settings: &Settings) -> bool {
+        self.refusing(now, settings) || self.shed_share(now, settings) > 0.0
+    }
+
+    fn refused_within(&self, now: Millis, ms: u64) -> bool {
+        self.last_refusal
+            .is_some_and(|at| now.saturating_sub(at) < ms)
     }
 
     /// The share of first attempts to shed now (0 when shedding is off, or when nothing was
     /// refused within the window).
     pub fn shed_share(&self, now: Millis, settings: &Settings) -> f64 {
-        let refused_lately = self
-            .last_refusal
-            .is_some_and(|at| now.saturating_sub(at) < settings.shed_window_ms);
-        if settings.shed_k <= 0.0 || !refused_lately {
+        if settings.shed_k <= 0.0 || !self.refused_within(now, settings.shed_window_ms) {
             return 0.0;
         }
         let (requests, accepted) = self.window.counts(now);
@@ -111,7 +117,7 @@ mod tests {
         answers(&mut o, 0, 100, 0, &settings());
         assert_eq!(o.shed_share(500, &settings()), 0.0);
         assert!((0..100).all(|_| !o.shed(500, &settings())));
-        assert!(!o.refusing(500));
+        assert!(!o.at_limit(500, &settings()));
     }
 
     #[test]
@@ -185,7 +191,7 @@ mod tests {
         answers(&mut o, 0, 10, 1, &s);
         assert!(!o.shed(0, &s));
         // The refusal hold still keeps retries away.
-        assert!(o.refusing(0));
+        assert!(o.refusing(0, &s) && o.at_limit(0, &s));
     }
 
     #[test]
@@ -193,7 +199,7 @@ mod tests {
         let s = settings();
         let mut o = Overload::default();
         answers(&mut o, 0, 10, 1, &s);
-        assert!(o.refusing(s.refusal_hold_ms - 1));
-        assert!(!o.refusing(s.refusal_hold_ms));
+        assert!(o.refusing(s.refusal_hold_ms - 1, &s));
+        assert!(!o.refusing(s.refusal_hold_ms, &s));
     }
 }

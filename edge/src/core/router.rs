@@ -436,11 +436,11 @@ impl EdgeRouter {
 
     /// Whether region `i` is at its limit: it refused work for load (429) within
     /// `refusal_hold_ms`, or its first attempts are being shed. No retry or hedge goes to it.
-    pub fn refusing(&self, i: usize, now: Millis) -> bool {
+    pub fn at_limit(&self, i: usize, now: Millis) -> bool {
         let settings = &self.config.settings;
         self.overload
             .get(i)
-            .is_some_and(|o| o.refusing(now) || o.shed_share(now, settings) > 0.0)
+            .is_some_and(|o| o.at_limit(now, settings))
     }
 
     /// The hedge delay for a region: configured, or about its p95 (3 × its recent latency EWMA)
