@@ -9,6 +9,11 @@ use crate::item::ItemError;
 use crate::observability;
 use crate::store::StoreError;
 
+/// Header on an answer that refuses the request for load, naming the limit (`dynamodb`): the
+/// edge then sends this region no retries for a while and sheds some of its first attempts,
+/// as it does for API Gateway's 429 (edge/src/core/overload.rs).
+pub static LIMIT_HEADER: header::HeaderName = header::HeaderName::from_static("x-region-limit");
+
 /// Every failure a handler can answer with.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -132,6 +137,11 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
+        if matches!(self, Self::Throttled) {
+            response
+                .headers_mut()
+                .insert(LIMIT_HEADER.clone(), HeaderValue::from_static("dynamodb"));
+        }
         response
     }
 }
@@ -160,6 +170,11 @@ mod tests {
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(retry.as_deref(), Some("1"));
         assert_eq!(json["error"]["code"], "throttled");
+        let marked = ApiError::Throttled.into_response();
+        assert_eq!(marked.headers()[&LIMIT_HEADER], "dynamodb");
+        // Other 503s are the region failing, not its limit.
+        let down = ApiError::TableUnavailable.into_response();
+        assert!(!down.headers().contains_key(&LIMIT_HEADER));
     }
 
     #[tokio::test]

@@ -5,7 +5,7 @@
 //! failure, as users meet it (some requests fail while the health check says 200).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::extract::{Request, State};
@@ -25,6 +25,22 @@ pub struct Faults {
     error_ppm: AtomicU32,
     /// The status those failures answer with (0: 503).
     error_status: AtomicU16,
+    /// Whether they answer as a throttled table does (503 `throttled`, marked
+    /// `x-region-limit`) instead of `injected_fault`.
+    error_throttled: AtomicBool,
+}
+
+/// What the injected failures answer.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultCode {
+    /// `error_status` `injected_fault`.
+    #[default]
+    InjectedFault,
+    /// What the region answers when DynamoDB keeps throttling after the SDK's retries: 503
+    /// `throttled` with `Retry-After` and `x-region-limit: dynamodb` (`error_status` must be
+    /// 503).
+    Throttled,
 }
 
 /// The settings as the admin route shows and takes them (every field optional on update).
@@ -43,6 +59,8 @@ pub struct FaultSettings {
     /// The status of those answers, 500..=599, or 429 (a region at its limit, as API Gateway's
     /// throttle answers; default 503).
     pub error_status: u16,
+    /// What those answers say (default `injected_fault`).
+    pub error_code: FaultCode,
 }
 
 /// A partial update from the admin route.
@@ -54,6 +72,7 @@ pub struct FaultUpdate {
     pub response_delay_ms: Option<u64>,
     pub error_rate: Option<f64>,
     pub error_status: Option<u16>,
+    pub error_code: Option<FaultCode>,
 }
 
 /// Longest injectable latency.
@@ -76,6 +95,11 @@ impl Faults {
             error_status: match self.error_status.load(Ordering::Relaxed) {
                 0 => 503,
                 s => s,
+            },
+            error_code: if self.error_throttled.load(Ordering::Relaxed) {
+                FaultCode::Throttled
+            } else {
+                FaultCode::InjectedFault
             },
         }
     }
@@ -107,8 +131,19 @@ impl Faults {
         {
             return Err(format!("error_status must be 429 or 500..=599, got {s}"));
         }
+        let status_after = update.error_status.unwrap_or(self.settings().error_status);
+        let code_after = update.error_code.unwrap_or(self.settings().error_code);
+        if code_after == FaultCode::Throttled && status_after != 503 {
+            return Err(format!(
+                "error_code \"throttled\" answers 503, not error_status {status_after}"
+            ));
+        }
         if let Some(s) = update.error_status {
             self.error_status.store(s, Ordering::Relaxed);
+        }
+        if let Some(c) = update.error_code {
+            self.error_throttled
+                .store(c == FaultCode::Throttled, Ordering::Relaxed);
         }
         if let Some(s) = update.status {
             self.status.store(s, Ordering::Relaxed);
@@ -154,6 +189,9 @@ async fn faulted(faults: &Faults, request: Request, next: Next) -> Response {
     let ppm = faults.error_ppm.load(Ordering::Relaxed);
     let health = request.uri().path() == "/health";
     if ppm > 0 && !health && fastrand::u32(0..1_000_000) < ppm {
+        if faults.error_throttled.load(Ordering::Relaxed) {
+            return ApiError::Throttled.into_response();
+        }
         let mut response = ApiError::InjectedFault.into_response();
         if let Ok(status) = axum::http::StatusCode::from_u16(faults.settings().error_status) {
             *response.status_mut() = status;
@@ -202,5 +240,24 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(f.apply(throttle).unwrap().error_status, 429);
+        // A throttled table answers 503: any other status with it is refused, whichever
+        // field the update sets.
+        let table = FaultUpdate {
+            error_code: Some(FaultCode::Throttled),
+            ..Default::default()
+        };
+        assert!(f.apply(table).is_err());
+        let table = FaultUpdate {
+            error_status: Some(503),
+            error_code: Some(FaultCode::Throttled),
+            ..Default::default()
+        };
+        assert_eq!(f.apply(table).unwrap().error_code, FaultCode::Throttled);
+        let other_status = FaultUpdate {
+            error_status: Some(500),
+            ..Default::default()
+        };
+        assert!(f.apply(other_status).is_err());
+        assert_eq!(f.settings().error_status, 503);
     }
 }
