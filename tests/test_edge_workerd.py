@@ -225,6 +225,35 @@ def test_a_region_at_its_limit_gets_no_retries_and_its_clients_go_elsewhere(stac
         assert r.headers.get("x-edge-attempts", "0") in ("0", "1"), dict(r.headers)
 
 
+def test_a_region_whose_table_throttles_is_at_its_limit_not_failing(stack):
+    """West's table keeps throttling (the regional's own 503 `throttled`, marked
+    `x-region-limit: dynamodb`). The edge serves the request from Central instead, sheds most of
+    West's next requests to Central, never retries into West while it is full, and does not
+    count West's refusals against its health (a full region is not a broken one)."""
+    settings = set_faults(stack.west, error_rate=1.0, error_status=503, error_code="throttled")
+    assert settings["error_code"] == "throttled"
+    raw = requests.get(stack.west.url + "/items?limit=1", timeout=5)
+    assert raw.status_code == 503 and error_code(raw) == "throttled"
+    assert raw.headers["x-region-limit"] == "dynamodb" and raw.headers["retry-after"] == "1"
+    first = stack.get("/items?limit=1")
+    assert first.status_code == 200 and first.headers["x-served-by"] == CENTRAL
+    assert first.headers["x-edge-attempts"] == "2", dict(first.headers)
+    served = [stack.get("/items?limit=1") for _ in range(30)]
+    assert all(r.status_code == 200 for r in served), [r.status_code for r in served]
+    assert all(r.headers["x-served-by"] == CENTRAL for r in served)
+    status = stack.get("/_edge/status").json()
+    assert status["counters"]["shed"] >= 20, status["counters"]
+    west = next(r for r in status["regions"] if r["name"] == WEST)
+    assert west["state"] == "healthy" and west["consecutive_failures"] == 0, west
+    # Central now fails every request: its failures are not retried into West while West's
+    # table is full; the client gets the edge's 503.
+    set_faults(stack.central, error_rate=1.0, error_status=503)
+    for _ in range(8):
+        r = stack.get("/items?limit=1")
+        assert r.status_code == 503, r.text
+        assert r.headers.get("x-edge-attempts", "0") in ("0", "1"), dict(r.headers)
+
+
 def test_every_region_at_its_limit_is_the_edges_own_503_regions_overloaded(stack):
     set_faults(stack.west, error_rate=1.0, error_status=429)
     set_faults(stack.central, error_rate=1.0, error_status=429)

@@ -52,7 +52,8 @@ fn router() -> EdgeRouter {
 fn ok() -> Outcome {
     Outcome::Answered {
         status: 200,
-        region_status: None,
+        region_status: Some(200),
+        at_limit: false,
     }
 }
 

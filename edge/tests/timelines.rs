@@ -132,11 +132,13 @@ struct Reply {
     latency_ms: u64,
 }
 
+/// An answer the region's function wrote (it carries `x-region-status: 200`).
 fn answer(status: u16, latency_ms: u64) -> Reply {
     Reply {
         outcome: Outcome::Answered {
             status,
-            region_status: None,
+            region_status: Some(200),
+            at_limit: false,
         },
         latency_ms,
     }
@@ -144,6 +146,31 @@ fn answer(status: u16, latency_ms: u64) -> Reply {
 
 fn ok(latency_ms: u64) -> Reply {
     answer(200, latency_ms)
+}
+
+/// An answer API Gateway or Lambda gave without the function (no `x-region-status`): API
+/// Gateway's throttle (429), Lambda's concurrency used up (a 5xx).
+fn from_platform(status: u16, latency_ms: u64) -> Reply {
+    Reply {
+        outcome: Outcome::Answered {
+            status,
+            region_status: None,
+            at_limit: false,
+        },
+        latency_ms,
+    }
+}
+
+/// The function's own 503 for its table's throttling, marked `x-region-limit`.
+fn table_throttled(latency_ms: u64) -> Reply {
+    Reply {
+        outcome: Outcome::Answered {
+            status: 503,
+            region_status: Some(200),
+            at_limit: true,
+        },
+        latency_ms,
+    }
 }
 
 /// Connection refused, quickly.
@@ -996,6 +1023,7 @@ fn x_region_status_drains_a_region_until_a_newer_probe_passes() {
         outcome: Outcome::Answered {
             status: 200,
             region_status: Some(404),
+            at_limit: false,
         },
         latency_ms: 20,
     };
@@ -1466,12 +1494,17 @@ fn a_gray_region_is_deprioritised_within_seconds_and_gets_traffic_back_after_it_
 }
 
 // ---------------------------------------------------------------------------------------------
-// A region at its capacity limit (429)
+// A region at its capacity limit (429; Lambda's or DynamoDB's 5xx)
 // ---------------------------------------------------------------------------------------------
 
 /// A region that admits `per_second` attempts in each second (API Gateway's throttle, without
-/// the burst) and answers the rest 429; `seen` counts every attempt that reaches it, by second.
-fn limited(per_second: u32, seen: std::rc::Rc<std::cell::RefCell<Vec<u32>>>) -> Region {
+/// the burst) and answers the rest with `refusal`; `seen` counts every attempt that reaches
+/// it, by second.
+fn limited(
+    per_second: u32,
+    refusal: Reply,
+    seen: std::rc::Rc<std::cell::RefCell<Vec<u32>>>,
+) -> Region {
     Box::new(move |t| {
         let second = (t / 1000) as usize;
         let mut seen = seen.borrow_mut();
@@ -1480,7 +1513,7 @@ fn limited(per_second: u32, seen: std::rc::Rc<std::cell::RefCell<Vec<u32>>>) -> 
         }
         seen[second] += 1;
         if seen[second] > per_second {
-            answer(429, 4)
+            refusal
         } else {
             ok(20)
         }
@@ -1491,11 +1524,11 @@ fn limited(per_second: u32, seen: std::rc::Rc<std::cell::RefCell<Vec<u32>>>) -> 
 /// second for 20 s, and each client re-sends a refused request a second later (what
 /// docs/clients.md tells them to do), so demand grows with every refusal the edge passes on.
 /// Returns the attempts Frankfurt saw per second and the requests that finally failed.
-fn survivor_at_its_limit(shed_k: f64) -> (Vec<u32>, usize) {
+fn survivor_at_its_limit(shed_k: f64, refusal: Reply) -> (Vec<u32>, usize) {
     let seen = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
     let mut sim = Sim::new(
         config(TWO_REGIONS, &routing_with(&format!(r#""shed_k":{shed_k}"#))),
-        vec![always(refused()), limited(50, seen.clone())],
+        vec![always(refused()), limited(50, refusal, seen.clone())],
     );
     // (time, tries left) of each pending client try, earliest first.
     let mut pending: std::collections::BTreeMap<(Millis, u64), u32> = Default::default();
@@ -1505,7 +1538,7 @@ fn survivor_at_its_limit(shed_k: f64) -> (Vec<u32>, usize) {
     let mut failed = 0;
     while let Some(((t, id), tries)) = pending.pop_first() {
         let s = sim.request(&read(NEAR_FRANKFURT), t);
-        let refused = matches!(s.status, None | Some(429));
+        let refused = matches!(s.status, None | Some(429 | 503));
         if refused && tries > 1 {
             pending.insert((t + 1_000, id), tries - 1);
         } else if refused {
@@ -1516,18 +1549,17 @@ fn survivor_at_its_limit(shed_k: f64) -> (Vec<u32>, usize) {
     (seen, failed)
 }
 
-#[test]
-fn the_edge_keeps_a_region_at_its_limit_instead_of_passing_on_its_clients_retries() {
-    // Without shedding every refusal comes back a second later: Frankfurt sees far more than
-    // it admits for as long as the overload lasts.
-    let (unshed, _) = survivor_at_its_limit(0.0);
+/// Without shedding every refusal comes back a second later: Frankfurt sees far more than it
+/// admits for as long as the overload lasts. With shedding (the default, k = 1.1) the edge
+/// answers the excess itself: after the first seconds Frankfurt sees about what it admits,
+/// never its clients' re-sends on top.
+fn assert_kept_at_its_limit(refusal: Reply) {
+    let (unshed, failed_unshed) = survivor_at_its_limit(0.0, refusal);
     let unshed_peak = unshed[5..20].iter().copied().max().unwrap_or(0);
     assert!(unshed_peak > 100, "without shedding: {unshed:?}");
     let unshed_total: u32 = unshed[..20].iter().sum();
 
-    // With shedding (the default, k = 1.1) the edge answers the excess itself: after the first
-    // seconds Frankfurt sees about what it admits, never its clients' re-sends on top.
-    let (shed, failed) = survivor_at_its_limit(1.1);
+    let (shed, failed) = survivor_at_its_limit(1.1, refusal);
     // The shed share follows a 5 s window; a window on, Frankfurt sees at most 1.2 × its
     // limit (about k = 1.1 ×), and is still kept busy at its limit.
     let steady = &shed[12..20];
@@ -1542,11 +1574,25 @@ fn the_edge_keeps_a_region_at_its_limit_instead_of_passing_on_its_clients_retrie
     );
     // Clients get about as many answers either way (the region serves 50 a second in both):
     // the edge refuses what the region would have refused.
-    let (_, failed_unshed) = survivor_at_its_limit(0.0);
     assert!(
         failed * 10 <= failed_unshed * 11,
         "{failed} vs {failed_unshed}"
     );
+}
+
+#[test]
+fn the_edge_keeps_a_region_at_its_limit_instead_of_passing_on_its_clients_retries() {
+    // API Gateway's throttle.
+    assert_kept_at_its_limit(from_platform(429, 4));
+}
+
+#[test]
+fn lambdas_and_dynamodbs_limits_are_kept_like_api_gateways() {
+    // Lambda's concurrency used up: API Gateway answers a 5xx without the function (a 503
+    // here; a 500, which clients do not re-send, is the same refusal to the edge: outcome.rs).
+    assert_kept_at_its_limit(from_platform(503, 4));
+    // The function's table kept throttling: its own 503, marked `x-region-limit`.
+    assert_kept_at_its_limit(table_throttled(104));
 }
 
 #[test]
@@ -1559,7 +1605,7 @@ fn a_region_refusing_for_load_gets_no_retries_and_sheds_first_attempts_to_a_heal
         config(THREE_REGIONS, routing),
         vec![
             between(2_000, 60_000, answer(503, 5), ok(5)),
-            between(2_000, 4_000, answer(429, 4), ok(2)),
+            between(2_000, 4_000, from_platform(429, 4), ok(2)),
             always(ok(90)),
         ],
     );

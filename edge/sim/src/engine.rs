@@ -573,6 +573,9 @@ impl Run<'_> {
                 Outcome::Answered {
                     status,
                     region_status,
+                    // The function marks its table's throttling (`x-region-limit`); what API
+                    // Gateway or Lambda refused carries no `x-region-status` at all.
+                    at_limit: served.over_limit && region_status.is_some(),
                 },
                 status,
                 retry_after_s.map_or(0, |s| (s * 1e6) as Micros),

@@ -308,13 +308,16 @@ mod tests {
     const DOWN: Outcome = Outcome::ConnectError;
     const OK: Outcome = Outcome::Answered {
         status: 200,
-        region_status: None,
+        region_status: Some(200),
+        at_limit: false,
     };
 
+    /// An answer the region's function wrote (it carries `x-region-status`).
     fn answered(status: u16) -> Outcome {
         Outcome::Answered {
             status,
-            region_status: None,
+            region_status: Some(200),
+            at_limit: false,
         }
     }
 
@@ -446,6 +449,7 @@ mod tests {
         let gateway = Outcome::Answered {
             status: 503,
             region_status: None,
+            at_limit: false,
         };
         assert_eq!(
             l.report(&mut r, 0, gateway, 1.0, 1, 0.0),

@@ -1,13 +1,20 @@
 //! What one attempt produced, and what it means: for the region's health, and for whether the
 //! request may go to another region.
 
+/// Header a region's function puts on an answer that refuses the request for load (its value
+/// names the limit, e.g. `dynamodb`).
+pub const LIMIT_HEADER: &str = "x-region-limit";
+
 /// The result of sending a request to a region.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
-    /// The region answered with this status (`region_status`: its `x-region-status` header).
+    /// The region answered with this status (`region_status`: its `x-region-status` header;
+    /// `at_limit`: its function marked the answer as a refusal for load with `x-region-limit`,
+    /// as it does when its table keeps throttling).
     Answered {
         status: u16,
         region_status: Option<u16>,
+        at_limit: bool,
     },
     /// The region refused a request the edge had signed (403): its keys or clock disagree with
     /// the edge's. A misconfigured region, so a failure, never an answer for the client.
@@ -31,22 +38,54 @@ pub enum Verdict {
 impl Outcome {
     /// What an answer means: a 403 to a request the edge signed (`signed`) is the region
     /// refusing the edge's signature ([`Outcome::Refused`]); anything else is an answer.
-    pub fn of_answer(status: u16, region_status: Option<u16>, signed: bool) -> Self {
+    pub fn of_answer(
+        status: u16,
+        region_status: Option<u16>,
+        at_limit: bool,
+        signed: bool,
+    ) -> Self {
         if signed && status == 403 {
             Self::Refused
         } else {
             Self::Answered {
                 status,
                 region_status,
+                at_limit,
             }
         }
     }
 
-    /// True when the attempt counts against the region's health.
+    /// True when the attempt counts against the region's health. A refusal the function marked
+    /// as its limit does not: the region works, it is full (see [`Outcome::refused_for_load`]).
     pub fn is_failure(&self) -> bool {
         match self {
+            Self::Answered { at_limit: true, .. } => false,
             Self::Answered { status, .. } => matches!(status, 500 | 502 | 503 | 504),
             Self::Refused | Self::ConnectError | Self::Timeout => true,
+        }
+    }
+
+    /// True when the region refused this request for load, so that no retry or hedge should go
+    /// to it for a while and its first attempts may be shed (`overload`):
+    /// - a **429**: API Gateway's throttle;
+    /// - an answer the function marked `x-region-limit` (its table kept throttling);
+    /// - a **500, 502 or 503 the function did not write** (no `x-region-status`): API Gateway
+    ///   or Lambda answered for it, as when Lambda's concurrency is used up. A crash of the
+    ///   function looks the same from here; for that region, too, retries are wasted.
+    ///
+    /// A 504 is not one: a timeout says the region is slow, which health and hedging handle.
+    pub fn refused_for_load(&self) -> bool {
+        match *self {
+            Self::Answered {
+                status,
+                region_status,
+                at_limit,
+            } => {
+                at_limit
+                    || status == 429
+                    || (region_status.is_none() && matches!(status, 500 | 502 | 503))
+            }
+            Self::Refused | Self::ConnectError | Self::Timeout => false,
         }
     }
 
@@ -101,10 +140,21 @@ pub fn is_write(method: &str) -> bool {
 mod tests {
     use super::*;
 
+    /// An answer the region's function wrote (it carries `x-region-status`).
     fn answered(status: u16) -> Outcome {
         Outcome::Answered {
             status,
+            region_status: Some(200),
+            at_limit: false,
+        }
+    }
+
+    /// An answer API Gateway or Lambda gave without the function (no `x-region-status`).
+    fn from_platform(status: u16) -> Outcome {
+        Outcome::Answered {
+            status,
             region_status: None,
+            at_limit: false,
         }
     }
 
@@ -124,14 +174,17 @@ mod tests {
 
     #[test]
     fn a_refused_signature_is_the_region_failing_not_an_answer() {
-        let refused = Outcome::of_answer(403, None, true);
+        let refused = Outcome::of_answer(403, None, false, true);
         assert_eq!(refused, Outcome::Refused);
         assert!(refused.is_failure());
         assert_eq!(refused.verdict(false), Verdict::TryElsewhere);
         assert!(!hedge_may_win(&refused));
         // Unsigned (origin auth off), a 403 is the region's answer to this request.
-        assert_eq!(Outcome::of_answer(403, None, false), answered(403));
-        assert!(!Outcome::of_answer(200, Some(404), true).is_failure());
+        assert_eq!(
+            Outcome::of_answer(403, Some(200), false, false),
+            answered(403)
+        );
+        assert!(!Outcome::of_answer(200, Some(404), false, true).is_failure());
     }
 
     #[test]
@@ -147,6 +200,31 @@ mod tests {
         assert_eq!(answered(500).verdict(false), Verdict::Deliver);
         assert_eq!(answered(500).verdict(true), Verdict::TryElsewhere);
         assert!(answered(500).is_failure());
+    }
+
+    #[test]
+    fn refusals_for_load_are_429s_marked_answers_and_the_platforms_5xx() {
+        let marked = Outcome::of_answer(503, Some(200), true, true);
+        assert!(marked.refused_for_load());
+        assert!(!marked.is_failure(), "a full region is not a failing one");
+        assert_eq!(marked.verdict(false), Verdict::TryElsewhere);
+        assert!(answered(429).refused_for_load());
+        assert!(from_platform(429).refused_for_load());
+        for s in [500, 502, 503] {
+            assert!(from_platform(s).refused_for_load(), "{s}");
+            assert!(from_platform(s).is_failure(), "{s}: a crash looks the same");
+            // The function's own 5xx is a failure (gray, or its table down), not its limit.
+            assert!(!answered(s).refused_for_load(), "{s}");
+        }
+        assert!(!from_platform(504).refused_for_load());
+        for o in [
+            answered(200),
+            Outcome::Timeout,
+            Outcome::ConnectError,
+            Outcome::Refused,
+        ] {
+            assert!(!o.refused_for_load(), "{o:?}");
+        }
     }
 
     #[test]

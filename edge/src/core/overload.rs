@@ -1,9 +1,12 @@
-//! What the edge does about a region that refuses work for load (a **429**: API Gateway's
-//! throttle, which the infra sets to the region's share of N−1 capacity; the regional itself
-//! never answers 429). The edge must not push such a region past the limit it announces, with
-//! its own retries or by passing clients' re-sends on to it:
+//! What the edge does about a region that refuses work for load
+//! ([`Outcome::refused_for_load`](super::outcome::Outcome::refused_for_load)): a **429** (API
+//! Gateway's throttle, which the infra sets to the region's share of N−1 capacity; the
+//! regional itself never answers 429), a 503 its function marks `x-region-limit` (its table
+//! kept throttling), or a 5xx API Gateway or Lambda gave without the function (Lambda's
+//! concurrency used up). The edge must not push such a region past its limit, with its own
+//! retries or by passing clients' re-sends on to it:
 //!
-//! - After a 429 the region is *refusing* for `refusal_hold_ms`, and as long as its first
+//! - After a refusal the region is *refusing* for `refusal_hold_ms`, and as long as its first
 //!   attempts are being shed: no retry and no hedge goes to it (a first attempt still may, as
 //!   below).
 //! - First attempts to it are **shed** at the edge in the share
@@ -36,7 +39,8 @@ pub struct Overload {
 }
 
 impl Overload {
-    /// An answer from the region (`refused`: a 429). Transport failures are health's business.
+    /// An answer from the region (`refused`: a refusal for load). Transport failures are
+    /// health's business.
     pub fn record_answer(&mut self, now: Millis, refused: bool, settings: &Settings) {
         self.window.add(now, !refused, settings.shed_window_ms);
         if refused {

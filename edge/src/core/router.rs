@@ -143,7 +143,7 @@ pub struct StatusReport {
 pub struct EdgeRouter {
     config: Arc<EdgeConfig>,
     health: Vec<RegionHealth>,
-    /// Each region's recent refusals for load (429), for shedding.
+    /// Each region's recent refusals for load ([`Outcome::refused_for_load`]), for shedding.
     overload: Vec<Overload>,
     budget: RetryBudget,
     counters: Counters,
@@ -434,7 +434,7 @@ impl EdgeRouter {
         true
     }
 
-    /// Whether region `i` is at its limit: it refused work for load (429) within
+    /// Whether region `i` is at its limit: it refused work for load within
     /// `refusal_hold_ms`, or its first attempts are being shed. No retry or hedge goes to it.
     pub fn at_limit(&self, i: usize, now: Millis) -> bool {
         let settings = &self.config.settings;
@@ -511,15 +511,11 @@ impl EdgeRouter {
         jitter: f64,
     ) -> Verdict {
         let settings = &self.config.settings;
-        if let Outcome::Answered {
-            status,
-            region_status,
-        } = outcome
-        {
+        if let Outcome::Answered { region_status, .. } = outcome {
             if let Some(s) = region_status {
                 self.health[i].record_region_status(s, now);
             }
-            self.overload[i].record_answer(now, status == 429, settings);
+            self.overload[i].record_answer(now, outcome.refused_for_load(), settings);
         }
         if outcome.is_failure() {
             let others_in_service = (0..self.health.len())

@@ -49,6 +49,7 @@ impl Attempt {
                     .ok()
                     .flatten()
                     .and_then(|s| s.parse().ok()),
+                a.headers.has(outcome::LIMIT_HEADER).unwrap_or(false),
                 self.signed,
             ),
             Err(o) => *o,

@@ -94,6 +94,7 @@ pub fn hop_by_hop(name: &str) -> bool {
 /// Response headers the regions use between themselves and the edge; never shown to clients.
 pub fn internal_response_header(name: &str) -> bool {
     name == "x-region-status"
+        || name == crate::core::outcome::LIMIT_HEADER
         || (name.starts_with("x-tandem-") && name != crate::core::affinity::HEADER)
         || name.starts_with("x-amz")
         || name.starts_with("x-amzn-")
