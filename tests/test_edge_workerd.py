@@ -254,6 +254,24 @@ def test_a_region_whose_table_throttles_is_at_its_limit_not_failing(stack):
         assert r.headers.get("x-edge-attempts", "0") in ("0", "1"), dict(r.headers)
 
 
+def test_a_5xx_the_function_did_not_write_is_a_refusal_for_load_and_a_failure(stack):
+    """West answers as API Gateway does when Lambda's concurrency is used up (a 503 without
+    `x-region-status`: the function never ran). The edge cannot tell that from a crash and treats
+    it as both: West's first attempts are shed as from a region at its limit, and its failures
+    eject it. Clients are served by Central throughout."""
+    set_faults(stack.west, error_rate=1.0, error_status=503, error_code="platform")
+    raw = requests.get(stack.west.url + "/items?limit=1", timeout=5)
+    assert raw.status_code == 503 and raw.json() == {"message": "Service Unavailable"}
+    assert "x-region-status" not in raw.headers
+    served = [stack.get("/items?limit=1") for _ in range(12)]
+    assert all(r.status_code == 200 for r in served), [r.status_code for r in served]
+    assert all(r.headers["x-served-by"] == CENTRAL for r in served)
+    status = stack.get("/_edge/status").json()
+    assert status["counters"]["shed"] >= 1, status["counters"]
+    west = next(r for r in status["regions"] if r["name"] == WEST)
+    assert west["state"] != "healthy", west
+
+
 def test_every_region_at_its_limit_is_the_edges_own_503_regions_overloaded(stack):
     set_faults(stack.west, error_rate=1.0, error_status=429)
     set_faults(stack.central, error_rate=1.0, error_status=429)

@@ -1,11 +1,13 @@
 //! Drill switches, changeable on a running process through the admin route: the status `/health`
-//! answers with (`STATUS`), added latency, and a share of requests failed with 503. Latency
+//! answers with (`STATUS`), added latency, and a share of requests failed with 503 (or another
+//! status; as `injected_fault`, as a throttled table, or as API Gateway answers when Lambda
+//! refused the invocation: [`FaultCode`]). Latency
 //! applies to every route but the admin one, like failure-lambda's modes; injected errors to
 //! every route but the admin one and `/health`, which keeps answering its status: a gray
 //! failure, as users meet it (some requests fail while the health check says 200).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU16, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::extract::{Request, State};
@@ -25,9 +27,8 @@ pub struct Faults {
     error_ppm: AtomicU32,
     /// The status those failures answer with (0: 503).
     error_status: AtomicU16,
-    /// Whether they answer as a throttled table does (503 `throttled`, marked
-    /// `x-region-limit`) instead of `injected_fault`.
-    error_throttled: AtomicBool,
+    /// What they answer ([`FaultCode`] as a number).
+    error_code: AtomicU8,
 }
 
 /// What the injected failures answer.
@@ -41,6 +42,28 @@ pub enum FaultCode {
     /// `throttled` with `Retry-After` and `x-region-limit: dynamodb` (`error_status` must be
     /// 503).
     Throttled,
+    /// What API Gateway answers when Lambda refused or failed the invocation (its concurrency
+    /// used up, a crash): `error_status` with `{"message": <reason>}` and no `x-region-status`,
+    /// since the function never answered.
+    Platform,
+}
+
+impl FaultCode {
+    fn from_u8(n: u8) -> Self {
+        match n {
+            1 => Self::Throttled,
+            2 => Self::Platform,
+            _ => Self::InjectedFault,
+        }
+    }
+
+    fn as_u8(self) -> u8 {
+        match self {
+            Self::InjectedFault => 0,
+            Self::Throttled => 1,
+            Self::Platform => 2,
+        }
+    }
 }
 
 /// The settings as the admin route shows and takes them (every field optional on update).
@@ -96,11 +119,7 @@ impl Faults {
                 0 => 503,
                 s => s,
             },
-            error_code: if self.error_throttled.load(Ordering::Relaxed) {
-                FaultCode::Throttled
-            } else {
-                FaultCode::InjectedFault
-            },
+            error_code: FaultCode::from_u8(self.error_code.load(Ordering::Relaxed)),
         }
     }
 
@@ -142,8 +161,7 @@ impl Faults {
             self.error_status.store(s, Ordering::Relaxed);
         }
         if let Some(c) = update.error_code {
-            self.error_throttled
-                .store(c == FaultCode::Throttled, Ordering::Relaxed);
+            self.error_code.store(c.as_u8(), Ordering::Relaxed);
         }
         if let Some(s) = update.status {
             self.status.store(s, Ordering::Relaxed);
@@ -174,14 +192,17 @@ pub static REGION_STATUS: axum::http::HeaderName =
 
 /// Middleware: delay and fail requests as configured; tag responses with the health status.
 pub async fn inject(State(faults): State<Arc<Faults>>, request: Request, next: Next) -> Response {
-    let mut response = faulted(&faults, request, next).await;
-    response
-        .headers_mut()
-        .insert(REGION_STATUS.clone(), faults.health_status().into());
+    let (mut response, by_function) = faulted(&faults, request, next).await;
+    if by_function {
+        response
+            .headers_mut()
+            .insert(REGION_STATUS.clone(), faults.health_status().into());
+    }
     response
 }
 
-async fn faulted(faults: &Faults, request: Request, next: Next) -> Response {
+/// The response, and whether the function wrote it (not the platform in front of it).
+async fn faulted(faults: &Faults, request: Request, next: Next) -> (Response, bool) {
     let latency = faults.latency_ms.load(Ordering::Relaxed);
     if latency > 0 {
         tokio::time::sleep(Duration::from_millis(latency)).await;
@@ -189,21 +210,29 @@ async fn faulted(faults: &Faults, request: Request, next: Next) -> Response {
     let ppm = faults.error_ppm.load(Ordering::Relaxed);
     let health = request.uri().path() == "/health";
     if ppm > 0 && !health && fastrand::u32(0..1_000_000) < ppm {
-        if faults.error_throttled.load(Ordering::Relaxed) {
-            return ApiError::Throttled.into_response();
-        }
-        let mut response = ApiError::InjectedFault.into_response();
-        if let Ok(status) = axum::http::StatusCode::from_u16(faults.settings().error_status) {
-            *response.status_mut() = status;
-        }
-        return response;
+        let settings = faults.settings();
+        let status = axum::http::StatusCode::from_u16(settings.error_status)
+            .unwrap_or(axum::http::StatusCode::SERVICE_UNAVAILABLE);
+        return match settings.error_code {
+            FaultCode::Throttled => (ApiError::Throttled.into_response(), true),
+            FaultCode::Platform => {
+                let reason = status.canonical_reason().unwrap_or("Error");
+                let body = axum::Json(serde_json::json!({ "message": reason }));
+                ((status, body).into_response(), false)
+            }
+            FaultCode::InjectedFault => {
+                let mut response = ApiError::InjectedFault.into_response();
+                *response.status_mut() = status;
+                (response, true)
+            }
+        };
     }
     let response = next.run(request).await;
     let delay = faults.response_delay_ms.load(Ordering::Relaxed);
     if delay > 0 {
         tokio::time::sleep(Duration::from_millis(delay)).await;
     }
-    response
+    (response, true)
 }
 
 #[cfg(test)]
