@@ -225,6 +225,12 @@ def test_a_region_at_its_limit_gets_no_retries_and_its_clients_go_elsewhere(stac
         assert r.headers.get("x-edge-attempts", "0") in ("0", "1"), dict(r.headers)
 
 
+def assert_all_served_by(stack, region, n):
+    served = [stack.get("/items?limit=1") for _ in range(n)]
+    assert all(r.status_code == 200 for r in served), [r.status_code for r in served]
+    assert all(r.headers["x-served-by"] == region for r in served)
+
+
 def test_a_region_whose_table_throttles_is_at_its_limit_not_failing(stack):
     """West's table keeps throttling (the regional's own 503 `throttled`, marked
     `x-region-limit: dynamodb`). The edge serves the request from Central instead, sheds most of
@@ -238,12 +244,10 @@ def test_a_region_whose_table_throttles_is_at_its_limit_not_failing(stack):
     first = stack.get("/items?limit=1")
     assert first.status_code == 200 and first.headers["x-served-by"] == CENTRAL
     assert first.headers["x-edge-attempts"] == "2", dict(first.headers)
-    served = [stack.get("/items?limit=1") for _ in range(30)]
-    assert all(r.status_code == 200 for r in served), [r.status_code for r in served]
-    assert all(r.headers["x-served-by"] == CENTRAL for r in served)
-    status = stack.get("/_edge/status").json()
-    assert status["counters"]["shed"] >= 20, status["counters"]
-    west = next(r for r in status["regions"] if r["name"] == WEST)
+    assert_all_served_by(stack, CENTRAL, 30)
+    counters = stack.get("/_edge/status").json()["counters"]
+    assert counters["shed"] >= 20, counters
+    west = stack.status()[WEST]
     assert west["state"] == "healthy" and west["consecutive_failures"] == 0, west
     # Central now fails every request: its failures are not retried into West while West's
     # table is full; the client gets the edge's 503.
@@ -263,13 +267,10 @@ def test_a_5xx_the_function_did_not_write_is_a_refusal_for_load_and_a_failure(st
     raw = requests.get(stack.west.url + "/items?limit=1", timeout=5)
     assert raw.status_code == 503 and raw.json() == {"message": "Service Unavailable"}
     assert "x-region-status" not in raw.headers
-    served = [stack.get("/items?limit=1") for _ in range(12)]
-    assert all(r.status_code == 200 for r in served), [r.status_code for r in served]
-    assert all(r.headers["x-served-by"] == CENTRAL for r in served)
-    status = stack.get("/_edge/status").json()
-    assert status["counters"]["shed"] >= 1, status["counters"]
-    west = next(r for r in status["regions"] if r["name"] == WEST)
-    assert west["state"] != "healthy", west
+    assert_all_served_by(stack, CENTRAL, 12)
+    counters = stack.get("/_edge/status").json()["counters"]
+    assert counters["shed"] >= 1, counters
+    assert stack.status()[WEST]["state"] != "healthy", stack.status()[WEST]
 
 
 def test_every_region_at_its_limit_is_the_edges_own_503_regions_overloaded(stack):
