@@ -10,7 +10,6 @@ use lambda_http::{Request, RequestExt};
 pub fn strip_stage(mut request: Request) -> Request {
     let stage = match request.request_context_ref() {
         Some(RequestContext::ApiGatewayV2(ctx)) => ctx.stage.clone(),
-        Some(RequestContext::ApiGatewayV1(ctx)) => ctx.stage.clone(),
         _ => None,
     };
     let Some(stage) = stage.filter(|s| !s.is_empty() && s != "$default") else {

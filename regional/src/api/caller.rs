@@ -111,7 +111,6 @@ fn lambda_caller_arn(request: &Request) -> Option<String> {
             .as_ref()
             .and_then(|a| a.iam.as_ref())
             .and_then(|iam| iam.user_arn.clone()),
-        RequestContext::ApiGatewayV1(ctx) => ctx.identity.user_arn.clone(),
         _ => None,
     }
 }
