@@ -26,6 +26,11 @@ pub const REQUEST: &str = "_request";
 pub const MAX_ITEM_BYTES: usize = 400 * 1024;
 /// DynamoDB's limit for a partition key value.
 pub const MAX_ID_BYTES: usize = 1024;
+/// DynamoDB's longest attribute name (and map key): under 64 KB.
+pub const MAX_NAME_BYTES: usize = 64 * 1024 - 1;
+/// DynamoDB's deepest nesting, counting a top-level attribute's value as level 1: a value
+/// holding 31 maps or lists one inside the other is stored, one holding 32 is refused.
+pub const MAX_DEPTH: usize = 32;
 /// Longest idempotency key accepted.
 pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
 
@@ -58,6 +63,10 @@ pub enum ItemError {
     Reserved(String),
     #[error("attribute names must not be empty")]
     EmptyAttributeName,
+    #[error("attribute {0:?} holds a name longer than {MAX_NAME_BYTES} bytes")]
+    NameTooLong(String),
+    #[error("attribute {0:?} nests deeper than DynamoDB's {MAX_DEPTH} levels")]
+    TooDeep(String),
     #[error("attribute {0:?} holds a number DynamoDB cannot store (38 digits, 1e-130..1e126)")]
     BadNumber(String),
     #[error("Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} visible ASCII characters")]
@@ -81,9 +90,11 @@ impl ItemError {
             | Self::IdControlChars
             | Self::IdMismatch { .. } => "invalid_item_id",
             Self::Reserved(_) => "reserved_attribute",
-            Self::EmptyAttributeName | Self::BadNumber(_) | Self::ImpreciseNumber(_) => {
-                "invalid_attribute"
-            }
+            Self::EmptyAttributeName
+            | Self::NameTooLong(_)
+            | Self::TooDeep(_)
+            | Self::BadNumber(_)
+            | Self::ImpreciseNumber(_) => "invalid_attribute",
             Self::BadIdempotencyKey => "invalid_idempotency_key",
         }
     }
@@ -191,13 +202,11 @@ pub fn client_item(mut body: Item) -> Result<ClientItem, ItemError> {
         Some(_) => return Err(ItemError::IdNotString),
     };
     for (name, value) in &body {
-        if name.is_empty() {
-            return Err(ItemError::EmptyAttributeName);
-        }
+        check_name(name, name)?;
         if SYSTEM.contains(&name.as_str()) || name.starts_with('_') {
             return Err(ItemError::Reserved(name.clone()));
         }
-        check_numbers(name, value)?;
+        check_value(name, value, 1)?;
     }
     Ok(ClientItem {
         id,
@@ -205,7 +214,24 @@ pub fn client_item(mut body: Item) -> Result<ClientItem, ItemError> {
     })
 }
 
-fn check_numbers(name: &str, value: &Value) -> Result<(), ItemError> {
+/// A name DynamoDB takes, at the top level or inside a map: 1 byte to under 64 KB.
+fn check_name(attribute: &str, name: &str) -> Result<(), ItemError> {
+    if name.is_empty() {
+        Err(ItemError::EmptyAttributeName)
+    } else if name.len() > MAX_NAME_BYTES {
+        Err(ItemError::NameTooLong(attribute.chars().take(40).collect()))
+    } else {
+        Ok(())
+    }
+}
+
+/// A value DynamoDB stores as sent: its numbers storable, its map keys valid names, and no part
+/// deeper than [`MAX_DEPTH`] (a top-level attribute's value is level 1). DynamoDB refuses the
+/// others with a ValidationException, which would otherwise reach the client as a 500.
+fn check_value(name: &str, value: &Value, level: usize) -> Result<(), ItemError> {
+    if level > MAX_DEPTH {
+        return Err(ItemError::TooDeep(name.chars().take(40).collect()));
+    }
     match value {
         Value::Number(n) => {
             if storable_number(&n.to_string()) {
@@ -214,13 +240,12 @@ fn check_numbers(name: &str, value: &Value) -> Result<(), ItemError> {
                 Err(ItemError::BadNumber(name.to_owned()))
             }
         }
-        Value::Array(values) => values.iter().try_for_each(|v| check_numbers(name, v)),
+        Value::Array(values) => values
+            .iter()
+            .try_for_each(|v| check_value(name, v, level + 1)),
         Value::Object(map) => map.iter().try_for_each(|(k, v)| {
-            if k.is_empty() {
-                Err(ItemError::EmptyAttributeName)
-            } else {
-                check_numbers(name, v)
-            }
+            check_name(name, k)?;
+            check_value(name, v, level + 1)
         }),
         _ => Ok(()),
     }
@@ -508,6 +533,38 @@ mod tests {
             client_item(obj(json!({"item_id": 5}))).unwrap_err(),
             ItemError::IdNotString
         );
+    }
+
+    /// `wraps` maps (or lists) one inside the other around a scalar, as a top-level value.
+    fn nested(wraps: usize, list: bool) -> Value {
+        (0..wraps).fold(json!("leaf"), |inner, _| {
+            if list {
+                json!([inner])
+            } else {
+                json!({ "m": inner })
+            }
+        })
+    }
+
+    #[test]
+    fn names_and_nesting_follow_dynamodb_limits() {
+        for list in [false, true] {
+            assert!(client_item(obj(json!({ "a": nested(31, list) }))).is_ok());
+            let err = client_item(obj(json!({ "a": nested(32, list) }))).unwrap_err();
+            assert_eq!(err, ItemError::TooDeep("a".into()));
+            assert_eq!(err.code(), "invalid_attribute");
+        }
+        let longest = "n".repeat(MAX_NAME_BYTES);
+        let over = "n".repeat(MAX_NAME_BYTES + 1);
+        assert!(client_item(obj(json!({ longest.clone(): 1 }))).is_ok());
+        assert!(client_item(obj(json!({ "a": { longest: 1 } }))).is_ok());
+        for item in [json!({ over.clone(): 1 }), json!({ "a": [{ over: 1 }] })] {
+            let err = client_item(obj(item)).unwrap_err();
+            assert!(matches!(err, ItemError::NameTooLong(ref n) if n.len() <= 40), "{err:?}");
+            assert_eq!(err.code(), "invalid_attribute");
+        }
+        let err = client_item(obj(json!({ "a": { "": 1 } }))).unwrap_err();
+        assert_eq!(err, ItemError::EmptyAttributeName);
     }
 
     #[test]
