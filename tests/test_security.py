@@ -203,6 +203,27 @@ def test_idempotency_keys_are_scoped_to_the_tokens_subject(closed):
     assert again.json()["item_id"] == a.json()["item_id"]
 
 
+def test_any_subject_scopes_its_own_keys_and_reaches_the_regions(closed):
+    """A token's `sub` is any JSON string. Non-ASCII or control characters in it must not break
+    the signed request (a 403 from every region, counted as their failure) or the edge (a bare
+    500), and long subjects must not fall back to one shared scope."""
+    tag = uuid.uuid4().hex[:6]
+    subjects = [f"josé-{tag}", f"用户-{tag}", f"line\r\nbreak\u0000-{tag}",
+                "x" * 300 + f"-a-{tag}", "x" * 300 + f"-b-{tag}"]
+    headers = {"Idempotency-Key": f"odd-subjects-{tag}"}
+    ids = []
+    for sub in subjects:
+        token = hs256(closed, sub=sub)
+        r = call(closed, "POST", "/items", token, json={"note": "same"}, headers=headers)
+        assert r.status_code == 201, (sub[-12:], r.status_code, r.text)
+        assert r.headers["x-edge-attempts"] == "1" and "idempotency-replayed" not in r.headers
+        ids.append(r.json()["item_id"])
+        again = call(closed, "POST", "/items", token, json={"note": "same"}, headers=headers)
+        assert again.status_code == 201 and again.headers.get("idempotency-replayed") == "true"
+        assert again.json()["item_id"] == ids[-1]
+    assert len(set(ids)) == len(subjects), "two subjects shared a scope"
+
+
 def test_keys_rotate_on_an_unknown_kid_and_survive_a_jwks_outage(closed, idp):
     rsa_token = idp.rsa.sign(tokens.claims(sub="rotation"))
     assert call(closed, "GET", "/items?limit=1", rsa_token).status_code == 200

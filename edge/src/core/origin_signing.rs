@@ -19,8 +19,26 @@ use super::Millis;
 pub const SERVICE: &str = "execute-api";
 
 /// The header carrying the caller's verified subject to the regions (it scopes idempotency
-/// keys); signed, so only the edge can set it.
+/// keys); signed, so only the edge can set it. Its value is [`subject_header_value`].
 pub const SUBJECT_HEADER: &str = "x-tandem-subject";
+
+/// What [`SUBJECT_HEADER`] carries for a token's `sub`: `sub-` and the SHA-256 of it in hex.
+/// A `sub` is any JSON string (Unicode, control characters, any length) and a header holds
+/// only visible ASCII; the digest always fits, is one per subject, and never equals a scope
+/// the regions give another meaning (`anonymous`, for callers without one).
+pub fn subject_header_value(subject: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(subject.as_bytes());
+    let mut value = String::with_capacity(4 + 2 * digest.len());
+    value.push_str("sub-");
+    for byte in digest {
+        value.push(char::from(HEX[usize::from(byte >> 4)]));
+        value.push(char::from(HEX[usize::from(byte & 0xf)]));
+    }
+    value
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// Headers signed whenever the request carries them (`host` and `x-amz-date` always are).
 pub const SIGNED_HEADERS: [&str; 6] = [
@@ -127,6 +145,25 @@ mod tests {
 
     /// 2026-12-03T07:15:00Z.
     const NOW: Millis = 1_796_282_100_000;
+
+    #[test]
+    fn every_subject_becomes_one_visible_ascii_value() {
+        let subjects = ["alice", "josé", "用户", "a\r\nb\0", "anonymous", &"x".repeat(4096)];
+        let values: Vec<String> = subjects.iter().map(|s| subject_header_value(s)).collect();
+        for value in &values {
+            assert_eq!(value.len(), 68);
+            assert!(value.starts_with("sub-"));
+            assert!(value.bytes().all(|b| b.is_ascii_graphic()), "{value}");
+        }
+        let distinct: std::collections::HashSet<&String> = values.iter().collect();
+        assert_eq!(distinct.len(), subjects.len());
+        assert_eq!(subject_header_value("alice"), values[0]);
+        // SHA-256("abc"), FIPS 180-2's example.
+        assert_eq!(
+            subject_header_value("abc"),
+            "sub-ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
 
     fn authorization<'a>(headers: &'a [(&'static str, String)]) -> &'a str {
         headers

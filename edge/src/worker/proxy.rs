@@ -19,7 +19,7 @@ use crate::core::attempts::{AttemptLoop, Report, Step};
 use crate::core::client_request;
 use crate::core::config::EdgeConfig;
 use crate::core::geo::Coordinates;
-use crate::core::origin_signing::{OriginCredentials, SUBJECT_HEADER};
+use crate::core::origin_signing::{OriginCredentials, SUBJECT_HEADER, subject_header_value};
 use crate::core::outcome::{self, Outcome};
 use crate::core::router::{EdgeRouter, Plan, RequestFacts};
 
@@ -537,7 +537,7 @@ fn outgoing<'a>(
         headers.set("x-forwarded-for", &ip)?;
     }
     if let Some(subject) = subject {
-        headers.set(SUBJECT_HEADER, subject)?;
+        headers.set(SUBJECT_HEADER, &subject_header_value(subject))?;
     }
     let method = req.method();
     let mut has_key = header(req, "idempotency-key").is_some();
