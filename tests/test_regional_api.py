@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import time
 import uuid
 
 import requests
 from conftest import CENTRAL, WEST, error_code
+from harness import moto
 
 
 def uid(prefix="t"):
@@ -298,6 +301,91 @@ def test_bad_query_and_headers_are_400(west):
         assert r.status_code == 400 and error_code(r) == "invalid_if_match", bad
     r = requests.post(f"{west.url}/items", json={}, headers={"Idempotency-Key": "x" * 300})
     assert r.status_code == 400 and error_code(r) == "invalid_idempotency_key"
+
+
+# An Idempotency-Key's life: released after a failed write, in flight, abandoned, expired.
+
+def key_record(moto_server, table, key):
+    """The key's record, as the README names it (scope `anonymous`: these calls carry no
+    subject), and a function that changes it in the table."""
+    record_id = "\x01idem:" + hashlib.sha256(f"anonymous\n{key}".encode()).hexdigest()
+    db = moto.client(moto_server.url, WEST)
+
+    def update(expression, values):
+        db.update_item(TableName=table, Key={"item_id": {"S": record_id}},
+                       UpdateExpression=expression, ExpressionAttributeValues=values,
+                       ConditionExpression="attribute_exists(item_id)")
+    return update
+
+
+def keyed_post(proc, key, body):
+    return requests.post(f"{proc.url}/items", json=body, headers={"Idempotency-Key": key})
+
+
+def test_a_failed_create_releases_its_key(west):
+    taken = uid("taken")
+    assert requests.put(f"{west.url}/items/{taken}", json={}).status_code == 201
+    key = uid("released")
+    r = keyed_post(west, key, {"item_id": taken})
+    assert r.status_code == 409 and error_code(r) == "item_exists"
+    # Released: another request may use the key at once (a kept claim would be a 422).
+    other = uid("free")
+    r = keyed_post(west, key, {"item_id": other})
+    assert r.status_code == 201 and "idempotency-replayed" not in r.headers, r.text
+    assert r.json()["item_id"] == other
+
+
+def test_a_create_in_flight_is_409_until_its_lease_ends(west, moto_server, table):
+    key, item_id = uid("inflight"), uid("inflight")
+    first = keyed_post(west, key, {"item_id": item_id})
+    assert first.status_code == 201
+    # As if the first create were still running: its claim held, no result yet.
+    update = key_record(moto_server, table, key)
+    now_ms = int(time.time() * 1000)
+    update("SET key_state = :s, lease_until_ms = :l REMOVE result_body, result_item_id",
+           {":s": {"S": "in_flight"}, ":l": {"N": str(now_ms + 60_000)}})
+    r = keyed_post(west, key, {"item_id": item_id})
+    assert r.status_code == 409 and error_code(r) == "idempotency_request_in_flight"
+    assert r.headers["Retry-After"] == "1"
+    # Its lease over (the first create abandoned): the same request is answered with the item
+    # the first one wrote, and nothing is written again.
+    update("SET lease_until_ms = :l", {":l": {"N": str(now_ms - 1)}})
+    r = keyed_post(west, key, {"item_id": item_id})
+    assert r.status_code == 201 and r.headers["idempotency-replayed"] == "true", r.text
+    assert r.headers["ETag"] == first.headers["ETag"]
+
+
+def test_an_expired_key_is_free_but_the_item_it_made_still_answers_for_it(west, moto_server, table):
+    def create_then_expire(key):
+        first = keyed_post(west, key, {"n": 1})
+        assert first.status_code == 201 and first.json()["item_id"].startswith("idem-")
+        # Past its 24 hours (TTL has not deleted the record yet, so the service must ignore it).
+        key_record(moto_server, table, key)(
+            "SET expires_at = :e", {":e": {"N": str(int(time.time()) - 10)}})
+        return first
+
+    # The same request again: the item it made answers (it carries the key), nothing written.
+    key = uid("expired")
+    first = create_then_expire(key)
+    r = keyed_post(west, key, {"n": 1})
+    assert r.status_code == 201 and r.headers["idempotency-replayed"] == "true"
+    assert r.json()["item_id"] == first.json()["item_id"]
+    assert r.headers["ETag"] == first.headers["ETag"]
+
+    # Another request: with no item_id it would land on that item, so it is refused and
+    # changes nothing; one naming another item is a new create, and the key is now its.
+    key = uid("expired")
+    first = create_then_expire(key)
+    made = first.json()["item_id"]
+    r = keyed_post(west, key, {"n": 2})
+    assert r.status_code == 422 and error_code(r) == "idempotency_key_reused"
+    assert requests.get(f"{west.url}/items/{made}").headers["ETag"] == first.headers["ETag"]
+    other = uid("after-expiry")
+    r = keyed_post(west, key, {"item_id": other, "n": 3})
+    assert r.status_code == 201 and "idempotency-replayed" not in r.headers, r.text
+    assert r.json()["item_id"] == other
+    r = keyed_post(west, key, {"n": 1})
+    assert r.status_code == 422 and error_code(r) == "idempotency_key_reused"
 
 
 def test_request_id_is_echoed_or_generated(west):
