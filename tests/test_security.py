@@ -6,8 +6,11 @@ attackers and operators would call it."""
 from __future__ import annotations
 
 import datetime as dt
+import json
+import threading
 import time
 import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
@@ -172,6 +175,66 @@ def test_clients_see_no_internal_headers_and_get_security_headers(closed):
     assert r.headers["cache-control"] == "no-store"
     refused = call(closed, "GET", "/items?limit=1")
     assert refused.headers["x-content-type-options"] == "nosniff"
+
+
+class EchoOrigin:
+    """A stand-in region on 127.0.0.1 that records the headers each request brought and answers
+    200 with every kind of internal header a region, API Gateway or Lambda may add."""
+
+    INTERNAL = {"x-region-status": "200", "x-region-limit": "dynamodb",
+                "x-tandem-deadline-ms": "5", "x-amz-cf-id": "cf", "x-amzn-requestid": "r1",
+                "x-amzn-trace-id": "Root=1", "apigw-requestid": "a1"}
+
+    def __init__(self):
+        self.seen: list[dict[str, str]] = []
+        origin = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                origin.seen.append({k.lower(): v for k, v in self.headers.items()})
+                body = json.dumps({"items": [], "next_cursor": None}).encode()
+                self.send_response(200)
+                for name, value in {**EchoOrigin.INTERNAL, "x-served-by": WEST,
+                                    "content-type": "application/json"}.items():
+                    self.send_header(name, value)
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_internal_headers_are_stripped_both_ways():
+    """On an open edge nothing overwrites a client's `x-tandem-subject`: only the strip keeps a
+    client from speaking for the edge. And whatever internal headers a region, API Gateway or
+    Lambda adds, the client sees none."""
+    origin = EchoOrigin()
+    proc = edge.start_edge({WEST: origin.url})
+    try:
+        forged = {"x-tandem-subject": "mallory", "x-tandem-deadline-ms": "1",
+                  "x-forwarded-for": "6.6.6.6", "x-amz-security-token": "stolen",
+                  "x-amz-date": "20000101T000000Z", "authorization": "AWS4-HMAC-SHA256 forged"}
+        r = requests.get(f"{proc.url}/items?limit=1", headers=forged, timeout=20)
+        assert r.status_code == 200 and r.headers["x-served-by"] == WEST, r.text
+        got = [h for h in origin.seen if h.get("x-request-id")][-1]
+        assert "x-tandem-subject" not in got and "authorization" not in got
+        assert "x-amz-security-token" not in got and got.get("x-amz-date") != forged["x-amz-date"]
+        assert got.get("x-forwarded-for") != "6.6.6.6"
+        assert int(got["x-tandem-deadline-ms"]) > 1, "the edge sets the deadline, not the client"
+        leaked = [name for name in EchoOrigin.INTERNAL if name in r.headers]
+        assert not leaked, leaked
+    finally:
+        proc.stop()
+        origin.stop()
 
 
 def test_the_body_limit_holds_for_a_chunked_body_without_a_length(closed):
