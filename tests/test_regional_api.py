@@ -6,6 +6,7 @@ import hashlib
 import json
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import requests
 from conftest import CENTRAL, WEST, error_code
@@ -151,6 +152,33 @@ def test_rest_list_paginates_every_item_once(central):
     assert len(seen) == len(set(seen))
     assert not [i for i in seen if not i.isprintable()], "a key record was listed"
     assert pages >= len(ids) + 3, "the key records were not in the table"
+
+
+def test_concurrent_writers_with_one_tag_get_one_success(west):
+    """If-Match is kept by a DynamoDB condition, not only by the read before the write: of
+    writers that all read the same tag at once, exactly one succeeds and the rest get 412; a
+    delete racing them is one of those writers."""
+    item_id = uid("race")
+    tag = requests.put(f"{west.url}/items/{item_id}", json={"writer": -1}).headers["ETag"]
+
+    def write(n):
+        if n == 8:
+            return n, requests.delete(f"{west.url}/items/{item_id}", headers={"If-Match": tag})
+        return n, requests.put(f"{west.url}/items/{item_id}", json={"writer": n},
+                               headers={"If-Match": tag})
+
+    with ThreadPoolExecutor(9) as pool:
+        results = list(pool.map(write, range(9)))
+    won = [(n, r) for n, r in results if r.status_code in (200, 204)]
+    lost = [(n, r.status_code, r.text) for n, r in results if r.status_code not in (200, 204)]
+    assert len(won) == 1, [(n, r.status_code) for n, r in results]
+    assert all(status == 412 for _, status, _ in lost), lost
+    winner, answer = won[0]
+    now = requests.get(f"{west.url}/items/{item_id}")
+    if winner == 8:
+        assert now.status_code == 404
+    else:
+        assert now.json()["writer"] == winner and now.headers["ETag"] == answer.headers["ETag"]
 
 
 # Bad input: clear error, right status, nothing stored.
