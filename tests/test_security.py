@@ -150,6 +150,16 @@ def test_signed_direct_calls_pass_and_tampered_ones_do_not(closed):
     assert ok.status_code == 201, ok.text
 
 
+def test_methods_the_api_has_no_use_for_get_the_edges_405_with_allow(closed):
+    for method, path in [("PATCH", "/items/x"), ("TRACE", "/items"), ("PATCH", "/health"),
+                         ("PROPFIND", "/_edge/status")]:
+        r = call(closed, method, path, closed.access.token)
+        assert r.status_code == 405 and error_code(r) == "method_not_allowed", (method, path)
+        assert r.headers["x-served-by"] == "edge"
+        allowed = {m.strip() for m in r.headers["Allow"].split(",")}
+        assert {"GET", "PUT", "POST", "DELETE"} <= allowed and method not in allowed, allowed
+
+
 def test_operators_only_see_the_edge_status_and_never_origin_urls(closed):
     assert call(closed, "GET", "/_edge/status").status_code == 401
     assert call(closed, "GET", "/_edge/status", closed.access.token).status_code == 401
