@@ -10,7 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 from conftest import CENTRAL, WEST, error_code
-from harness import moto
+from harness import moto, regional
+from harness.slowlink import SlowLink
 
 
 def uid(prefix="t"):
@@ -414,6 +415,38 @@ def test_an_expired_key_is_free_but_the_item_it_made_still_answers_for_it(west, 
     assert r.json()["item_id"] == other
     r = keyed_post(west, key, {"n": 1})
     assert r.status_code == 422 and error_code(r) == "idempotency_key_reused"
+
+
+def test_a_slow_table_is_a_quick_503_and_deep_health_reports_it(moto_server, table):
+    """The table stops answering in time (every request held 3 s on its way to moto): the
+    region answers 503 `table_unavailable` before the edge's 2 s per-try timeout (its own SDK
+    timeouts: 800 ms an attempt, 1.5 s a call), deep health says 503 within its 1 s, the
+    shallow check stays 200, and all of it recovers when the table does."""
+    host, port = moto_server.url.removeprefix("http://").split(":")
+    link = SlowLink(host, int(port))
+    proc = regional.start_regional(link.url, WEST, table)
+    try:
+        item_id = uid("slow")
+        assert requests.put(f"{proc.url}/items/{item_id}", json={}).status_code == 201
+        assert requests.get(f"{proc.url}/health?deep=true").status_code == 200
+        link.delay_s = 3.0
+        started = time.monotonic()
+        r = requests.get(f"{proc.url}/health?deep=true", timeout=10)
+        assert r.status_code == 503 and error_code(r) == "table_unavailable"
+        assert time.monotonic() - started < 1.5
+        assert requests.get(f"{proc.url}/health", timeout=10).status_code == 200
+        started = time.monotonic()
+        r = requests.get(f"{proc.url}/items/{item_id}", timeout=10)
+        took = time.monotonic() - started
+        assert r.status_code == 503 and error_code(r) == "table_unavailable", r.text
+        assert r.headers["Retry-After"] and r.headers["x-region-status"] == "200"
+        assert took < 2.0, f"answered after {took:.2f} s: past the edge's per-try timeout"
+        link.delay_s = 0.0
+        assert requests.get(f"{proc.url}/items/{item_id}", timeout=10).status_code == 200
+        assert requests.get(f"{proc.url}/health?deep=true", timeout=10).status_code == 200
+    finally:
+        proc.stop()
+        link.stop()
 
 
 def test_request_id_is_echoed_or_generated(west):
