@@ -560,7 +560,10 @@ mod tests {
         assert!(client_item(obj(json!({ "a": { longest: 1 } }))).is_ok());
         for item in [json!({ over.clone(): 1 }), json!({ "a": [{ over: 1 }] })] {
             let err = client_item(obj(item)).unwrap_err();
-            assert!(matches!(err, ItemError::NameTooLong(ref n) if n.len() <= 40), "{err:?}");
+            assert!(
+                matches!(err, ItemError::NameTooLong(ref n) if n.len() <= 40),
+                "{err:?}"
+            );
             assert_eq!(err.code(), "invalid_attribute");
         }
         let err = client_item(obj(json!({ "a": { "": 1 } }))).unwrap_err();

@@ -96,7 +96,9 @@ mod tests {
 
     #[test]
     fn methods_the_api_has_no_use_for_are_405() {
-        for method in ["PATCH", "QUERY", "MOVE", "PROPFIND", "get", "TRACE", "CONNECT", ""] {
+        for method in [
+            "PATCH", "QUERY", "MOVE", "PROPFIND", "get", "TRACE", "CONNECT", "",
+        ] {
             let refusal = check_one(method, &[], true).unwrap_err();
             assert_eq!((refusal.status, refusal.code), (405, "method_not_allowed"));
         }

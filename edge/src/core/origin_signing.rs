@@ -148,7 +148,14 @@ mod tests {
 
     #[test]
     fn every_subject_becomes_one_visible_ascii_value() {
-        let subjects = ["alice", "josé", "用户", "a\r\nb\0", "anonymous", &"x".repeat(4096)];
+        let subjects = [
+            "alice",
+            "josé",
+            "用户",
+            "a\r\nb\0",
+            "anonymous",
+            &"x".repeat(4096),
+        ];
         let values: Vec<String> = subjects.iter().map(|s| subject_header_value(s)).collect();
         for value in &values {
             assert_eq!(value.len(), 68);
