@@ -99,8 +99,9 @@ def test_health_and_preflight_need_no_token(closed):
     assert call(closed, "GET", "/health").status_code == 200
     r = call(closed, "OPTIONS", "/items",
              headers={"Origin": "https://app.example", "Access-Control-Request-Method": "POST"})
-    assert r.status_code in (204, 403)  # answered by the edge's CORS rule, never a 401
-    assert r.status_code != 401
+    # Answered by the edge's CORS rule (this stack allows no origin), never by the token check.
+    assert r.status_code == 403 and error_code(r) == "cors_origin_not_allowed", r.text
+    assert r.headers["x-served-by"] == "edge"
 
 
 def test_regions_answer_only_what_the_edge_signed(closed):
