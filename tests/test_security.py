@@ -226,7 +226,9 @@ class EchoOrigin:
 
 def test_internal_headers_are_stripped_both_ways():
     """On an open edge nothing overwrites a client's `x-tandem-subject`: only the strip keeps a
-    client from speaking for the edge. And whatever internal headers a region, API Gateway or
+    client from speaking for the edge. Of a client's headers only those the API reads reach a
+    region (300 junk headers and a 20 KB cookie are served, not passed on to trip a region's
+    or API Gateway's header limits). And whatever internal headers a region, API Gateway or
     Lambda adds, the client sees none."""
     origin = EchoOrigin()
     proc = edge.start_edge({WEST: origin.url})
@@ -234,13 +236,17 @@ def test_internal_headers_are_stripped_both_ways():
         forged = {"x-tandem-subject": "mallory", "x-tandem-deadline-ms": "1",
                   "x-forwarded-for": "6.6.6.6", "x-amz-security-token": "stolen",
                   "x-amz-date": "20000101T000000Z", "authorization": "AWS4-HMAC-SHA256 forged"}
-        r = requests.get(f"{proc.url}/items?limit=1", headers=forged, timeout=20)
+        junk = {f"x-junk-{i}": "v" for i in range(300)} | {"cookie": "big=" + "c" * 20_000}
+        read = {"if-match": '"1-0123456789ab"', "idempotency-key": "k-1"}
+        r = requests.get(f"{proc.url}/items?limit=1", headers=forged | junk | read, timeout=20)
         assert r.status_code == 200 and r.headers["x-served-by"] == WEST, r.text
         got = [h for h in origin.seen if h.get("x-request-id")][-1]
         assert "x-tandem-subject" not in got and "authorization" not in got
         assert "x-amz-security-token" not in got and got.get("x-amz-date") != forged["x-amz-date"]
         assert got.get("x-forwarded-for") != "6.6.6.6"
         assert int(got["x-tandem-deadline-ms"]) > 1, "the edge sets the deadline, not the client"
+        assert not [name for name in got if name.startswith("x-junk-")] and "cookie" not in got
+        assert {name: got.get(name) for name in read} == read
         leaked = [name for name in EchoOrigin.INTERNAL if name in r.headers]
         assert not leaked, leaked
     finally:

@@ -6,8 +6,6 @@
 //!
 //! Pure: no I/O.
 
-use super::origin_signing::SIGNED_HEADERS;
-
 /// Methods the edge forwards (anything else is a 405 with these in `Allow`): the API's own;
 /// PATCH has no route, so it is refused here rather than by a region.
 pub const METHODS: [&str; 6] = ["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS"];
@@ -34,6 +32,13 @@ impl Refusal {
 pub fn allow() -> String {
     METHODS.join(", ")
 }
+
+/// The client headers the regions are sent: those the API reads. The edge adds its own
+/// (request id, client address, subject, deadline, signature); nothing else a client sends
+/// (cookies, custom or tracing headers, a flood of them, ones naming the edge's internals)
+/// leaves the edge, so none can speak for the edge or push a region (or API Gateway, which
+/// takes 10 KB of request headers) past its limits. All of them are signed.
+pub const FORWARDED_HEADERS: [&str; 3] = ["content-type", "idempotency-key", "if-match"];
 
 /// Checks the method exactly as the client sent it (for every path, the edge's own included).
 pub fn check_method(method: &str) -> Result<(), Refusal> {
@@ -63,7 +68,7 @@ pub fn check_headers<'a>(
             "invalid_if_match",
             "If-Match must not be empty".to_owned(),
         )),
-        _ if signed && SIGNED_HEADERS.contains(&name) && !printable_ascii(value) => {
+        _ if signed && FORWARDED_HEADERS.contains(&name) && !printable_ascii(value) => {
             Err(Refusal::bad(
                 "invalid_header",
                 format!("header {name} must be printable ASCII"),
@@ -115,6 +120,12 @@ mod tests {
         assert_eq!(code(&[("if-match", "  ")]), "invalid_if_match");
         assert_eq!(code(&[("idempotency-key", "")]), "invalid_idempotency_key");
         assert_eq!(check_one("PUT", &[("if-match", "*")], false), Ok(()));
+    }
+
+    #[test]
+    fn every_forwarded_header_is_signed() {
+        use super::super::origin_signing::SIGNED_HEADERS;
+        assert!(FORWARDED_HEADERS.iter().all(|h| SIGNED_HEADERS.contains(h)));
     }
 
     #[test]

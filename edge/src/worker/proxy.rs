@@ -504,17 +504,7 @@ async fn read_body(
 /// How much of a refused body is read and dropped so its connection ends cleanly (4 MiB).
 const DISCARD_LIMIT: usize = 4 * 1024 * 1024;
 
-/// Client headers never forwarded: the edge sets them itself (`x-tandem-*`, the request id,
-/// the client address), or they would let a client speak for the edge (`authorization` is
-/// replaced by the edge's signature, `x-amz-*` are the signature's).
-fn internal_request_header(name: &str) -> bool {
-    name == "authorization"
-        || name == "x-forwarded-for"
-        || (name.starts_with("x-tandem-") && name != affinity::HEADER)
-        || name.starts_with("x-amz-")
-}
-
-/// What is sent to the regions: the client's request without hop-by-hop or internal headers,
+/// What is sent to the regions: the client's method, path, body and the headers the API reads,
 /// with the request id, the caller's subject (scopes its idempotency keys), and an
 /// `Idempotency-Key` added to a POST that lacks one (so a retry in another region is the same
 /// create). Returns whether the request carries a key.
@@ -528,7 +518,7 @@ fn outgoing<'a>(
 ) -> Result<(Outgoing<'a>, bool)> {
     let headers = Headers::new();
     for (name, value) in entries {
-        if !reply::hop_by_hop(name) && !internal_request_header(name) {
+        if client_request::FORWARDED_HEADERS.contains(&name.as_str()) {
             headers.append(name, value)?;
         }
     }

@@ -75,22 +75,6 @@ pub fn preflight(cors: &Cors) -> Result<Response> {
     Ok(response)
 }
 
-/// Request headers that must not be forwarded to an origin.
-pub fn hop_by_hop(name: &str) -> bool {
-    matches!(
-        name,
-        "host"
-            | "connection"
-            | "keep-alive"
-            | "content-length"
-            | "transfer-encoding"
-            | "upgrade"
-            | "te"
-            | "trailer"
-            | "proxy-connection"
-    ) || name.starts_with("cf-")
-}
-
 /// Response headers the regions use between themselves and the edge; never shown to clients.
 pub fn internal_response_header(name: &str) -> bool {
     name == "x-region-status"
