@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import requests
 from conftest import CENTRAL, WEST, error_code
-from harness import edge, regional, sigv4, tokens
+from harness import edge, procs, regional, sigv4, tokens
 from harness.jwks import JwksServer
 from harness.stack import Stack
 
@@ -220,8 +220,10 @@ class EchoOrigin:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
 
 
 def test_internal_headers_are_stripped_both_ways():
@@ -249,6 +251,29 @@ def test_internal_headers_are_stripped_both_ways():
         assert {name: got.get(name) for name in read} == read
         leaked = [name for name in EchoOrigin.INTERNAL if name in r.headers]
         assert not leaked, leaked
+        assert "strict-transport-security" not in r.headers, "HSTS over plain HTTP"
+    finally:
+        proc.stop()
+        origin.stop()
+
+
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
+def test_over_https_every_answer_carries_hsts():
+    """HSTS only over HTTPS (on plain HTTP it would mean nothing and is left out): an answer
+    from a region, the edge's own refusal and its error when no region answers all carry it."""
+    origin = EchoOrigin()
+    variables = {"REGIONS": edge.regions_var({WEST: origin.url}), "ROUTING": "{}",
+                 "CORS_ORIGINS": "[]", **edge.OPEN}
+    proc = edge.start_edge_raw(procs.free_port(), variables, name="edge-https", https=True)
+    try:
+        answers = [requests.get(f"{proc.url}/items?limit=1", verify=False, timeout=20),
+                   requests.request("TRACE", f"{proc.url}/items", verify=False, timeout=20)]
+        origin.stop()
+        answers.append(requests.get(f"{proc.url}/items/gone", verify=False, timeout=20))
+        assert [r.status_code for r in answers] == [200, 405, 503], [r.text for r in answers]
+        for r in answers:
+            assert r.headers["strict-transport-security"].startswith("max-age="), r.headers
+            assert r.headers["x-content-type-options"] == "nosniff"
     finally:
         proc.stop()
         origin.stop()

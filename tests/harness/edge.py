@@ -86,14 +86,18 @@ def status(proc: "procs.Proc") -> dict:
 
 
 def start_edge_raw(port: int, variables: dict[str, str], name: str = "edge",
-                   state_dir: str | None = None) -> "procs.Proc":
-    """Starts wrangler dev with exactly these vars; waits until it answers HTTP at all."""
+                   state_dir: str | None = None, https: bool = False) -> "procs.Proc":
+    """Starts wrangler dev with exactly these vars; waits until it answers HTTP at all. With
+    `https`, it serves HTTPS with the certificate wrangler makes for itself on this machine
+    (self-signed: clients skip verification)."""
     inspector = procs.free_port()
     # A fresh state directory per start (KV holds probe results), removed when the edge stops.
     persist = state_dir or tempfile.mkdtemp(prefix=f"wrangler-{port}-", dir=procs.STATE)
     argv = [str(WRANGLER), "dev", "--local", "--ip", "127.0.0.1", "--port", str(port),
             "--inspector-port", str(inspector), "--show-interactive-dev-session=false",
             "--test-scheduled", "--persist-to", persist, "--log-level", "log"]
+    if https:
+        argv += ["--local-protocol", "https"]
     for key, value in variables.items():
         argv += ["--var", f"{key}:{value}"]
     env = dict(OFFLINE_ENV)
@@ -101,5 +105,7 @@ def start_edge_raw(port: int, variables: dict[str, str], name: str = "edge",
     proc = procs.start(f"{name}-{port}", argv, env=env, port=port)
     if not state_dir:
         proc.cleanup.append(Path(persist))
-    procs.wait_http(proc, "/_edge/status", timeout=60)
+    if https:
+        proc.extra["scheme"] = "https"
+    procs.wait_http(proc, "/_edge/status", timeout=60, verify=not https)
     return proc

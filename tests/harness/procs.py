@@ -42,7 +42,7 @@ class Proc:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.extra.get('scheme', 'http')}://127.0.0.1:{self.port}"
 
     def alive(self) -> bool:
         return self.popen.poll() is None
@@ -102,7 +102,7 @@ def start(name: str, argv: list[str], env: dict | None = None, port: int | None 
 
 
 def wait_http(proc: Proc, path: str = "/", timeout: float = 30.0, ok=lambda r: True,
-              headers: dict | None = None) -> None:
+              headers: dict | None = None, verify: bool = True) -> None:
     """Waits until `proc` answers HTTP on `path` (any status accepted by `ok`)."""
     deadline = time.monotonic() + timeout
     last = None
@@ -110,7 +110,7 @@ def wait_http(proc: Proc, path: str = "/", timeout: float = 30.0, ok=lambda r: T
         if not proc.alive():
             raise RuntimeError(f"{proc.name} exited early:\n{proc.log()[-3000:]}")
         try:
-            r = requests.get(proc.url + path, timeout=1, headers=headers)
+            r = requests.get(proc.url + path, timeout=1, headers=headers, verify=verify)
             if ok(r):
                 return
             last = f"status {r.status_code}"
