@@ -259,6 +259,33 @@ def test_internal_headers_are_stripped_both_ways():
         origin.stop()
 
 
+def test_without_a_token_the_rate_limit_is_per_address():
+    """An edge without tokens keys its rate limit by the client's address (`CF-Connecting-IP`,
+    which Cloudflare sets; locally the test sets it to play two clients): one address over its
+    100 a minute gets 429s, another is still served. The stand-in region marks its 200s with
+    `x-region-limit`, which must not make the edge take it for a full region either."""
+    origin = EchoOrigin()
+    access = {**edge.OPEN, "RATE_LIMIT": json.dumps({"limit": 100, "period_s": 60})}
+    proc = edge.start_edge({WEST: origin.url}, access=access)
+    try:
+        statuses = []
+        # The binding counts in fixed windows: a flood across two may need up to 200.
+        for _ in range(230):
+            r = requests.get(f"{proc.url}/items?limit=1", headers={"CF-Connecting-IP": "192.0.2.1"},
+                             timeout=20)
+            statuses.append(r.status_code)
+            if r.status_code == 429:
+                break
+        assert statuses[-1] == 429 and set(statuses[:-1]) == {200}, statuses
+        assert error_code(r) == "rate_limited" and r.headers["x-served-by"] == "edge"
+        other = requests.get(f"{proc.url}/items?limit=1", headers={"CF-Connecting-IP": "192.0.2.2"},
+                             timeout=20)
+        assert other.status_code == 200 and other.headers["x-served-by"] == WEST, other.text
+    finally:
+        proc.stop()
+        origin.stop()
+
+
 @pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
 def test_over_https_every_answer_carries_hsts():
     """HSTS only over HTTPS (on plain HTTP it would mean nothing and is left out): an answer

@@ -37,7 +37,9 @@ pub enum Verdict {
 
 impl Outcome {
     /// What an answer means: a 403 to a request the edge signed (`signed`) is the region
-    /// refusing the edge's signature ([`Outcome::Refused`]); anything else is an answer.
+    /// refusing the edge's signature ([`Outcome::Refused`]); anything else is an answer. The
+    /// `x-region-limit` marker (`at_limit`) counts on a 503 only, the one answer a region marks:
+    /// on any other status it would take a region that answers (or fails) for a full one.
     pub fn of_answer(
         status: u16,
         region_status: Option<u16>,
@@ -50,7 +52,7 @@ impl Outcome {
             Self::Answered {
                 status,
                 region_status,
-                at_limit,
+                at_limit: at_limit && status == 503,
             }
         }
     }
@@ -217,6 +219,12 @@ mod tests {
             assert!(!answered(s).refused_for_load(), "{s}");
         }
         assert!(!from_platform(504).refused_for_load());
+        // The marker means something on a 503 only.
+        for s in [200, 201, 404, 500, 504] {
+            let marked = Outcome::of_answer(s, Some(200), true, true);
+            assert!(!marked.refused_for_load(), "{s}");
+            assert_eq!(marked.is_failure(), matches!(s, 500 | 504), "{s}");
+        }
         for o in [
             answered(200),
             Outcome::Timeout,
