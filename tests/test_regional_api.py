@@ -244,8 +244,8 @@ def test_numbers_are_kept_exactly_or_refused(west):
         assert_not_stored(west, other)
 
 
-def nested(wraps):
-    value = "leaf"
+def nested(wraps, leaf="leaf"):
+    value = leaf
     for i in range(wraps):
         value = {"m": value} if i % 2 else [value]
     return value
@@ -260,7 +260,8 @@ def test_items_dynamodb_would_refuse_are_400_and_change_nothing(west):
     r = requests.put(f"{west.url}/items/{item_id}", json={"deep": nested(31), longest: 1})
     assert r.status_code == 201, r.text[:300]
     etag = r.headers["ETag"]
-    refused = [{"deep": nested(32)}, {"n" * (64 * 1024): 1}, {"m": {"n" * (64 * 1024): 1}}]
+    refused = [{"deep": nested(32)}, {"deep": nested(31, leaf={})},
+               {"n" * (64 * 1024): 1}, {"m": {"n" * (64 * 1024): 1}}]
     for body in refused:
         r = requests.put(f"{west.url}/items/{item_id}", json=body)
         assert r.status_code == 400 and error_code(r) == "invalid_attribute", r.text[:300]

@@ -110,6 +110,13 @@ impl From<StoreError> for ApiError {
             StoreError::Rejected(reason) if reason.contains("size") => Self::TooLarge {
                 limit: crate::item::MAX_ITEM_BYTES,
             },
+            // Whatever else DynamoDB refuses as invalid is in what the client sent (the service's
+            // own expressions are fixed): a 400, never a 500 that would count against the region
+            // at the edge. The item rules catch every case known; the detail goes to the log.
+            StoreError::Rejected(reason) => {
+                tracing::warn!(reason = %reason, "the table refused an item as invalid");
+                Self::Item(ItemError::RefusedByTable)
+            }
             other => Self::Internal(other.to_string()),
         }
     }
@@ -160,6 +167,18 @@ mod tests {
             .await
             .unwrap();
         (status, retry, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[tokio::test]
+    async fn an_item_the_table_refuses_is_a_400_without_its_reason() {
+        let reason = "Nesting Levels have exceeded supported limits: ... :v0";
+        let error: ApiError = StoreError::Rejected(reason.into()).into();
+        let (status, _, json) = body(error.into_response()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(json["error"]["code"], "invalid_attribute");
+        assert!(!json.to_string().contains(":v0"), "{json}");
+        let size: ApiError = StoreError::Rejected("Item size has exceeded".into()).into();
+        assert_eq!(size.code_and_status().1, StatusCode::PAYLOAD_TOO_LARGE);
     }
 
     #[tokio::test]

@@ -29,7 +29,8 @@ pub const MAX_ID_BYTES: usize = 1024;
 /// DynamoDB's longest attribute name (and map key): under 64 KB.
 pub const MAX_NAME_BYTES: usize = 64 * 1024 - 1;
 /// DynamoDB's deepest nesting, counting a top-level attribute's value as level 1: a value
-/// holding 31 maps or lists one inside the other is stored, one holding 32 is refused.
+/// holding 31 maps or lists one inside the other is stored, one holding 32 is refused, even
+/// when the innermost is empty. So a map or list may sit at level 31 at most.
 pub const MAX_DEPTH: usize = 32;
 /// Longest idempotency key accepted.
 pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
@@ -67,6 +68,10 @@ pub enum ItemError {
     NameTooLong(String),
     #[error("attribute {0:?} nests deeper than DynamoDB's {MAX_DEPTH} levels")]
     TooDeep(String),
+    #[error(
+        "the table refused this item as invalid (DynamoDB's rules on names, values and nesting)"
+    )]
+    RefusedByTable,
     #[error("attribute {0:?} holds a number DynamoDB cannot store (38 digits, 1e-130..1e126)")]
     BadNumber(String),
     #[error("Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} visible ASCII characters")]
@@ -93,6 +98,7 @@ impl ItemError {
             Self::EmptyAttributeName
             | Self::NameTooLong(_)
             | Self::TooDeep(_)
+            | Self::RefusedByTable
             | Self::BadNumber(_)
             | Self::ImpreciseNumber(_) => "invalid_attribute",
             Self::BadIdempotencyKey => "invalid_idempotency_key",
@@ -225,11 +231,12 @@ fn check_name(attribute: &str, name: &str) -> Result<(), ItemError> {
     }
 }
 
-/// A value DynamoDB stores as sent: its numbers storable, its map keys valid names, and no part
-/// deeper than [`MAX_DEPTH`] (a top-level attribute's value is level 1). DynamoDB refuses the
-/// others with a ValidationException, which would otherwise reach the client as a 500.
+/// A value DynamoDB stores as sent: its numbers storable, its map keys valid names, and no map
+/// or list at [`MAX_DEPTH`] or deeper (a top-level attribute's value is level 1). DynamoDB
+/// refuses the others with a ValidationException.
 fn check_value(name: &str, value: &Value, level: usize) -> Result<(), ItemError> {
-    if level > MAX_DEPTH {
+    let container = matches!(value, Value::Array(_) | Value::Object(_));
+    if container && level >= MAX_DEPTH {
         return Err(ItemError::TooDeep(name.chars().take(40).collect()));
     }
     match value {
@@ -535,15 +542,19 @@ mod tests {
         );
     }
 
-    /// `wraps` maps (or lists) one inside the other around a scalar, as a top-level value.
-    fn nested(wraps: usize, list: bool) -> Value {
-        (0..wraps).fold(json!("leaf"), |inner, _| {
+    /// `wraps` maps (or lists) one inside the other around `leaf`, as a top-level value.
+    fn nested_around(leaf: Value, wraps: usize, list: bool) -> Value {
+        (0..wraps).fold(leaf, |inner, _| {
             if list {
                 json!([inner])
             } else {
                 json!({ "m": inner })
             }
         })
+    }
+
+    fn nested(wraps: usize, list: bool) -> Value {
+        nested_around(json!("leaf"), wraps, list)
     }
 
     #[test]
@@ -553,6 +564,13 @@ mod tests {
             let err = client_item(obj(json!({ "a": nested(32, list) }))).unwrap_err();
             assert_eq!(err, ItemError::TooDeep("a".into()));
             assert_eq!(err.code(), "invalid_attribute");
+            // The innermost container counts even when empty.
+            for empty in [json!({}), json!([])] {
+                let ok = nested_around(empty.clone(), 30, list);
+                assert!(client_item(obj(json!({ "a": ok }))).is_ok());
+                let deep = nested_around(empty, 31, list);
+                assert!(client_item(obj(json!({ "a": deep }))).is_err());
+            }
         }
         let longest = "n".repeat(MAX_NAME_BYTES);
         let over = "n".repeat(MAX_NAME_BYTES + 1);
