@@ -182,6 +182,34 @@ def test_concurrent_writers_with_one_tag_get_one_success(west):
         assert now.json()["writer"] == winner and now.headers["ETag"] == answer.headers["ETag"]
 
 
+def test_a_page_is_cut_at_its_byte_limit_and_the_listing_goes_on(moto_server, table):
+    """A page's JSON stays within LIST_PAGE_MAX_BYTES (Lambda passes back 6 MB; a DynamoDB page
+    of 1 MB can print as several times that): the page is cut with a cursor at the cut, and the
+    listing still returns every item once."""
+    proc = regional.start_regional(moto_server.url, WEST, table,
+                                   extra_env={"LIST_PAGE_MAX_BYTES": "4096"})
+    try:
+        ids = {uid("wide") for _ in range(6)}
+        for item_id in ids:
+            assert requests.put(f"{proc.url}/items/{item_id}", json={"pad": "x" * 1500}).status_code == 201
+        seen, cursor, pages = [], None, 0
+        while True:
+            params = {"limit": 100} | ({"cursor": cursor} if cursor else {})
+            r = requests.get(f"{proc.url}/items", params=params)
+            assert r.status_code == 200, r.text
+            assert len(r.content) <= 4096 + 200 or len(r.json()["items"]) == 1, len(r.content)
+            seen += [i["item_id"] for i in r.json()["items"]]
+            pages += 1
+            cursor = r.json()["next_cursor"]
+            if not cursor:
+                break
+            assert pages < 500
+        assert ids <= set(seen) and len(seen) == len(set(seen))
+        assert pages >= 3, "the 6 wide items alone need three pages"
+    finally:
+        proc.stop()
+
+
 # Bad input: clear error, right status, nothing stored.
 
 def assert_not_stored(proc, item_id):

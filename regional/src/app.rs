@@ -22,6 +22,7 @@ pub async fn state(config: &Config) -> AppState {
         faults: Faults::new(config.status),
         admin_token: config.admin_token.as_deref().map(Arc::from),
         origin_guard: Arc::new(config.origin_guard.clone()),
+        list_page_max_bytes: config.list_page_max_bytes,
     }
 }
 

@@ -26,7 +26,14 @@ pub struct Config {
     /// signature. In Lambda: `EDGE_CALLER_ARN` makes them require that API Gateway's verified
     /// caller is the edge's IAM user. Neither set: open.
     pub origin_guard: OriginGuard,
+    /// The most JSON a listing page holds (`LIST_PAGE_MAX_BYTES`, default 3 MiB): a page is cut
+    /// there, with a cursor at the cut, so it stays within what Lambda passes back (6 MB, the
+    /// body escaped inside its envelope).
+    pub list_page_max_bytes: usize,
 }
+
+/// Default [`Config::list_page_max_bytes`].
+pub const LIST_PAGE_MAX_BYTES: usize = 3 * 1024 * 1024;
 
 /// A configuration problem, worded for the one line printed at start-up.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -43,6 +50,8 @@ pub enum ConfigError {
     HalfOriginKey,
     #[error("EDGE_CALLER_ARN must be an IAM ARN (arn:aws...:iam::...), got {0:?}")]
     BadCallerArn(String),
+    #[error("LIST_PAGE_MAX_BYTES must be a whole number of bytes from 1024 to 6000000, got {0:?}")]
+    BadPageBytes(String),
 }
 
 /// Smallest admin token accepted.
@@ -83,6 +92,14 @@ impl Config {
             }
             token => token,
         };
+        let list_page_max_bytes = match get("LIST_PAGE_MAX_BYTES") {
+            None => LIST_PAGE_MAX_BYTES,
+            Some(raw) => raw
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1024..=6_000_000).contains(n))
+                .ok_or(ConfigError::BadPageBytes(raw))?,
+        };
         let in_lambda = get("AWS_LAMBDA_RUNTIME_API").is_some();
         let origin_guard = if in_lambda {
             match get("EDGE_CALLER_ARN") {
@@ -109,6 +126,7 @@ impl Config {
             admin_token,
             in_lambda,
             origin_guard,
+            list_page_max_bytes,
         })
     }
 }
@@ -136,6 +154,21 @@ mod tests {
         assert_eq!(c.listen_addr.to_string(), "127.0.0.1:8080");
         assert_eq!(c.admin_token, None);
         assert!(!c.in_lambda);
+        assert_eq!(c.list_page_max_bytes, LIST_PAGE_MAX_BYTES);
+    }
+
+    #[test]
+    fn the_page_size_is_bounded() {
+        let with = |v: &'static str| {
+            Config::from_vars([base(), vec![("LIST_PAGE_MAX_BYTES", v)]].concat())
+        };
+        assert_eq!(with("4096").unwrap().list_page_max_bytes, 4096);
+        for bad in ["0", "1023", "6000001", "3MB", "-1"] {
+            assert_eq!(
+                with(bad).unwrap_err(),
+                ConfigError::BadPageBytes(bad.into())
+            );
+        }
     }
 
     #[test]

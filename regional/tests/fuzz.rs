@@ -651,6 +651,7 @@ fn router(guard: OriginGuard) -> Router {
         faults: Faults::new(200),
         admin_token: None,
         origin_guard: guard.into(),
+        list_page_max_bytes: regional::config::LIST_PAGE_MAX_BYTES,
     })
 }
 

@@ -129,10 +129,39 @@ pub async fn list(
     let after = query.cursor.as_deref().map(decode_cursor).transpose()?;
     let page = service::list(&state.store, limit, after.as_deref()).await?;
     let items: Vec<Item> = page.items.into_iter().map(item::public_view).collect();
+    let (items, cut_after) = cut_page(items, state.list_page_max_bytes);
+    let next = cut_after.or(page.last_id);
     Ok(Json(json!({
         "items": items,
-        "next_cursor": page.last_id.as_deref().map(encode_cursor),
+        "next_cursor": next.as_deref().map(encode_cursor),
     })))
+}
+
+/// Keeps the page's first items whose JSON fits in `max_bytes` (always the first one: an item
+/// is at most about 2 MB as JSON), and the id of the last one kept when some were left out, for
+/// the cursor. A DynamoDB page is 1 MB as DynamoDB counts it, but as JSON it can be several
+/// times that (a number stored in 2 bytes can print as 21), past what Lambda passes back.
+fn cut_page(mut items: Vec<Item>, max_bytes: usize) -> (Vec<Item>, Option<String>) {
+    let mut total = 2; // the list's brackets
+    let kept = items
+        .iter()
+        .position(|item| {
+            total += serde_json::to_vec(item).map_or(0, |json| json.len()) + 1;
+            total > max_bytes
+        })
+        .map(|first_over| first_over.max(1));
+    match kept {
+        Some(kept) if kept < items.len() => {
+            items.truncate(kept);
+            let last = items
+                .last()
+                .and_then(|i| i.get(item::ID))
+                .and_then(|v| v.as_str())
+                .map(str::to_owned);
+            (items, last)
+        }
+        _ => (items, None),
+    }
 }
 
 /// Cursors are the last key the scan read, base64url-encoded: opaque to clients, checked when
@@ -159,6 +188,31 @@ fn decode_cursor(cursor: &str) -> Result<String, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn item(id: &str, bytes: usize) -> Item {
+        let value = json!({ "item_id": id, "pad": "x".repeat(bytes) });
+        value.as_object().cloned().unwrap_or_default()
+    }
+
+    #[test]
+    fn pages_are_cut_to_their_byte_limit_with_a_cursor_at_the_cut() {
+        let page = || {
+            (0..5)
+                .map(|i| item(&format!("i{i}"), 1000))
+                .collect::<Vec<_>>()
+        };
+        let (kept, cut) = cut_page(page(), 100_000);
+        assert_eq!((kept.len(), cut), (5, None), "everything fits");
+        let (kept, cut) = cut_page(page(), 2_500);
+        assert_eq!((kept.len(), cut.as_deref()), (2, Some("i1")));
+        let listed = serde_json::to_vec(&kept).unwrap().len();
+        assert!(listed <= 2_500, "{listed}");
+        // A first item larger than the limit still goes out alone: the listing moves on.
+        let (kept, cut) = cut_page(page(), 1_024);
+        assert_eq!((kept.len(), cut.as_deref()), (1, Some("i0")));
+        let (kept, cut) = cut_page(vec![item("only", 5000)], 1_024);
+        assert_eq!((kept.len(), cut), (1, None));
+    }
 
     #[test]
     fn cursors_round_trip_and_reject_garbage() {

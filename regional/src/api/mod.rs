@@ -26,6 +26,8 @@ pub struct AppState {
     pub faults: Arc<Faults>,
     pub admin_token: Option<Arc<str>>,
     pub origin_guard: Arc<caller::OriginGuard>,
+    /// The most JSON one listing page holds ([`crate::config::Config::list_page_max_bytes`]).
+    pub list_page_max_bytes: usize,
 }
 
 /// A JSON object request body, read up to the item size limit.
