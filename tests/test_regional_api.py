@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import requests
 from conftest import CENTRAL, WEST, error_code
@@ -476,6 +478,64 @@ def test_a_slow_table_is_a_quick_503_and_deep_health_reports_it(moto_server, tab
     finally:
         proc.stop()
         link.stop()
+
+
+class ThrottlingTable:
+    """Stands in for a DynamoDB table that throttles every call (no local server can be made
+    to): each request is answered 400 `ProvisionedThroughputExceededException`, as DynamoDB
+    answers, and counted."""
+
+    def __init__(self):
+        self.calls = 0
+        table = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("content-length", 0)))
+                table.calls += 1
+                body = json.dumps({
+                    "__type": "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",
+                    "message": "The level of configured provisioned throughput for the table was exceeded.",
+                }).encode()
+                self.send_response(400)
+                self.send_header("content-type", "application/x-amz-json-1.0")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_throttling_table_is_a_marked_503_throttled_not_a_timeout(table):
+    """The SDK retries a throttled call with short backoffs and gives up with DynamoDB's own
+    answer inside its 1.5 s, so the region says `throttled` and marks it as its limit (the edge
+    then sends the request elsewhere without blaming the region), rather than timing out into
+    `table_unavailable`, which the edge counts as the region failing."""
+    throttling = ThrottlingTable()
+    proc = regional.start_regional(throttling.url, WEST, table)
+    try:
+        for _ in range(3):
+            before, started = throttling.calls, time.monotonic()
+            r = requests.get(f"{proc.url}/items/{uid('hot')}", timeout=10)
+            took = time.monotonic() - started
+            assert r.status_code == 503 and error_code(r) == "throttled", (r.text, took)
+            assert r.headers["x-region-limit"] == "dynamodb" and r.headers["Retry-After"]
+            assert throttling.calls - before == 3, "the SDK's three attempts"
+            assert took < 1.0, took
+    finally:
+        proc.stop()
+        throttling.stop()
 
 
 def test_request_id_is_echoed_or_generated(west):

@@ -172,6 +172,14 @@ pub fn http_client() -> aws_sdk_dynamodb::config::SharedHttpClient {
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_millis(800);
 pub const OPERATION_TIMEOUT: Duration = Duration::from_millis(1500);
 
+/// The SDK's backoff between attempts: at most 50 ms, then 100 ms (jittered), as the AWS SDKs
+/// long used for DynamoDB (25 ms base). The SDK's default for throttling (1 s, doubling) would
+/// run past [`OPERATION_TIMEOUT`] most of the time, so a throttled table would end as a
+/// timeout (503 `table_unavailable`, a failing region at the edge) instead of as what it is
+/// (503 `throttled`, marked as the region's limit).
+pub const RETRY_INITIAL_BACKOFF: Duration = Duration::from_millis(50);
+pub const RETRY_MAX_BACKOFF: Duration = Duration::from_millis(400);
+
 impl ItemStore {
     /// A store on `table` in `region`, with endpoint and credentials from the standard AWS
     /// environment (`AWS_ENDPOINT_URL_DYNAMODB` points it at a local server).
@@ -188,6 +196,11 @@ impl ItemStore {
             .http_client(http_client())
             .region(aws_config::Region::new(region.to_owned()))
             .timeout_config(timeouts)
+            .retry_config(
+                aws_config::retry::RetryConfig::standard()
+                    .with_initial_backoff(RETRY_INITIAL_BACKOFF)
+                    .with_max_backoff(RETRY_MAX_BACKOFF),
+            )
             .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
             .load()
             .await;
