@@ -480,6 +480,32 @@ def test_a_slow_table_is_a_quick_503_and_deep_health_reports_it(moto_server, tab
         link.stop()
 
 
+def test_a_write_whose_answer_was_late_is_answered_as_done_and_made_once(moto_server, table):
+    """DynamoDB applies a PutItem but its answer comes after the SDK's 800 ms attempt timeout;
+    the SDK sends it again, and that resend fails its condition because the write it carries is
+    already there. The client must get its 200 (not a 412 for a write that happened), and the
+    write must be made once (not again as version + 1 over the first)."""
+    host, port = moto_server.url.removeprefix("http://").split(":")
+    link = SlowLink(host, int(port))
+    proc = regional.start_regional(link.url, WEST, table)
+    try:
+        item_id = uid("late-answer")
+        first = requests.put(f"{proc.url}/items/{item_id}", json={"v": 1})
+        assert first.status_code == 201
+        for if_match, v in [(first.headers["ETag"], 2), (None, 3)]:
+            link.hold_answer(b"PutItem", 1.2)
+            headers = {"If-Match": if_match} if if_match else {}
+            r = requests.put(f"{proc.url}/items/{item_id}", json={"v": v}, headers=headers, timeout=10)
+            assert link.answers_held == v - 1, "the PutItem's answer was not held"
+            assert r.status_code == 200, (if_match, r.text)
+            stored = requests.get(f"{proc.url}/items/{item_id}")
+            assert stored.json()["v"] == v and stored.json()["version"] == v, stored.text
+            assert stored.headers["ETag"] == r.headers["ETag"]
+    finally:
+        proc.stop()
+        link.stop()
+
+
 class ThrottlingTable:
     """Stands in for a DynamoDB table that throttles every call (no local server can be made
     to): each request is answered 400 `ProvisionedThroughputExceededException`, as DynamoDB

@@ -279,10 +279,23 @@ pub async fn replace(
                     created: previous.is_none(),
                 });
             }
-            Err(StoreError::ConditionFailed) if if_match.is_some() => {
-                return Err(ApiError::PreconditionFailed(id.to_owned()));
-            }
             Err(StoreError::ConditionFailed) => {
+                // The SDK resends a write whose answer was late (an attempt timeout, a 500 from
+                // DynamoDB); when the first try had landed, the resend finds this very write and
+                // fails its condition. That write is done: answer it, rather than a 412 for a
+                // write that happened, or (without If-Match) writing it again over whatever
+                // another writer put there meanwhile. The whole item must match, not only its
+                // stamp: another writer here in the same millisecond has the same stamp.
+                let current = store.get(id).await?;
+                if current.as_ref() == Some(&new) {
+                    return Ok(Replaced {
+                        item: new,
+                        created: previous.is_none(),
+                    });
+                }
+                if if_match.is_some() {
+                    return Err(ApiError::PreconditionFailed(id.to_owned()));
+                }
                 tokio::time::sleep(Duration::from_millis(fastrand::u64(1..10))).await;
                 continue;
             }

@@ -3,7 +3,10 @@ a slow table, as a region meets one, in front of the real moto (its answers unto
 
 `delay_s` is read when a request's first bytes arrive on a connection, so a test can change it
 between calls; the request is then forwarded whole and late, as a slow network or an overloaded
-table would deliver it. Threads only; `stop()` closes the listener and every open connection."""
+table would deliver it. `hold_answer(marker, seconds)` lets the next request whose bytes hold
+`marker` (e.g. `b"PutItem"`) reach the table at once but holds its answer: a write that lands
+while its caller times out. Threads only; `stop()` closes the listener and every open
+connection."""
 
 from __future__ import annotations
 
@@ -22,7 +25,14 @@ class SlowLink:
         self._open: set[socket.socket] = set()
         self._lock = threading.Lock()
         self._stopped = threading.Event()
+        self._hold: tuple[bytes, float] | None = None
+        self.answers_held = 0
         threading.Thread(target=self._accept, daemon=True).start()
+
+    def hold_answer(self, marker: bytes, seconds: float) -> None:
+        """Holds the answer to the next request carrying `marker` for `seconds` (once)."""
+        with self._lock:
+            self._hold = (marker, seconds)
 
     def _track(self, sock: socket.socket) -> None:
         with self._lock:
@@ -42,17 +52,27 @@ class SlowLink:
             server.settimeout(None)
             self._track(client)
             self._track(server)
-            threading.Thread(target=self._pipe, args=(client, server, True), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(server, client, False), daemon=True).start()
+            held = {"seconds": 0.0}  # set by the request side, spent by the answer side
+            threading.Thread(target=self._pipe, args=(client, server, True, held), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(server, client, False, held), daemon=True).start()
 
-    def _pipe(self, source: socket.socket, sink: socket.socket, delayed: bool) -> None:
+    def _pipe(self, source: socket.socket, sink: socket.socket, request_side: bool,
+              held: dict) -> None:
         try:
             while True:
                 data = source.recv(65536)
                 if not data:
                     break
-                if delayed and self.delay_s > 0:
-                    time.sleep(self.delay_s)
+                if request_side:
+                    with self._lock:
+                        if self._hold is not None and self._hold[0] in data:
+                            held["seconds"], self._hold = self._hold[1], None
+                    if self.delay_s > 0:
+                        time.sleep(self.delay_s)
+                elif held["seconds"] > 0:
+                    seconds, held["seconds"] = held["seconds"], 0.0
+                    self.answers_held += 1
+                    time.sleep(seconds)
                 sink.sendall(data)
         except OSError:
             pass
