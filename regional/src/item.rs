@@ -187,7 +187,10 @@ fn kept_exactly(literal: &str) -> bool {
     }
     let mantissa = literal.split(['e', 'E']).next().unwrap_or(literal);
     let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
-    digits.trim_start_matches('0').trim_end_matches('0').len() <= MAX_EXACT_DIGITS
+    let significant = digits.trim_start_matches('0').trim_end_matches('0');
+    // A number too small for a double (1e-400) parses to 0: stored, it would be a silent 0.
+    let underflows = !significant.is_empty() && literal.parse::<f64>().is_ok_and(|v| v == 0.0);
+    significant.len() <= MAX_EXACT_DIGITS && !underflows
 }
 
 /// The client's part of a write: the id it named (if any) and the attributes it may set.
@@ -620,6 +623,12 @@ mod tests {
             refused(r#"{"n": 1.2345678901234567e3}"#),
             ItemError::ImpreciseNumber("1.2345678901234567e3".into())
         );
+        // Too small for a double: it would be stored as 0.
+        assert_eq!(
+            refused(r#"{"n": 1e-400}"#),
+            ItemError::ImpreciseNumber("1e-400".into())
+        );
+        assert!(parse_object(br#"{"z": 0e-400, "w": -0.0}"#).is_ok());
     }
 
     #[test]
