@@ -465,6 +465,29 @@ def test_a_region_refusing_the_edges_signature_counts_as_failing(moto_server, ta
                 proc.stop()
 
 
+def test_queries_and_paths_signers_could_read_two_ways_never_blame_a_region(closed):
+    """A `+`, reserved characters or odd escapes in the query are sent in one spelling (decoded
+    as a form, encoded again), so the region reads what the client meant and checks the same
+    signature; a tab in a signed header is the edge's own 400. (`//` in a path is the edge's 404
+    too, unit-tested: the local runtime folds it before the Worker sees it.)"""
+    before = {r["name"]: r["consecutive_failures"] for r in closed.edge_status()["regions"]}
+    token = closed.access.token
+    item_id = f"q-{uuid.uuid4().hex[:6]}"
+    assert call(closed, "PUT", f"/items/{item_id}", token, json={}).status_code == 201
+    for query in ["limit=2&x=a+b%2Bc&y=(a)*!'@,;:$", "limit=1&&z=%zz&w=%e9", "limit=%31"]:
+        r = requests.get(f"{closed.edge.url}/items?{query}", timeout=20,
+                         headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code == 200 and r.headers["x-served-by"] != "edge", (query, r.text)
+        assert len(r.json()["items"]) <= 2
+    r = call(closed, "GET", "/items?limit=+2", token)  # " 2" is not a limit: the region says so
+    assert r.status_code == 400 and error_code(r) == "invalid_query"
+    r = call(closed, "PUT", f"/items/{item_id}", token, data=b"{}",
+             headers={"Content-Type": "application/json;\tcharset=utf-8"})
+    assert r.status_code == 400 and error_code(r) == "invalid_header"
+    after = {r["name"]: r["consecutive_failures"] for r in closed.edge_status()["regions"]}
+    assert after == before
+
+
 def test_a_header_that_cannot_be_signed_is_a_400_not_a_failing_region(closed):
     """A byte of 0x80 or more in a header the edge signs (HTTP allows it; SigV4 has no form for
     it): the client gets 400 invalid_header from the edge, no region is tried or blamed."""

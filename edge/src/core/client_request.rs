@@ -78,8 +78,79 @@ pub fn check_headers<'a>(
     })
 }
 
+/// Visible ASCII and spaces. Not tabs: SigV4 folds runs of spaces in a signed value, and a tab
+/// is where two signers are most likely to disagree (a region would then refuse the edge's
+/// signature, and the edge blame the region).
 fn printable_ascii(value: &str) -> bool {
-    value.chars().all(|c| c == '\t' || (' '..='~').contains(&c))
+    value.chars().all(|c| (' '..='~').contains(&c))
+}
+
+/// Checks the path: `//` matches no route, and is where signers normalise differently (one
+/// folds it, another keeps it), so it is the edge's 404, never a signed request a region could
+/// refuse and be blamed for.
+pub fn check_path(path: &str) -> Result<(), Refusal> {
+    if path.contains("//") {
+        Err(Refusal {
+            status: 404,
+            code: "route_not_found",
+            message: format!("no route for {}", printable(path)),
+        })
+    } else {
+        Ok(())
+    }
+}
+
+/// The query as the regions are sent it: each name and value decoded as a form would be (`+`
+/// is a space) and encoded again with only letters, digits and `-_.~` left bare. The regions
+/// read the same pairs, and no `+`, bare reserved character or odd escape is left for two
+/// SigV4 signers to canonicalise differently.
+pub fn canonical_query(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    for pair in raw.split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if !out.is_empty() {
+            out.push('&');
+        }
+        encode_into(&mut out, &form_decode(name));
+        out.push('=');
+        encode_into(&mut out, &form_decode(value));
+    }
+    out
+}
+
+fn form_decode(text: &str) -> Vec<u8> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| char::from(b).to_digit(16);
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(high), Some(low)) => {
+                    out.push(u8::try_from(high * 16 + low).unwrap_or(b'%'));
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    out
+}
+
+fn encode_into(out: &mut String, bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for &b in bytes {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0xf)]));
+        }
+    }
 }
 
 /// At most 32 printable characters of a client's token, for a message.
@@ -129,10 +200,35 @@ mod tests {
     }
 
     #[test]
+    fn queries_are_sent_with_one_spelling() {
+        assert_eq!(canonical_query("limit=2&cursor=abc"), "limit=2&cursor=abc");
+        assert_eq!(canonical_query("q=a+b%2Bc"), "q=a%20b%2Bc");
+        assert_eq!(canonical_query("x=%e9&y=%zz&z=%4"), "x=%E9&y=%25zz&z=%254");
+        assert_eq!(canonical_query("a&&b=1&"), "a=&b=1");
+        assert_eq!(
+            canonical_query("k=(a)*!'/:@,;$"),
+            "k=%28a%29%2A%21%27%2F%3A%40%2C%3B%24"
+        );
+        assert_eq!(canonical_query(""), "");
+        // Already in the form: unchanged.
+        let once = canonical_query("n=%C3%A9+x&m=1%202");
+        assert_eq!(canonical_query(&once), once);
+    }
+
+    #[test]
+    fn paths_with_empty_segments_are_the_edges_404() {
+        assert_eq!(check_path("/items/a%2Fb"), Ok(()));
+        for path in ["//items", "/items//x", "//admin/faults"] {
+            let refusal = check_path(path).unwrap_err();
+            assert_eq!((refusal.status, refusal.code), (404, "route_not_found"));
+        }
+    }
+
+    #[test]
     fn only_printable_ascii_values_are_signed() {
-        let ok = [("idempotency-key", "k 1\t2"), ("accept", "caf\u{e9}")];
+        let ok = [("idempotency-key", "k 1  2"), ("accept", "caf\u{e9}\t")];
         assert_eq!(check_one("POST", &ok, true), Ok(()));
-        for bad in ["caf\u{e9}", "\u{80}", "a\u{7f}", "\u{1f}"] {
+        for bad in ["caf\u{e9}", "\u{80}", "a\u{7f}", "\u{1f}", "a\tb"] {
             let headers = [("content-type", "application/json"), ("if-match", bad)];
             let refusal = check_one("PUT", &headers, true).unwrap_err();
             assert_eq!(refusal.code, "invalid_header", "{bad:?}");

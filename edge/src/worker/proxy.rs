@@ -234,7 +234,9 @@ pub async fn handle(mut req: Request, env: Env, ctx: Context) -> Result<Response
     // The client's headers, read once: checked here, copied to the regions below.
     let entries: Vec<(String, String)> = req.headers().entries().collect();
     let pairs = entries.iter().map(|(n, v)| (n.as_str(), v.as_str()));
-    if let Err(refusal) = client_request::check_headers(pairs, access.origin_signing.is_some()) {
+    let checked = client_request::check_path(&path)
+        .and_then(|()| client_request::check_headers(pairs, access.origin_signing.is_some()));
+    if let Err(refusal) = checked {
         let response = reply::error(refusal.status, refusal.code, &refusal.message, &request_id)?;
         return finish(response, cors.as_ref(), secure);
     }
@@ -537,7 +539,10 @@ fn outgoing<'a>(
     }
     let url = req.url()?;
     let path_and_query = match url.query() {
-        Some(q) => format!("{}?{q}", url.path()),
+        Some(q) => match client_request::canonical_query(q) {
+            query if query.is_empty() => url.path().to_owned(),
+            query => format!("{}?{query}", url.path()),
+        },
         None => url.path().to_owned(),
     };
     let out = Outgoing {
