@@ -212,6 +212,24 @@ def test_a_page_is_cut_at_its_byte_limit_and_the_listing_goes_on(moto_server, ta
         proc.stop()
 
 
+def test_concurrent_creates_of_one_id_get_one_201(west):
+    """Creates racing for one id (direct, without keys): one 201, the rest 409 `item_exists`,
+    and the stored item is the 201's, even when two land in the same millisecond."""
+    for _ in range(3):
+        item_id = uid("race-create")
+
+        def create(n):
+            return n, requests.post(f"{west.url}/items", json={"item_id": item_id, "writer": n})
+
+        with ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(create, range(8)))
+        won = [n for n, r in results if r.status_code == 201]
+        assert len(won) == 1, [(n, r.status_code) for n, r in results]
+        assert all(r.status_code == 409 and error_code(r) == "item_exists"
+                   for n, r in results if n not in won)
+        assert requests.get(f"{west.url}/items/{item_id}").json()["writer"] == won[0]
+
+
 # Bad input: clear error, right status, nothing stored.
 
 def assert_not_stored(proc, item_id):

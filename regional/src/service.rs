@@ -77,8 +77,9 @@ pub async fn create(
                 replayed: false,
             }),
             Err(StoreError::ConditionFailed) => match store.get(&id).await? {
-                // The SDK resent our write after its first try landed: it is ours.
-                Some(existing) if WriteIdentity::of(&existing) == WriteIdentity::of(&new) => {
+                // The SDK resent our write after its first try landed: it is ours. The whole item
+                // must match: another create here in the same millisecond has the same stamp.
+                Some(existing) if existing == new => {
                     Ok(Created {
                         item: existing,
                         replayed: false,
