@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import requests
 from conftest import CENTRAL, WEST, error_code
 from harness import moto, regional
 from harness.slowlink import SlowLink
+from harness.stubserver import StubServer
 
 
 def uid(prefix="t"):
@@ -539,34 +538,17 @@ class ThrottlingTable:
 
     def __init__(self):
         self.calls = 0
-        table = self
+        self._server = StubServer(self._answer)
+        self.url = self._server.url
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self):
-                self.rfile.read(int(self.headers.get("content-length", 0)))
-                table.calls += 1
-                body = json.dumps({
-                    "__type": "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",
-                    "message": "The level of configured provisioned throughput for the table was exceeded.",
-                }).encode()
-                self.send_response(400)
-                self.send_header("content-type", "application/x-amz-json-1.0")
-                self.send_header("content-length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    def _answer(self, method, path, headers, body):
+        self.calls += 1
+        error = {"__type": "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",
+                 "message": "The level of configured provisioned throughput for the table was exceeded."}
+        return 400, {"content-type": "application/x-amz-json-1.0"}, json.dumps(error).encode()
 
     def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
+        self._server.stop()
 
 
 def test_a_throttling_table_is_a_marked_503_throttled_not_a_timeout(table):

@@ -9,16 +9,15 @@ import datetime as dt
 import json
 import select
 import socket
-import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
 from conftest import CENTRAL, WEST, error_code
 from harness import edge, procs, regional, sigv4, tokens
 from harness.jwks import JwksServer
+from harness.stubserver import StubServer
 from harness.stack import Stack
 
 
@@ -200,32 +199,16 @@ class EchoOrigin:
 
     def __init__(self):
         self.seen: list[dict[str, str]] = []
-        origin = self
+        self._server = StubServer(self._answer)
+        self.url = self._server.url
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):
-                origin.seen.append({k.lower(): v for k, v in self.headers.items()})
-                body = json.dumps({"items": [], "next_cursor": None}).encode()
-                self.send_response(200)
-                for name, value in {**EchoOrigin.INTERNAL, "x-served-by": WEST,
-                                    "content-type": "application/json"}.items():
-                    self.send_header(name, value)
-                self.send_header("content-length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    def _answer(self, method, path, headers, body):
+        self.seen.append(headers)
+        out = {**EchoOrigin.INTERNAL, "x-served-by": WEST, "content-type": "application/json"}
+        return 200, out, json.dumps({"items": [], "next_cursor": None}).encode()
 
     def stop(self):
-        if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()
-            self.server = None
+        self._server.stop()
 
 
 def test_internal_headers_are_stripped_both_ways():
