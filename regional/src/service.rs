@@ -79,12 +79,10 @@ pub async fn create(
             Err(StoreError::ConditionFailed) => match store.get(&id).await? {
                 // The SDK resent our write after its first try landed: it is ours. The whole item
                 // must match: another create here in the same millisecond has the same stamp.
-                Some(existing) if existing == new => {
-                    Ok(Created {
-                        item: existing,
-                        replayed: false,
-                    })
-                }
+                Some(existing) if existing == new => Ok(Created {
+                    item: existing,
+                    replayed: false,
+                }),
                 _ => Err(ApiError::ItemExists(id)),
             },
             Err(e) => Err(e.into()),
