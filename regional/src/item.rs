@@ -386,6 +386,30 @@ pub fn created_with_key(item: &Item, key_hash: &str) -> bool {
     item.get(IDEMPOTENCY).and_then(Value::as_str) == Some(key_hash)
 }
 
+/// True when `stored` (read back from the table) is the write `written`: the same names and
+/// values, numbers compared by value. DynamoDB keeps a number's value, not its spelling (`1.0`
+/// comes back as `1`, `1e3` as `1000`), so a plain comparison would miss the service's own write.
+pub fn same_write(stored: &Item, written: &Item) -> bool {
+    stored.len() == written.len()
+        && stored
+            .iter()
+            .all(|(name, value)| written.get(name).is_some_and(|w| same_value(value, w)))
+}
+
+fn same_value(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => match (x.as_i128(), y.as_i128()) {
+            (Some(i), Some(j)) => i == j,
+            _ => x.as_f64() == y.as_f64(),
+        },
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same_value(a, b))
+        }
+        (Value::Object(x), Value::Object(y)) => same_write(x, y),
+        _ => a == b,
+    }
+}
+
 /// The item as clients see it: without internal attributes.
 pub fn public_view(mut item: Item) -> Item {
     item.retain(|name, _| !name.starts_with('_'));
@@ -629,6 +653,24 @@ mod tests {
             ItemError::ImpreciseNumber("1e-400".into())
         );
         assert!(parse_object(br#"{"z": 0e-400, "w": -0.0}"#).is_ok());
+    }
+
+    #[test]
+    fn a_write_is_recognised_whatever_spelling_its_numbers_come_back_in() {
+        let written = obj(json!({"a": 1.0, "b": 1e3, "c": -0.0, "d": [{"e": 2.5}], "s": "x"}));
+        let stored = obj(json!({"a": 1, "b": 1000, "c": 0, "d": [{"e": 2.5}], "s": "x"}));
+        assert!(same_write(&stored, &written));
+        for other in [
+            json!({"a": 1, "b": 1000, "c": 0, "d": [{"e": 2.5}], "s": "y"}),
+            json!({"a": 2, "b": 1000, "c": 0, "d": [{"e": 2.5}], "s": "x"}),
+            json!({"a": 1, "b": 1000, "c": 0, "d": [{"e": 2.5}]}),
+            json!({"a": 1, "b": 1000, "c": 0, "d": [{"e": 2.5}, 1], "s": "x"}),
+            json!({"a": "1", "b": 1000, "c": 0, "d": [{"e": 2.5}], "s": "x"}),
+        ] {
+            assert!(!same_write(&obj(other.clone()), &written), "{other}");
+        }
+        let big = obj(json!({"n": u64::MAX}));
+        assert!(!same_write(&big, &obj(json!({"n": u64::MAX - 1}))));
     }
 
     #[test]

@@ -79,7 +79,7 @@ pub async fn create(
             Err(StoreError::ConditionFailed) => match store.get(&id).await? {
                 // The SDK resent our write after its first try landed: it is ours. The whole item
                 // must match: another create here in the same millisecond has the same stamp.
-                Some(existing) if existing == new => Ok(Created {
+                Some(existing) if item::same_write(&existing, &new) => Ok(Created {
                     item: existing,
                     replayed: false,
                 }),
@@ -286,7 +286,7 @@ pub async fn replace(
                 // another writer put there meanwhile. The whole item must match, not only its
                 // stamp: another writer here in the same millisecond has the same stamp.
                 let current = store.get(id).await?;
-                if current.as_ref() == Some(&new) {
+                if current.as_ref().is_some_and(|c| item::same_write(c, &new)) {
                     return Ok(Replaced {
                         item: new,
                         created: previous.is_none(),
