@@ -26,14 +26,15 @@ pub struct Config {
     /// signature. In Lambda: `EDGE_CALLER_ARN` makes them require that API Gateway's verified
     /// caller is the edge's IAM user. Neither set: open.
     pub origin_guard: OriginGuard,
-    /// The most JSON a listing page holds (`LIST_PAGE_MAX_BYTES`, default 3 MiB): a page is cut
-    /// there, with a cursor at the cut, so it stays within what Lambda passes back (6 MB, the
-    /// body escaped inside its envelope).
+    /// The most JSON a listing page holds (`LIST_PAGE_MAX_BYTES`, 1,024 to 3,000,000, default
+    /// 2 MiB): a page is cut there, with a cursor at the cut, so it stays within what Lambda
+    /// passes back (6 MB), the body escaped inside its envelope (every `"` and `\` doubled: at
+    /// worst twice the size).
     pub list_page_max_bytes: usize,
 }
 
 /// Default [`Config::list_page_max_bytes`].
-pub const LIST_PAGE_MAX_BYTES: usize = 3 * 1024 * 1024;
+pub const LIST_PAGE_MAX_BYTES: usize = 2 * 1024 * 1024;
 
 /// A configuration problem, worded for the one line printed at start-up.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -50,7 +51,7 @@ pub enum ConfigError {
     HalfOriginKey,
     #[error("EDGE_CALLER_ARN must be an IAM ARN (arn:aws...:iam::...), got {0:?}")]
     BadCallerArn(String),
-    #[error("LIST_PAGE_MAX_BYTES must be a whole number of bytes from 1024 to 6000000, got {0:?}")]
+    #[error("LIST_PAGE_MAX_BYTES must be a whole number of bytes from 1024 to 3000000, got {0:?}")]
     BadPageBytes(String),
 }
 
@@ -97,7 +98,7 @@ impl Config {
             Some(raw) => raw
                 .parse::<usize>()
                 .ok()
-                .filter(|n| (1024..=6_000_000).contains(n))
+                .filter(|n| (1024..=3_000_000).contains(n))
                 .ok_or(ConfigError::BadPageBytes(raw))?,
         };
         let in_lambda = get("AWS_LAMBDA_RUNTIME_API").is_some();
@@ -163,7 +164,7 @@ mod tests {
             Config::from_vars([base(), vec![("LIST_PAGE_MAX_BYTES", v)]].concat())
         };
         assert_eq!(with("4096").unwrap().list_page_max_bytes, 4096);
-        for bad in ["0", "1023", "6000001", "3MB", "-1"] {
+        for bad in ["0", "1023", "3000001", "3MB", "-1"] {
             assert_eq!(
                 with(bad).unwrap_err(),
                 ConfigError::BadPageBytes(bad.into())
