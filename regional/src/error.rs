@@ -107,13 +107,19 @@ impl From<StoreError> for ApiError {
             StoreError::Unavailable(_) => Self::TableUnavailable,
             StoreError::ReplicatedConflict => Self::ReplicatedConflict,
             StoreError::DeadlineExceeded => Self::DeadlineExceeded,
-            StoreError::Rejected(reason) if reason.contains("size") => Self::TooLarge {
-                limit: crate::item::MAX_ITEM_BYTES,
-            },
-            // Whatever else DynamoDB refuses as invalid is in what the client sent (the service's
-            // own expressions are fixed): a 400, never a 500 that would count against the region
-            // at the edge. The item rules catch every case known; the detail goes to the log.
-            StoreError::Rejected(reason) => {
+            StoreError::Rejected(reason) | StoreError::ItemRefused(reason)
+                if reason.contains("size") =>
+            {
+                Self::TooLarge {
+                    limit: crate::item::MAX_ITEM_BYTES,
+                }
+            }
+            // Whatever else DynamoDB refuses in an item being written is in what the client sent
+            // (the service's own expressions are fixed): a 400, never a 500 that would count
+            // against the region at the edge. The item rules catch every case known; the detail
+            // goes to the log. A refused read, scan or delete stays a 500: a misdeployed table
+            // must look like a failing region.
+            StoreError::ItemRefused(reason) => {
                 tracing::warn!(reason = %reason, "the table refused an item as invalid");
                 Self::Item(ItemError::RefusedByTable)
             }
@@ -172,13 +178,18 @@ mod tests {
     #[tokio::test]
     async fn an_item_the_table_refuses_is_a_400_without_its_reason() {
         let reason = "Nesting Levels have exceeded supported limits: ... :v0";
-        let error: ApiError = StoreError::Rejected(reason.into()).into();
+        let error: ApiError = StoreError::ItemRefused(reason.into()).into();
         let (status, _, json) = body(error.into_response()).await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert_eq!(json["error"]["code"], "invalid_attribute");
         assert!(!json.to_string().contains(":v0"), "{json}");
-        let size: ApiError = StoreError::Rejected("Item size has exceeded".into()).into();
+        let size: ApiError = StoreError::ItemRefused("Item size has exceeded".into()).into();
         assert_eq!(size.code_and_status().1, StatusCode::PAYLOAD_TOO_LARGE);
+        // A read the table refuses (a key that does not match a misdeployed table's schema) is
+        // the region failing, not the client.
+        let schema = "The provided key element does not match the schema";
+        let read: ApiError = StoreError::Rejected(schema.into()).into();
+        assert_eq!(read.code_and_status().1, StatusCode::INTERNAL_SERVER_ERROR);
     }
 
     #[tokio::test]

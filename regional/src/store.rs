@@ -25,9 +25,13 @@ pub enum StoreError {
     /// DynamoDB could not be reached or did not answer in time.
     #[error("DynamoDB unavailable: {0}")]
     Unavailable(String),
-    /// DynamoDB refused the item as invalid (e.g. too large by its own count).
-    #[error("DynamoDB rejected the item: {0}")]
+    /// DynamoDB refused a call as invalid (a ValidationException).
+    #[error("DynamoDB rejected the call: {0}")]
     Rejected(String),
+    /// DynamoDB refused an item being written as invalid (a ValidationException on a PutItem:
+    /// too large by its own count, or another rule on names and values).
+    #[error("DynamoDB rejected the item: {0}")]
+    ItemRefused(String),
     /// Another region wrote the item at the same time (multi-Region strong consistency's
     /// `ReplicatedWriteConflictException`); the client may retry.
     #[error("replicated write conflict")]
@@ -256,7 +260,10 @@ impl ItemStore {
             .send()
             .await
             .map(|_| ())
-            .map_err(classify)
+            .map_err(|e| match classify(e) {
+                StoreError::Rejected(reason) => StoreError::ItemRefused(reason),
+                other => other,
+            })
     }
 
     /// Deletes an item, only if it is still the write `unchanged` names when given; returns
