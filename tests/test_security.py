@@ -451,8 +451,8 @@ def test_a_region_refusing_the_edges_signature_counts_as_failing(moto_server, ta
 def test_queries_and_paths_signers_could_read_two_ways_never_blame_a_region(closed):
     """A `+`, reserved characters or odd escapes in the query are sent in one spelling (decoded
     as a form, encoded again), so the region reads what the client meant and checks the same
-    signature; a tab in a signed header is the edge's own 400. (`//` in a path is the edge's 404
-    too, unit-tested: the local runtime folds it before the Worker sees it.)"""
+    signature; a tab in a signed header goes out as a space. (`//` in a path is the edge's 404,
+    unit-tested: the local runtime folds it before the Worker sees it.)"""
     before = {r["name"]: r["consecutive_failures"] for r in closed.edge_status()["regions"]}
     token = closed.access.token
     item_id = f"q-{uuid.uuid4().hex[:6]}"
@@ -466,7 +466,7 @@ def test_queries_and_paths_signers_could_read_two_ways_never_blame_a_region(clos
     assert r.status_code == 400 and error_code(r) == "invalid_query"
     r = call(closed, "PUT", f"/items/{item_id}", token, data=b"{}",
              headers={"Content-Type": "application/json;\tcharset=utf-8"})
-    assert r.status_code == 400 and error_code(r) == "invalid_header"
+    assert r.status_code == 200 and r.headers["x-served-by"] != "edge", r.text
     after = {r["name"]: r["consecutive_failures"] for r in closed.edge_status()["regions"]}
     assert after == before
 

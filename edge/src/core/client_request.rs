@@ -78,11 +78,20 @@ pub fn check_headers<'a>(
     })
 }
 
-/// Visible ASCII and spaces. Not tabs: SigV4 folds runs of spaces in a signed value, and a tab
-/// is where two signers are most likely to disagree (a region would then refuse the edge's
-/// signature, and the edge blame the region).
 fn printable_ascii(value: &str) -> bool {
-    value.chars().all(|c| (' '..='~').contains(&c))
+    value.chars().all(|c| c == '\t' || (' '..='~').contains(&c))
+}
+
+/// A forwarded header's value as the regions are sent it: tabs (HTTP's other blank, as in
+/// `application/json;\tcharset=utf-8`) become spaces. SigV4 folds runs of spaces; a tab is
+/// where two signers are most likely to disagree (a region would refuse the edge's signature,
+/// and the edge blame the region).
+pub fn forwarded_value(value: &str) -> std::borrow::Cow<'_, str> {
+    if value.contains('\t') {
+        value.replace('\t', " ").into()
+    } else {
+        value.into()
+    }
 }
 
 /// Checks the path: `//` matches no route, and is where signers normalise differently (one
@@ -101,8 +110,9 @@ pub fn check_path(path: &str) -> Result<(), Refusal> {
 }
 
 /// The query as the regions are sent it: each name and value decoded as a form would be (`+`
-/// is a space) and encoded again with only letters, digits and `-_.~` left bare. The regions
-/// read the same pairs, and no `+`, bare reserved character or odd escape is left for two
+/// is a space, bytes that are not UTF-8 become U+FFFD, as the regions' parser makes them) and
+/// encoded again with only letters, digits and `-_.~` left bare. The regions read the same
+/// pairs, and no `+`, bare reserved character, odd escape or non-UTF-8 byte is left for two
 /// SigV4 signers to canonicalise differently.
 pub fn canonical_query(raw: &str) -> String {
     let mut out = String::with_capacity(raw.len());
@@ -111,9 +121,15 @@ pub fn canonical_query(raw: &str) -> String {
         if !out.is_empty() {
             out.push('&');
         }
-        encode_into(&mut out, &form_decode(name));
+        encode_into(
+            &mut out,
+            String::from_utf8_lossy(&form_decode(name)).as_bytes(),
+        );
         out.push('=');
-        encode_into(&mut out, &form_decode(value));
+        encode_into(
+            &mut out,
+            String::from_utf8_lossy(&form_decode(value)).as_bytes(),
+        );
     }
     out
 }
@@ -203,7 +219,11 @@ mod tests {
     fn queries_are_sent_with_one_spelling() {
         assert_eq!(canonical_query("limit=2&cursor=abc"), "limit=2&cursor=abc");
         assert_eq!(canonical_query("q=a+b%2Bc"), "q=a%20b%2Bc");
-        assert_eq!(canonical_query("x=%e9&y=%zz&z=%4"), "x=%E9&y=%25zz&z=%254");
+        assert_eq!(
+            canonical_query("x=%e9&y=%zz&z=%4"),
+            "x=%EF%BF%BD&y=%25zz&z=%254"
+        );
+        assert_eq!(canonical_query("u=%C3%A9"), "u=%C3%A9");
         assert_eq!(canonical_query("a&&b=1&"), "a=&b=1");
         assert_eq!(
             canonical_query("k=(a)*!'/:@,;$"),
@@ -226,9 +246,10 @@ mod tests {
 
     #[test]
     fn only_printable_ascii_values_are_signed() {
-        let ok = [("idempotency-key", "k 1  2"), ("accept", "caf\u{e9}\t")];
+        let ok = [("idempotency-key", "k 1\t2"), ("accept", "caf\u{e9}")];
         assert_eq!(check_one("POST", &ok, true), Ok(()));
-        for bad in ["caf\u{e9}", "\u{80}", "a\u{7f}", "\u{1f}", "a\tb"] {
+        assert_eq!(forwarded_value("a;\tb\t"), "a; b ");
+        for bad in ["caf\u{e9}", "\u{80}", "a\u{7f}", "\u{1f}"] {
             let headers = [("content-type", "application/json"), ("if-match", bad)];
             let refusal = check_one("PUT", &headers, true).unwrap_err();
             assert_eq!(refusal.code, "invalid_header", "{bad:?}");

@@ -521,7 +521,7 @@ fn outgoing<'a>(
     let headers = Headers::new();
     for (name, value) in entries {
         if client_request::FORWARDED_HEADERS.contains(&name.as_str()) {
-            headers.append(name, value)?;
+            headers.append(name, &client_request::forwarded_value(value))?;
         }
     }
     headers.set("x-request-id", request_id)?;
