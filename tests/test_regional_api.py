@@ -519,9 +519,11 @@ def test_a_write_whose_answer_was_late_is_answered_as_done_and_made_once(moto_se
         assert first.status_code == 201
         for if_match, v in [(first.headers["ETag"], 2), (None, 3)]:
             link.hold_answer(b"PutItem", 1.2)
+            puts = link.requests_with[b"PutItem"]
             headers = {"If-Match": if_match} if if_match else {}
             r = requests.put(f"{proc.url}/items/{item_id}", json={"v": v}, headers=headers, timeout=10)
             assert link.answers_held == v - 1, "the PutItem's answer was not held"
+            assert link.requests_with[b"PutItem"] - puts == 2, "the SDK did not send it again"
             assert r.status_code == 200, (if_match, r.text)
             stored = requests.get(f"{proc.url}/items/{item_id}")
             assert stored.json()["v"] == v and stored.json()["version"] == v, stored.text

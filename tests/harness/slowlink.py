@@ -1,11 +1,11 @@
 """A TCP link on 127.0.0.1 that forwards to a real server and can hold each request for a while:
 a slow table, as a region meets one, in front of the real moto (its answers untouched).
 
-`delay_s` is read when a request's first bytes arrive on a connection, so a test can change it
-between calls; the request is then forwarded whole and late, as a slow network or an overloaded
-table would deliver it. `hold_answer(marker, seconds)` lets the next request whose bytes hold
-`marker` (e.g. `b"PutItem"`) reach the table at once but holds its answer: a write that lands
-while its caller times out. Threads only; `stop()` closes the listener and every open
+`delay_s` holds every chunk a client sends for that long before passing it on (a small request
+is one chunk), as a slow network or an overloaded table would; a test can change it between
+calls. `hold_answer(marker, seconds)` lets the next request whose bytes hold `marker` (e.g.
+`b"PutItem"`) reach the table at once but holds its answer: a write that lands while its caller
+times out. `requests_with[marker]` counts the requests that carried a marker ever held. Threads only; `stop()` closes the listener and every open
 connection."""
 
 from __future__ import annotations
@@ -27,12 +27,14 @@ class SlowLink:
         self._stopped = threading.Event()
         self._hold: tuple[bytes, float] | None = None
         self.answers_held = 0
+        self.requests_with: dict[bytes, int] = {}
         threading.Thread(target=self._accept, daemon=True).start()
 
     def hold_answer(self, marker: bytes, seconds: float) -> None:
         """Holds the answer to the next request carrying `marker` for `seconds` (once)."""
         with self._lock:
             self._hold = (marker, seconds)
+            self.requests_with.setdefault(marker, 0)
 
     def _track(self, sock: socket.socket) -> None:
         with self._lock:
@@ -43,6 +45,9 @@ class SlowLink:
             try:
                 client, _ = self._listener.accept()
             except OSError:
+                return
+            if self._stopped.is_set():
+                client.close()
                 return
             try:
                 server = socket.create_connection(self.target, timeout=5)
@@ -65,6 +70,8 @@ class SlowLink:
                     break
                 if request_side:
                     with self._lock:
+                        for marker in self.requests_with:
+                            self.requests_with[marker] += data.count(marker)
                         if self._hold is not None and self._hold[0] in data:
                             held["seconds"], self._hold = self._hold[1], None
                     if self.delay_s > 0:
@@ -82,9 +89,18 @@ class SlowLink:
                     sock.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
+            if request_side:  # the other side's loop ends too: close both once
+                for sock in (source, sink):
+                    sock.close()
+                    with self._lock:
+                        self._open.discard(sock)
 
     def stop(self) -> None:
         self._stopped.set()
+        try:
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked in accept()
+        except OSError:
+            pass
         self._listener.close()
         with self._lock:
             for sock in self._open:

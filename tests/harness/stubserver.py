@@ -4,8 +4,8 @@ every internal header, a table that throttles every call).
 
 `answer(method, path, headers, body)` returns `(status, headers, body)`; header names arrive in
 lower case. Each connection closes after its answer (HTTP/1.0), so once `stop()` has shut the
-server down (once; calling it again does nothing) nothing more is answered, even to a client
-that pools connections."""
+server down (once; calling it again does nothing) no new request is answered, even for a client
+that pools connections (one already being answered may still finish)."""
 
 from __future__ import annotations
 
