@@ -9,14 +9,21 @@
 //!   `content-type`, an `Idempotency-Key` and the same edge headers.
 //!
 //! Both sign for an API Gateway URL in eu-west-1 at a fixed time, as the adapter does with the
-//! platform clock.
+//! platform clock. (Since the header allow-list the adapter no longer passes `accept` or
+//! `user-agent`; they are kept here so the figures compare with the earlier ones.)
+//!
+//! Two more steps of every attempt's preparation, in group `request_path`:
+//! - `subject_header_value`: the SHA-256 of a token's `sub` sent as `x-tandem-subject`;
+//! - `canonical_query`: the query re-spelled for the regions (`limit` and an 88-character
+//!   cursor, as a listing's next page sends).
 
 use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use edge::core::Millis;
-use edge::core::origin_signing::OriginCredentials;
+use edge::core::client_request::canonical_query;
+use edge::core::origin_signing::{OriginCredentials, subject_header_value};
 
 /// 2026-12-03T07:15:00Z, in ms since the epoch.
 const NOW: Millis = 1_796_282_100_000;
@@ -107,12 +114,29 @@ fn signing(c: &mut Criterion) {
     group.finish();
 }
 
+fn request_path(c: &mut Criterion) {
+    let mut group = c.benchmark_group("request_path");
+    let sub = "auth0|5f7c8ec7c33c6c004bbafe82";
+    group.bench_function("subject_header_value", |b| {
+        b.iter(|| black_box(subject_header_value(black_box(sub))))
+    });
+    let query = format!(
+        "limit=100&cursor={}",
+        "QWJjRGVmR2hpSmtsTW5vUHFyU3R1Vnd4WXo".repeat(3)
+    );
+    let query = &query[..query.len().min(17 + 88)];
+    group.bench_function("canonical_query", |b| {
+        b.iter(|| black_box(canonical_query(black_box(query))))
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3))
         .sample_size(50);
-    targets = signing
+    targets = signing, request_path
 }
 criterion_main!(benches);
