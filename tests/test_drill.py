@@ -117,6 +117,10 @@ def _partial_fault_phases(summary: dict, settings: drill.DrillSettings) -> None:
         exposed = edge[n - 1]["share"].get(WEST, 0) > 0
         if n == drill.FLAPPING:
             exposed |= partial["phases"][drill.FLAPPING]["edge"]["drains"] > 0
+        # Or the edge ejected A during the phase: it met A's failures and took A out before A
+        # served a client (seen once in CI for the gray phase, on a busy machine).
+        counters = (partial["phases"].get(n) or {}).get("edge_counters") or {}
+        exposed |= counters.get("ejections", 0) > 0
         assert exposed, (n, edge[n - 1]["share"], partial["phases"].get(n))
     # A slow: every request to A waited latency_ms (A's p50 before) before being handled.
     faults = partial["faults"]
