@@ -199,11 +199,13 @@ class EchoOrigin:
 
     def __init__(self):
         self.seen: list[dict[str, str]] = []
+        self.calls: list[tuple[str, str]] = []
         self._server = StubServer(self._answer)
         self.url = self._server.url
 
     def _answer(self, method, path, headers, body):
         self.seen.append(headers)
+        self.calls.append((method, path))
         out = {**EchoOrigin.INTERNAL, "x-served-by": WEST, "content-type": "application/json"}
         return 200, out, json.dumps({"items": [], "next_cursor": None}).encode()
 
@@ -304,15 +306,21 @@ def test_the_body_limit_holds_for_a_chunked_body_without_a_length(closed):
     assert r.headers["x-served-by"] == "edge"
 
 
-def test_an_endless_body_is_refused_while_it_is_still_being_sent(closed):
-    """The body limit is counted as the body streams in: a chunked body that never ends gets its
-    413 while the client is still sending, once the edge has read the 400 KB limit and dropped
-    up to 4 MiB more (so the connection ends cleanly). An edge that read bodies whole first
-    would never answer (the test sends at most 16 MiB, never the body's end)."""
-    sock = socket.create_connection(("127.0.0.1", closed.edge.port), timeout=10)
+def lost_by_dev_proxy(answer: bytes) -> bool:
+    """Whether this is the 503 wrangler dev's own proxy (not in production) gives when its hop to
+    the Worker breaks, which it may when the Worker answers before a request body has ended:
+    "Your worker restarted mid-request", in plain text (the edge answers JSON only)."""
+    head = answer.partition(b"\r\n\r\n")[0].lower()
+    return head.startswith(b"http/1.1 503") and b"content-type: text/plain" in head
+
+
+def send_endless_body(port: int) -> tuple[int, bytes]:
+    """POSTs a chunked body that never ends, up to 16 MiB, until an answer comes; returns the
+    bytes sent and what came back (at least the answer's head: the edge may reset the connection
+    once it has answered, for the body left unread)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
     try:
         sock.sendall(b"POST /items HTTP/1.1\r\nHost: edge\r\nContent-Type: application/json\r\n"
-                     b"Authorization: Bearer " + closed.access.token.encode() + b"\r\n"
                      b"Transfer-Encoding: chunked\r\n\r\n")
         chunk = b"%x\r\n" % 16384 + b"x" * 16384 + b"\r\n"
         sent, pending, answer = 0, b"", b""
@@ -332,14 +340,41 @@ def test_an_endless_body_is_refused_while_it_is_still_being_sent(closed):
                 break
         sock.setblocking(True)
         while b"\r\n\r\n" not in answer:
-            more = sock.recv(65536)
+            try:
+                more = sock.recv(65536)
+            except ConnectionResetError:
+                break
             if not more:
                 break
             answer += more
+        return sent, answer
     finally:
         sock.close()
-    # Answered with the body still open (the socket buffers hold a few MiB more than was read).
-    assert answer.startswith(b"HTTP/1.1 413"), (sent, answer[:200])
+
+
+def test_an_endless_body_is_refused_while_it_is_still_being_sent():
+    """The body limit is counted as the body streams in: a chunked body that never ends gets its
+    413 while the client is still sending, once the edge has read the 400 KB limit and dropped
+    up to 4 MiB more (so the connection ends cleanly), and nothing reaches a region. An edge
+    that read bodies whole first would never answer (the test sends at most 16 MiB, never the
+    body's end). It has an edge of its own: wrangler dev's local proxy in front of the Worker
+    may lose the request when the Worker answers before the body ends (then it answers its own
+    503, which has no counterpart in production, and the next attempt is made)."""
+    origin = EchoOrigin()
+    proc = edge.start_edge({WEST: origin.url})
+    try:
+        attempts = []
+        for _ in range(4):
+            sent, answer = send_endless_body(proc.port)
+            attempts.append((sent, answer[:200]))
+            if not lost_by_dev_proxy(answer):
+                break
+        # Answered with the body still open (the socket buffers hold a few MiB more than was read).
+        assert answer.startswith(b"HTTP/1.1 413"), attempts
+        assert [c for c in origin.calls if c[0] != "GET"] == [], origin.calls
+    finally:
+        proc.stop()
+        origin.stop()
 
 
 def test_idempotency_keys_are_scoped_to_the_tokens_subject(closed):
