@@ -829,9 +829,10 @@ KNOWN_BUGS = [
     # never sees it and a PUT or DELETE with `If-Match:` is written unconditionally, where a
     # region called directly answers 400 invalid_if_match. (Whether Cloudflare's runtime does
     # the same is not known here.)
-    KnownBug("an empty If-Match is dropped before the edge sees it",
-             frozenset({"PUT /items/{id}", "DELETE /items/{id}"}), "AcceptedNegativeData",
-             lambda f: _header(f, "if-match") == ""),
+    KnownBug("an empty If-Match or If-None-Match is dropped before the edge sees it",
+             frozenset({"GET /items/{id}", "PUT /items/{id}", "DELETE /items/{id}"}),
+             "AcceptedNegativeData",
+             lambda f: _header(f, "if-match") == "" or _header(f, "if-none-match") == ""),
 ]
 
 
@@ -851,7 +852,9 @@ def test_known_bug_predicates_are_exact():
                 "response": {"status": status, "body": body}}
     assert known_bug(failure("PUT /items/{id}", "AcceptedNegativeData", headers={"If-Match": ""}))
     assert known_bug(failure("DELETE /items/{id}", "AcceptedNegativeData", headers={"If-Match": ""}))
+    assert known_bug(failure("GET /items/{id}", "AcceptedNegativeData", headers={"If-None-Match": ""}))
     assert not known_bug(failure("PUT /items/{id}", "AcceptedNegativeData", headers={"If-Match": "x"}))
+    assert not known_bug(failure("PUT /items/{id}", "AcceptedNegativeData", headers={"If-None-Match": "x"}))
     assert not known_bug(failure("POST /items", "AcceptedNegativeData", headers={"Idempotency-Key": ""}))
     assert not known_bug(failure("PUT /items/{id}", "ServerError", headers={"If-Match": ""}))
     assert not known_bug(failure("GET /health", "UnsupportedMethodResponse", method="QUERY"))

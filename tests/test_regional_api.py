@@ -229,6 +229,67 @@ def test_concurrent_creates_of_one_id_get_one_201(west):
         assert requests.get(f"{west.url}/items/{item_id}").json()["writer"] == won[0]
 
 
+def test_if_none_match_star_puts_only_create_and_racers_get_one_201(west):
+    """`If-None-Match: *` is a PUT that only creates (RFC 9110): 201 when there was no item,
+    412 `precondition_failed` with the first item unchanged when there is one. Racing creators
+    of one id get one 201, kept by the write's DynamoDB condition; the stored item is its."""
+    item_id = uid("create-only")
+    first = requests.put(f"{west.url}/items/{item_id}", json={"v": 1}, headers={"If-None-Match": "*"})
+    assert first.status_code == 201, first.text
+    again = requests.put(f"{west.url}/items/{item_id}", json={"v": 2}, headers={"If-None-Match": "*"})
+    assert again.status_code == 412 and error_code(again) == "precondition_failed", again.text
+    kept = requests.get(f"{west.url}/items/{item_id}")
+    assert kept.json()["v"] == 1 and kept.headers["ETag"] == first.headers["ETag"]
+    # A tag: the write goes ahead unless the stored item is that write (compared weakly).
+    stale = requests.put(f"{west.url}/items/{item_id}", json={"v": 3},
+                         headers={"If-None-Match": '"9-000000000000"'})
+    assert stale.status_code == 200 and stale.json()["v"] == 3, stale.text
+    same = requests.delete(f"{west.url}/items/{item_id}",
+                           headers={"If-None-Match": "W/" + stale.headers["ETag"]})
+    assert same.status_code == 412 and requests.get(f"{west.url}/items/{item_id}").status_code == 200
+    for _ in range(3):
+        racing_id = uid("race-create-only")
+
+        def create(n):
+            return n, requests.put(f"{west.url}/items/{racing_id}", json={"writer": n},
+                                   headers={"If-None-Match": "*"})
+
+        with ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(create, range(8)))
+        won = [n for n, r in results if r.status_code == 201]
+        assert len(won) == 1, [(n, r.status_code) for n, r in results]
+        assert all(r.status_code == 412 for n, r in results if n not in won), \
+            [(n, r.status_code, r.text) for n, r in results]
+        assert requests.get(f"{west.url}/items/{racing_id}").json()["writer"] == won[0]
+
+
+def test_a_get_naming_the_stored_write_is_304(west):
+    """A client that has the item sends its ETag back in `If-None-Match`: 304 with the ETag and
+    no body while the item is that write, the item again once it changed; an `If-Match` that
+    names another write is a 412, and a malformed header a 400 with its code."""
+    item_id = uid("cached")
+    tag = requests.put(f"{west.url}/items/{item_id}", json={"v": 1}).headers["ETag"]
+    for sent in (tag, f'"other", W/{tag}', "*"):
+        r = requests.get(f"{west.url}/items/{item_id}", headers={"If-None-Match": sent})
+        assert r.status_code == 304 and r.content == b"" and r.headers["ETag"] == tag, (sent, r.text)
+        assert r.headers["x-served-by"] == WEST
+    head = requests.head(f"{west.url}/items/{item_id}", headers={"If-None-Match": tag})
+    assert head.status_code == 304
+    changed = requests.put(f"{west.url}/items/{item_id}", json={"v": 2}).headers["ETag"]
+    r = requests.get(f"{west.url}/items/{item_id}", headers={"If-None-Match": tag})
+    assert r.status_code == 200 and r.json()["v"] == 2 and r.headers["ETag"] == changed
+    r = requests.get(f"{west.url}/items/{item_id}", headers={"If-Match": tag})
+    assert r.status_code == 412 and error_code(r) == "precondition_failed"
+    missing = requests.get(f"{west.url}/items/{uid('none')}", headers={"If-None-Match": "*"})
+    assert missing.status_code == 404
+    for bad in ("nope", '"a", nope', "*, \"a\""):
+        r = requests.get(f"{west.url}/items/{item_id}", headers={"If-None-Match": bad})
+        assert r.status_code == 400 and error_code(r) == "invalid_if_none_match", (bad, r.text)
+        r = requests.put(f"{west.url}/items/{item_id}", json={"v": 9}, headers={"If-None-Match": bad})
+        assert r.status_code == 400 and error_code(r) == "invalid_if_none_match", (bad, r.text)
+    assert requests.get(f"{west.url}/items/{item_id}").json()["v"] == 2
+
+
 # Bad input: clear error, right status, nothing stored.
 
 def assert_not_stored(proc, item_id):

@@ -377,6 +377,24 @@ def test_an_endless_body_is_refused_while_it_is_still_being_sent():
         origin.stop()
 
 
+def test_preconditions_reach_the_regions_signed(closed):
+    """`If-None-Match` is forwarded and signed (a region refuses it unsigned), as `If-Match` is:
+    a create-only PUT through the edge is a 201 then a 412, and a GET naming the stored write
+    a 304 without a body, from the region."""
+    token = closed.access.token
+    path = f"/items/create-only-{uuid.uuid4().hex[:8]}"
+    first = call(closed, "PUT", path, token, json={"v": 1}, headers={"If-None-Match": "*"})
+    assert first.status_code == 201, first.text
+    again = call(closed, "PUT", path, token, json={"v": 2}, headers={"If-None-Match": "*"})
+    assert again.status_code == 412 and error_code(again) == "precondition_failed", again.text
+    assert again.headers["x-served-by"] in (WEST, CENTRAL)
+    cached = call(closed, "GET", path, token, headers={"If-None-Match": first.headers["etag"]})
+    assert cached.status_code == 304 and cached.content == b"", cached.text
+    assert cached.headers["etag"] == first.headers["etag"]
+    assert cached.headers["x-served-by"] in (WEST, CENTRAL)
+    assert call(closed, "GET", path, token).json()["v"] == 1
+
+
 def test_idempotency_keys_are_scoped_to_the_tokens_subject(closed):
     key = f"shared-key-{uuid.uuid4().hex[:6]}"
     alice, bob = hs256(closed, sub="alice"), hs256(closed, sub="bob")

@@ -2,7 +2,9 @@
 in for global-table replication, two real `regional` processes, the edge in workerd):
 
 - a fresh edge keeps a client without cookies or tokens on one region (create, then read);
-- ETags name one write: a stale `If-Match` after a cross-region overwrite is a 412;
+- ETags name one write: a stale `If-Match` after a cross-region overwrite is a 412, a create-only
+  PUT (`If-None-Match: *`) is refused in the other region once replicated, a cached tag is a 304
+  in either region;
 - an `Idempotency-Key` reused with another body is refused whatever `item_id` it names;
 - a delete is a write: update-then-later-delete and delete-then-later-update across regions
   end with the later one in both regions;
@@ -120,6 +122,26 @@ def test_if_match_zero_style_tags_work_the_same_for_put_and_delete(system):
         assert tag.startswith('"0-')
     deleted = requests.delete(f"{west}/items/{item_id}", headers={"If-Match": tag}, timeout=10)
     assert deleted.status_code == 204, deleted.text
+
+
+def test_create_only_puts_and_cached_tags_hold_across_regions(system):
+    """`If-None-Match: *` made in one region is refused in the other once replicated (before
+    that, both would create and the later write win, as for any two writers), and a tag one
+    region gave is a 304 in the other: it names the write, not the region that served it."""
+    item_id = uid("create-only")
+    west, central = region_url(system, WEST), region_url(system, CENTRAL)
+    first = requests.put(f"{west}/items/{item_id}", json={"v": 1}, headers={"If-None-Match": "*"},
+                         timeout=10)
+    assert first.status_code == 201, first.text
+    settle(system, item_id)
+    again = requests.put(f"{central}/items/{item_id}", json={"v": 2}, headers={"If-None-Match": "*"},
+                         timeout=10)
+    assert again.status_code == 412 and error_code(again) == "precondition_failed", again.text
+    cached = requests.get(f"{central}/items/{item_id}", headers={"If-None-Match": first.headers["etag"]},
+                          timeout=10)
+    assert cached.status_code == 304 and cached.headers["etag"] == first.headers["etag"]
+    assert cached.headers["x-served-by"] == CENTRAL
+    assert settle(system, item_id)[0]["v"] == {"N": "1"}
 
 
 def test_a_key_reused_with_another_item_id_is_refused_and_stores_nothing(system):

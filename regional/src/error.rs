@@ -39,10 +39,12 @@ pub enum ApiError {
     DeadlineExceeded,
     #[error("item {0:?} changed while it was being written; retry")]
     Conflict(String),
-    #[error("item {0:?} is not at the version given in If-Match")]
+    #[error("item {0:?} is not as If-Match or If-None-Match requires")]
     PreconditionFailed(String),
     #[error("If-Match must be * or a list of entity tags such as \"2-0a1b2c3d4e5f\"")]
     BadIfMatch,
+    #[error("If-None-Match must be * or a list of entity tags such as \"2-0a1b2c3d4e5f\"")]
+    BadIfNoneMatch,
     #[error("request body is larger than the {limit} byte item limit")]
     TooLarge { limit: usize },
     #[error("content type must be application/json")]
@@ -85,6 +87,7 @@ impl ApiError {
             Self::DeadlineExceeded => ("deadline_exceeded", S::GATEWAY_TIMEOUT),
             Self::PreconditionFailed(_) => ("precondition_failed", S::PRECONDITION_FAILED),
             Self::BadIfMatch => ("invalid_if_match", S::BAD_REQUEST),
+            Self::BadIfNoneMatch => ("invalid_if_none_match", S::BAD_REQUEST),
             Self::TooLarge { .. } => ("payload_too_large", S::PAYLOAD_TOO_LARGE),
             Self::UnsupportedMediaType => ("unsupported_media_type", S::UNSUPPORTED_MEDIA_TYPE),
             Self::BadQuery { .. } => ("invalid_query", S::BAD_REQUEST),

@@ -452,6 +452,25 @@ pub fn etag(item: &Item) -> String {
     WriteIdentity::of(item).etag()
 }
 
+/// The entity tags of an `If-Match` or `If-None-Match` list (`"x"` or `W/"x"`, comma
+/// separated), each with whether it was weak and its quoted opaque tag; `None` when malformed.
+fn parse_entity_tags(raw: &str) -> Option<Vec<(bool, &str)>> {
+    raw.split(',')
+        .map(|part| {
+            let part = part.trim();
+            let (weak, tag) = match part.strip_prefix("W/") {
+                Some(rest) => (true, rest),
+                None => (false, part),
+            };
+            let inner = tag.strip_prefix('"')?.strip_suffix('"')?;
+            let valid = inner
+                .bytes()
+                .all(|b| b == 0x21 || (0x23..=0x7e).contains(&b) || b >= 0x80);
+            valid.then_some((weak, tag))
+        })
+        .collect()
+}
+
 /// A parsed `If-Match` header (RFC 9110 section 13.1.1).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IfMatch {
@@ -469,28 +488,13 @@ impl IfMatch {
         if raw == "*" {
             return Some(Self::Any);
         }
-        let mut tags = Vec::new();
-        for part in raw.split(',') {
-            let part = part.trim();
-            let (weak, tag) = match part.strip_prefix("W/") {
-                Some(rest) => (true, rest),
-                None => (false, part),
-            };
-            let inner = tag.strip_prefix('"')?.strip_suffix('"')?;
-            let valid = inner
-                .bytes()
-                .all(|b| b == 0x21 || (0x23..=0x7e).contains(&b) || b >= 0x80);
-            if !valid {
-                return None;
-            }
-            if !weak {
-                tags.push(tag.to_owned());
-            }
-        }
-        if tags.is_empty() && !raw.contains("W/") {
-            return None;
-        }
-        Some(Self::Tags(tags))
+        let tags = parse_entity_tags(raw)?;
+        Some(Self::Tags(
+            tags.into_iter()
+                .filter(|(weak, _)| !weak)
+                .map(|(_, tag)| tag.to_owned())
+                .collect(),
+        ))
     }
 
     /// Whether the stored item (if any) satisfies the condition (strong comparison).
@@ -502,6 +506,78 @@ impl IfMatch {
                 let tag = etag(item);
                 tags.contains(&tag)
             }
+        }
+    }
+}
+
+/// A parsed `If-None-Match` header (RFC 9110 section 13.1.2): `*` (a PUT that only creates)
+/// or entity tags, compared weakly (`W/"x"` names the same write as `"x"`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IfNoneMatch {
+    /// `*`: any current item.
+    Any,
+    /// The listed entity tags, quoted, without `W/`.
+    Tags(Vec<String>),
+}
+
+impl IfNoneMatch {
+    /// Parses `*` or a comma-separated list of entity tags; `None` when malformed.
+    pub fn parse(raw: &str) -> Option<Self> {
+        let raw = raw.trim();
+        if raw == "*" {
+            return Some(Self::Any);
+        }
+        let tags = parse_entity_tags(raw)?;
+        Some(Self::Tags(
+            tags.into_iter().map(|(_, tag)| tag.to_owned()).collect(),
+        ))
+    }
+
+    /// Whether the stored item (if any) is one the header names: then the condition is false
+    /// (a GET answers 304, a write 412).
+    pub fn matches(&self, current: Option<&Item>) -> bool {
+        match (self, current) {
+            (_, None) => false,
+            (Self::Any, Some(_)) => true,
+            (Self::Tags(tags), Some(item)) => tags.contains(&etag(item)),
+        }
+    }
+}
+
+/// The preconditions of one request, evaluated as RFC 9110 section 13.2.2 orders them:
+/// `If-Match` first, then `If-None-Match`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Preconditions {
+    pub if_match: Option<IfMatch>,
+    pub if_none_match: Option<IfNoneMatch>,
+}
+
+/// What the preconditions say of a request on the stored item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Go ahead.
+    Proceed,
+    /// 412 Precondition Failed.
+    Failed,
+    /// A read whose `If-None-Match` names the item: 304 Not Modified.
+    NotModified,
+}
+
+impl Preconditions {
+    /// Whether the request has none.
+    pub fn is_empty(&self) -> bool {
+        self.if_match.is_none() && self.if_none_match.is_none()
+    }
+
+    /// The verdict on `current` (the stored item, if any) for a read (GET, HEAD) or a write.
+    pub fn evaluate(&self, current: Option<&Item>, read: bool) -> Verdict {
+        if self.if_match.as_ref().is_some_and(|c| !c.matches(current)) {
+            return Verdict::Failed;
+        }
+        match &self.if_none_match {
+            Some(c) if c.matches(current) && read => Verdict::NotModified,
+            Some(c) if c.matches(current) => Verdict::Failed,
+            _ => Verdict::Proceed,
         }
     }
 }
@@ -740,6 +816,64 @@ mod tests {
         for bad in ["", "3", "\"3", "\"a\"b\"", "\"a\",", "**"] {
             assert_eq!(IfMatch::parse(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn if_none_match_forms_compare_weakly() {
+        assert_eq!(IfNoneMatch::parse(" * "), Some(IfNoneMatch::Any));
+        assert_eq!(
+            IfNoneMatch::parse("\"a\", W/\"b\""),
+            Some(IfNoneMatch::Tags(vec!["\"a\"".into(), "\"b\"".into()]))
+        );
+        for bad in ["", "b", "W/b", "\"a\",", "*, \"a\""] {
+            assert_eq!(IfNoneMatch::parse(bad), None, "{bad:?}");
+        }
+        let item: Item = obj(json!({"item_id": "x", "version": 3}));
+        let weak = IfNoneMatch::parse(&format!("W/{}", etag(&item))).unwrap();
+        assert!(
+            weak.matches(Some(&item)),
+            "weak comparison: W/ names the same write"
+        );
+        assert!(!weak.matches(None));
+        assert!(IfNoneMatch::Any.matches(Some(&item)));
+        assert!(!IfNoneMatch::Any.matches(None));
+        assert!(
+            !IfNoneMatch::parse("\"other\"")
+                .unwrap()
+                .matches(Some(&item))
+        );
+    }
+
+    #[test]
+    fn preconditions_are_judged_if_match_first() {
+        let item: Item = obj(json!({"item_id": "x", "version": 3}));
+        let tag = etag(&item);
+        let pre = |m: Option<&str>, n: Option<&str>| Preconditions {
+            if_match: m.and_then(IfMatch::parse),
+            if_none_match: n.and_then(IfNoneMatch::parse),
+        };
+        let none = pre(None, None);
+        assert!(none.is_empty());
+        assert_eq!(none.evaluate(Some(&item), false), Verdict::Proceed);
+        // If-None-Match: * creates only.
+        let create_only = pre(None, Some("*"));
+        assert_eq!(create_only.evaluate(None, false), Verdict::Proceed);
+        assert_eq!(create_only.evaluate(Some(&item), false), Verdict::Failed);
+        // A read of the version the client has: 304; of another: the item.
+        let cached = pre(None, Some(&tag));
+        assert_eq!(cached.evaluate(Some(&item), true), Verdict::NotModified);
+        assert_eq!(cached.evaluate(Some(&item), false), Verdict::Failed);
+        assert_eq!(
+            pre(None, Some("\"9-x\"")).evaluate(Some(&item), true),
+            Verdict::Proceed
+        );
+        // A failed If-Match is a 412 even where If-None-Match would say 304.
+        let both = pre(Some("\"9-x\""), Some(&tag));
+        assert_eq!(both.evaluate(Some(&item), true), Verdict::Failed);
+        assert_eq!(
+            pre(Some(&tag), None).evaluate(Some(&item), true),
+            Verdict::Proceed
+        );
     }
 
     #[test]

@@ -25,12 +25,13 @@ pub const MAX_SKEW: Duration = Duration::from_secs(300);
 /// signed request: it scopes idempotency keys.
 pub const SUBJECT_HEADER: &str = "x-tandem-subject";
 /// Headers that change what a region does: a request carrying one of them must have signed it.
-pub const MUST_SIGN: [&str; 7] = [
+pub const MUST_SIGN: [&str; 8] = [
     "host",
     "x-amz-date",
     "content-type",
     "idempotency-key",
     "if-match",
+    "if-none-match",
     "x-tandem-deadline-ms",
     SUBJECT_HEADER,
 ];

@@ -10,7 +10,8 @@ use crate::deadline;
 use crate::error::ApiError;
 use crate::idempotency::{self, Claim, Found, KeyHash};
 use crate::item::{
-    self, ClientItem, Collision, Idempotency, IfMatch, Item, WriteIdentity, WriteStamp,
+    self, ClientItem, Collision, Idempotency, Item, Preconditions, Verdict, WriteIdentity,
+    WriteStamp,
 };
 use crate::store::{ItemStore, Page, PutCondition, StoreError};
 
@@ -238,14 +239,15 @@ pub struct Replaced {
     pub created: bool,
 }
 
-/// Creates or replaces an item. With `if_match`, only when the stored item's whole ETag is one
-/// of those given (or, for `*`, when there is one).
+/// Creates or replaces an item, if its preconditions hold: `If-Match` (the stored item's whole
+/// ETag is one of those given, or for `*` there is one) and `If-None-Match` (`*`: there is
+/// none, so the PUT only creates; tags: the stored item is none of them).
 pub async fn replace(
     store: &ItemStore,
     region: &str,
     id: &str,
     body: ClientItem,
-    if_match: Option<&IfMatch>,
+    preconditions: &Preconditions,
 ) -> Result<Replaced, ApiError> {
     if let Some(body_id) = &body.id
         && body_id != id
@@ -258,9 +260,7 @@ pub async fn replace(
     }
     for _ in 0..REPLACE_ATTEMPTS {
         let previous = store.get(id).await?;
-        if let Some(condition) = if_match
-            && !condition.matches(previous.as_ref())
-        {
+        if preconditions.evaluate(previous.as_ref(), false) != Verdict::Proceed {
             return Err(ApiError::PreconditionFailed(id.to_owned()));
         }
         let now = now();
@@ -292,7 +292,7 @@ pub async fn replace(
                         created: previous.is_none(),
                     });
                 }
-                if if_match.is_some() {
+                if !preconditions.is_empty() {
                     return Err(ApiError::PreconditionFailed(id.to_owned()));
                 }
                 tokio::time::sleep(Duration::from_millis(fastrand::u64(1..10))).await;
@@ -304,23 +304,24 @@ pub async fn replace(
     Err(ApiError::Conflict(id.to_owned()))
 }
 
-/// Deletes an item (with `if_match`, only when its whole ETag matches).
+/// Deletes an item, if its preconditions hold (as for a replace; checked against the item
+/// read, and the delete made only while it is unchanged).
 pub async fn delete(
     store: &ItemStore,
     id: &str,
-    if_match: Option<&IfMatch>,
+    preconditions: &Preconditions,
 ) -> Result<Item, ApiError> {
-    let Some(condition) = if_match else {
+    if preconditions.is_empty() {
         return store
             .delete(id, None)
             .await?
             .ok_or_else(|| ApiError::ItemNotFound(id.to_owned()));
-    };
+    }
     let current = store.get(id).await?;
     let Some(current) = current else {
         return Err(ApiError::ItemNotFound(id.to_owned()));
     };
-    if !condition.matches(Some(&current)) {
+    if preconditions.evaluate(Some(&current), false) != Verdict::Proceed {
         return Err(ApiError::PreconditionFailed(id.to_owned()));
     }
     match store.delete(id, Some(&WriteIdentity::of(&current))).await {

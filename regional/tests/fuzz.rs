@@ -26,7 +26,7 @@ use regional::api::AppState;
 use regional::api::caller::OriginGuard;
 use regional::error::ApiError;
 use regional::faults::Faults;
-use regional::item::{self, IfMatch, Item};
+use regional::item::{self, IfMatch, IfNoneMatch, Item};
 use regional::origin_auth::{MAX_SKEW, OriginKey, SERVICE, parse_amz_date};
 use regional::store::ItemStore;
 use regional::{app, attributes, deadline};
@@ -892,6 +892,43 @@ proptest! {
         let expected = if parsed.is_some() { "body_not_object" } else { "invalid_if_match" };
         prop_assert_eq!(answer.0, StatusCode::BAD_REQUEST);
         prop_assert_eq!(answer.1.as_deref(), Some(expected));
+    }
+
+    /// `If-None-Match` the same way: a malformed one is a 400 `invalid_if_none_match` before the
+    /// body is looked at; a well-formed one leaves the body's own 400.
+    #[test]
+    fn bad_if_none_match_headers_are_400(
+        value in prop_oneof![
+            header_bytes(30),
+            "[ ,\"W/*a-z0-9-]{0,30}".prop_map(String::into_bytes),
+        ],
+    ) {
+        let parsed = header_value(&value).to_str().ok().and_then(IfNoneMatch::parse);
+        let headers = [("if-none-match".to_owned(), value)];
+        let put = request("PUT", "/items/fuzz-1", &headers, b"[1]".to_vec()).unwrap();
+        let answer = send(open(), put);
+        let expected = if parsed.is_some() { "body_not_object" } else { "invalid_if_none_match" };
+        prop_assert_eq!(answer.0, StatusCode::BAD_REQUEST);
+        prop_assert_eq!(answer.1.as_deref(), Some(expected));
+    }
+
+    /// The tag the service sends back, strong or weak, names its write in `If-None-Match` (a 304
+    /// or 412 follows) and no other write.
+    #[test]
+    fn the_etag_sent_is_named_by_if_none_match_strong_or_weak(
+        version in 0u64..1_000,
+        weak in any::<bool>(),
+    ) {
+        let stamp = item::WriteStamp { region: "eu-west-1", now: "2026-11-29T10:00:00.000Z" };
+        let mut stored = item::new_item("a", Item::new(), stamp, None);
+        stored.insert(item::VERSION.into(), version.into());
+        let tag = item::etag(&stored);
+        let sent = if weak { format!("W/{tag}") } else { tag };
+        let parsed = IfNoneMatch::parse(&sent).expect("our own tag parses");
+        prop_assert!(parsed.matches(Some(&stored)));
+        let mut later = stored.clone();
+        later.insert(item::VERSION.into(), (version + 1).into());
+        prop_assert!(!parsed.matches(Some(&later)));
     }
 
     /// `GET /items?limit=&cursor=` with a bad limit or a cursor the API never returned: 400

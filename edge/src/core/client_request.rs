@@ -1,7 +1,7 @@
 //! What the edge refuses in a client's request line and headers before any region sees it, so
 //! that a client's mistake is answered as the client's (4xx), never sent on to look like a
-//! failing region: a method the API has no use for (405), an empty `If-Match` or
-//! `Idempotency-Key` (400, as a region would say), and a header the edge would sign whose value
+//! failing region: a method the API has no use for (405), an empty `If-Match`,
+//! `If-None-Match` or `Idempotency-Key` (400, as a region would say), and a header the edge would sign whose value
 //! is not printable ASCII (400: SigV4 signs text, and HTTP allows other bytes).
 //!
 //! Pure: no I/O.
@@ -38,7 +38,12 @@ pub fn allow() -> String {
 /// (cookies, custom or tracing headers, a flood of them, ones naming the edge's internals)
 /// leaves the edge, so none can speak for the edge or push a region (or API Gateway, which
 /// takes 10 KB of request headers) past its limits. All of them are signed.
-pub const FORWARDED_HEADERS: [&str; 3] = ["content-type", "idempotency-key", "if-match"];
+pub const FORWARDED_HEADERS: [&str; 4] = [
+    "content-type",
+    "idempotency-key",
+    "if-match",
+    "if-none-match",
+];
 
 /// Checks the method exactly as the client sent it (for every path, the edge's own included).
 pub fn check_method(method: &str) -> Result<(), Refusal> {
@@ -67,6 +72,10 @@ pub fn check_headers<'a>(
         "if-match" if value.trim().is_empty() => Err(Refusal::bad(
             "invalid_if_match",
             "If-Match must not be empty".to_owned(),
+        )),
+        "if-none-match" if value.trim().is_empty() => Err(Refusal::bad(
+            "invalid_if_none_match",
+            "If-None-Match must not be empty".to_owned(),
         )),
         _ if signed && FORWARDED_HEADERS.contains(&name) && !printable_ascii(value) => {
             Err(Refusal::bad(
@@ -205,6 +214,7 @@ mod tests {
         let code = |h: &[(&str, &str)]| check_one("PUT", h, false).unwrap_err().code;
         assert_eq!(code(&[("if-match", "")]), "invalid_if_match");
         assert_eq!(code(&[("if-match", "  ")]), "invalid_if_match");
+        assert_eq!(code(&[("if-none-match", " ")]), "invalid_if_none_match");
         assert_eq!(code(&[("idempotency-key", "")]), "invalid_idempotency_key");
         assert_eq!(check_one("PUT", &[("if-match", "*")], false), Ok(()));
     }

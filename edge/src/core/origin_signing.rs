@@ -41,10 +41,11 @@ pub fn subject_header_value(subject: &str) -> String {
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// Headers signed whenever the request carries them (`host` and `x-amz-date` always are).
-pub const SIGNED_HEADERS: [&str; 6] = [
+pub const SIGNED_HEADERS: [&str; 7] = [
     "content-type",
     "idempotency-key",
     "if-match",
+    "if-none-match",
     "x-request-id",
     "x-tandem-deadline-ms",
     "x-tandem-subject",

@@ -9,8 +9,7 @@ pub const EDGE: &str = "edge";
 
 /// Headers browsers may read from our responses.
 const EXPOSED: &str = "x-served-by, x-request-id, x-edge-attempts, x-tandem-affinity, etag, location, server-timing, retry-after, idempotency-replayed, www-authenticate, ratelimit, ratelimit-policy";
-const ALLOWED_HEADERS: &str =
-    "content-type, idempotency-key, if-match, x-request-id, x-tandem-affinity, authorization";
+const ALLOWED_HEADERS: &str = "content-type, idempotency-key, if-match, if-none-match, x-request-id, x-tandem-affinity, authorization";
 
 /// A JSON error in the same shape the regions use.
 pub fn error(status: u16, code: &str, message: &str, request_id: &str) -> Result<Response> {

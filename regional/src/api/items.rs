@@ -1,6 +1,7 @@
 //! The REST API: `POST /items`, `GET /items`, `GET|PUT|DELETE /items/{id}`.
-//! Items carry an `ETag` that names one write (version, region and time); `If-Match` makes PUT
-//! and DELETE conditional on it.
+//! Items carry an `ETag` that names one write (version, region and time); `If-Match` and
+//! `If-None-Match` make PUT and DELETE conditional on it (`If-None-Match: *`: a PUT that only
+//! creates), and a GET whose `If-None-Match` names the stored write is a 304.
 
 use axum::Json;
 use axum::extract::{Query, State};
@@ -11,9 +12,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{AppState, IdempotencyKey, IfMatch, ItemIdPath, JsonObject};
+use super::{AppState, Conditional, IdempotencyKey, ItemIdPath, JsonObject};
 use crate::error::ApiError;
-use crate::item::{self, Item};
+use crate::item::{self, Item, Verdict};
 use crate::service::{self, KeyedBy};
 
 /// Page size when `limit` is absent, and the largest allowed.
@@ -67,21 +68,31 @@ pub async fn create(
 pub async fn get(
     State(state): State<AppState>,
     ItemIdPath(id): ItemIdPath,
+    Conditional(preconditions): Conditional,
 ) -> Result<Response, ApiError> {
     let found = service::get(&state.store, &id).await?;
-    Ok(item_response(StatusCode::OK, found))
+    match preconditions.evaluate(Some(&found), true) {
+        Verdict::Proceed => Ok(item_response(StatusCode::OK, found)),
+        Verdict::Failed => Err(ApiError::PreconditionFailed(id)),
+        Verdict::NotModified => {
+            let mut response = StatusCode::NOT_MODIFIED.into_response();
+            if let Ok(v) = HeaderValue::from_str(&item::etag(&found)) {
+                response.headers_mut().insert(header::ETAG, v);
+            }
+            Ok(response)
+        }
+    }
 }
 
 /// `PUT /items/{id}`: creates (201) or replaces (200) the item.
 pub async fn replace(
     State(state): State<AppState>,
     ItemIdPath(id): ItemIdPath,
-    IfMatch(if_match): IfMatch,
+    Conditional(preconditions): Conditional,
     JsonObject(body): JsonObject,
 ) -> Result<Response, ApiError> {
     let body = item::client_item(body)?;
-    let replaced =
-        service::replace(&state.store, &state.region, &id, body, if_match.as_ref()).await?;
+    let replaced = service::replace(&state.store, &state.region, &id, body, &preconditions).await?;
     let status = if replaced.created {
         StatusCode::CREATED
     } else {
@@ -94,9 +105,9 @@ pub async fn replace(
 pub async fn delete(
     State(state): State<AppState>,
     ItemIdPath(id): ItemIdPath,
-    IfMatch(if_match): IfMatch,
+    Conditional(preconditions): Conditional,
 ) -> Result<StatusCode, ApiError> {
-    service::delete(&state.store, &id, if_match.as_ref()).await?;
+    service::delete(&state.store, &id, &preconditions).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

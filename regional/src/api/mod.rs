@@ -117,22 +117,32 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
     }
 }
 
-/// The optional `If-Match` header: `*` or entity tags, compared whole.
-pub struct IfMatch(pub Option<item::IfMatch>);
+/// The optional `If-Match` and `If-None-Match` headers: `*` or entity tags (a malformed one
+/// is a 400 with its own code).
+pub struct Conditional(pub item::Preconditions);
 
-impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
+impl<S: Send + Sync> FromRequestParts<S> for Conditional {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
-        match parts.headers.get(header::IF_MATCH) {
-            None => Ok(Self(None)),
-            Some(v) => v
-                .to_str()
-                .ok()
-                .and_then(item::IfMatch::parse)
-                .map(|v| Self(Some(v)))
-                .ok_or(ApiError::BadIfMatch),
-        }
+        Ok(Self(item::Preconditions {
+            if_match: condition(parts, header::IF_MATCH, item::IfMatch::parse)
+                .map_err(|()| ApiError::BadIfMatch)?,
+            if_none_match: condition(parts, header::IF_NONE_MATCH, item::IfNoneMatch::parse)
+                .map_err(|()| ApiError::BadIfNoneMatch)?,
+        }))
+    }
+}
+
+/// One precondition header, parsed if present; `Err` when it is malformed.
+fn condition<T>(
+    parts: &Parts,
+    name: header::HeaderName,
+    parse: impl Fn(&str) -> Option<T>,
+) -> Result<Option<T>, ()> {
+    match parts.headers.get(name) {
+        None => Ok(None),
+        Some(v) => v.to_str().ok().and_then(parse).map(Some).ok_or(()),
     }
 }
 
