@@ -442,6 +442,10 @@ def test_bad_query_and_headers_are_400(west):
     for params in ({"limit": "0"}, {"limit": "abc"}, {"limit": "101"}, {"cursor": "!!notacursor"}):
         r = requests.get(f"{west.url}/items", params=params)
         assert r.status_code == 400 and error_code(r) == "invalid_query", params
+    twice = requests.get(f"{west.url}/items?limit=1&limit=2")
+    assert twice.status_code == 400 and error_code(twice) == "invalid_query"
+    assert twice.json()["error"]["message"] == \
+        "query parameter limit or cursor is invalid: each may be given once", twice.text
     for bad in ("banana", "3", '"unterminated'):
         r = requests.put(f"{west.url}/items/{uid()}", json={}, headers={"If-Match": bad})
         assert r.status_code == 400 and error_code(r) == "invalid_if_match", bad

@@ -122,9 +122,10 @@ pub async fn list(
     State(state): State<AppState>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let Query(query) = query.map_err(|e| ApiError::BadQuery {
-        name: "query",
-        reason: e.body_text(),
+    // The fields are optional strings, so the one way to fail is a name given twice.
+    let Query(query) = query.map_err(|_| ApiError::BadQuery {
+        name: "limit or cursor",
+        reason: "each may be given once".to_owned(),
     })?;
     let limit = match query.limit.as_deref() {
         None => DEFAULT_LIMIT,
