@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import time
 import uuid
@@ -213,20 +214,23 @@ def test_a_page_is_cut_at_its_byte_limit_and_the_listing_goes_on(moto_server, ta
 
 def test_concurrent_creates_of_one_id_get_one_201(west):
     """Creates racing for one id (direct, without keys): one 201, the rest 409 `item_exists`,
-    and the stored item is the 201's, even when two land in the same millisecond."""
-    for _ in range(3):
+    and the stored item is the 201's, even when two land in the same millisecond, with the
+    same body too (then only the write's id tells them apart)."""
+    for same_body in (False, False) + (True,) * 12:
         item_id = uid("race-create")
 
         def create(n):
-            return n, requests.post(f"{west.url}/items", json={"item_id": item_id, "writer": n})
+            body = {"item_id": item_id} | ({"locked": True} if same_body else {"writer": n})
+            return n, requests.post(f"{west.url}/items", json=body)
 
-        with ThreadPoolExecutor(8) as pool:
-            results = list(pool.map(create, range(8)))
+        with ThreadPoolExecutor(12) as pool:
+            results = list(pool.map(create, range(12)))
         won = [n for n, r in results if r.status_code == 201]
-        assert len(won) == 1, [(n, r.status_code) for n, r in results]
+        assert len(won) == 1, (same_body, [(n, r.status_code) for n, r in results])
         assert all(r.status_code == 409 and error_code(r) == "item_exists"
                    for n, r in results if n not in won)
-        assert requests.get(f"{west.url}/items/{item_id}").json()["writer"] == won[0]
+        if not same_body:
+            assert requests.get(f"{west.url}/items/{item_id}").json()["writer"] == won[0]
 
 
 def test_if_none_match_star_puts_only_create_and_racers_get_one_201(west):
@@ -247,20 +251,24 @@ def test_if_none_match_star_puts_only_create_and_racers_get_one_201(west):
     same = requests.delete(f"{west.url}/items/{item_id}",
                            headers={"If-None-Match": "W/" + stale.headers["ETag"]})
     assert same.status_code == 412 and requests.get(f"{west.url}/items/{item_id}").status_code == 200
-    for _ in range(3):
+    # Racers with bodies of their own, then with one body (a lock: `{"locked": true}`), which
+    # in one millisecond make the same item but for the write's id: still one 201.
+    for same_body in (False, False) + (True,) * 12:
         racing_id = uid("race-create-only")
 
         def create(n):
-            return n, requests.put(f"{west.url}/items/{racing_id}", json={"writer": n},
+            body = {"locked": True} if same_body else {"writer": n}
+            return n, requests.put(f"{west.url}/items/{racing_id}", json=body,
                                    headers={"If-None-Match": "*"})
 
-        with ThreadPoolExecutor(8) as pool:
-            results = list(pool.map(create, range(8)))
+        with ThreadPoolExecutor(12) as pool:
+            results = list(pool.map(create, range(12)))
         won = [n for n, r in results if r.status_code == 201]
-        assert len(won) == 1, [(n, r.status_code) for n, r in results]
+        assert len(won) == 1, (same_body, [(n, r.status_code) for n, r in results])
         assert all(r.status_code == 412 for n, r in results if n not in won), \
             [(n, r.status_code, r.text) for n, r in results]
-        assert requests.get(f"{west.url}/items/{racing_id}").json()["writer"] == won[0]
+        if not same_body:
+            assert requests.get(f"{west.url}/items/{racing_id}").json()["writer"] == won[0]
 
 
 def test_a_get_naming_the_stored_write_is_304(west):
@@ -282,6 +290,22 @@ def test_a_get_naming_the_stored_write_is_304(west):
     assert r.status_code == 412 and error_code(r) == "precondition_failed"
     missing = requests.get(f"{west.url}/items/{uid('none')}", headers={"If-None-Match": "*"})
     assert missing.status_code == 404
+    # Header lines are one list (RFC 9110): `"other"` then the stored tag names the item (412),
+    # and `"other"` then `*` is malformed (400, as `*` stands alone); reading the first line
+    # alone would let either PUT overwrite the item.
+    for lines, status in (('"other"', changed), 412), (('"other"', "*"), 400):
+        conn = http.client.HTTPConnection("127.0.0.1", west.port, timeout=10)
+        try:
+            conn.putrequest("PUT", f"/items/{item_id}")
+            for line in lines:
+                conn.putheader("If-None-Match", line)
+            conn.putheader("Content-Type", "application/json")
+            conn.putheader("Content-Length", "8")
+            conn.endheaders(b'{"v": 9}')
+            answer = conn.getresponse()
+            assert answer.status == status, (lines, answer.status, answer.read())
+        finally:
+            conn.close()
     for bad in ("nope", '"a", nope', "*, \"a\""):
         r = requests.get(f"{west.url}/items/{item_id}", headers={"If-None-Match": bad})
         assert r.status_code == 400 and error_code(r) == "invalid_if_none_match", (bad, r.text)

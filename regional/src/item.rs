@@ -22,6 +22,10 @@ pub const VERSION: &str = "version";
 pub const IDEMPOTENCY: &str = "_idempotency";
 /// Where the hash of the create request that used that key is kept (never shown to clients).
 pub const REQUEST: &str = "_request";
+/// Internal attribute: a random id of the write that stored this version. Two writes of the
+/// same body in one region and millisecond are otherwise the same item, and the check that
+/// recognises the service's own landed write (`same_write`) could not tell them apart.
+pub const WRITE_ID: &str = "_write";
 /// DynamoDB's item size limit (400 KB); larger items are refused before any write.
 pub const MAX_ITEM_BYTES: usize = 400 * 1024;
 /// DynamoDB's limit for a partition key value.
@@ -318,6 +322,11 @@ pub fn new_item(
         item.insert(REQUEST.into(), request.into());
     }
     item
+}
+
+/// Marks `item` as the write `write_id` (random, one per attempted write, from the caller).
+pub fn mark_write(item: &mut Item, write_id: &str) {
+    item.insert(WRITE_ID.into(), write_id.into());
 }
 
 /// A create's idempotency key (hashed in its scope) and the fingerprint of its request.
@@ -841,6 +850,29 @@ mod tests {
             !IfNoneMatch::parse("\"other\"")
                 .unwrap()
                 .matches(Some(&item))
+        );
+    }
+
+    #[test]
+    fn two_writes_of_one_body_in_one_millisecond_are_told_apart_by_their_write_ids() {
+        let stamp = WriteStamp {
+            region: "eu-west-1",
+            now: "2026-12-03T10:00:00.000Z",
+        };
+        let body = obj(json!({"locked": true}));
+        let mut mine = new_item("lock", body.clone(), stamp, None);
+        let mut theirs = new_item("lock", body, stamp, None);
+        assert!(
+            same_write(&mine, &theirs),
+            "without write ids they are the same item"
+        );
+        mark_write(&mut mine, "0000000000000001");
+        mark_write(&mut theirs, "0000000000000002");
+        assert!(!same_write(&theirs, &mine));
+        assert!(same_write(&mine.clone(), &mine));
+        assert!(
+            !public_view(mine).contains_key(WRITE_ID),
+            "clients never see it"
         );
     }
 

@@ -41,6 +41,12 @@ pub fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+/// A new write's id (`item::WRITE_ID`): 64 random bits, enough to tell apart writes made in one
+/// region in one millisecond.
+fn write_id() -> String {
+    format!("{:016x}", fastrand::u64(..))
+}
+
 fn now_ms() -> u64 {
     u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or_default()
 }
@@ -68,7 +74,8 @@ pub async fn create(
             .clone()
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         let now = now();
-        let new = item::new_item(&id, body.attributes, WriteStamp { region, now: &now }, None);
+        let mut new = item::new_item(&id, body.attributes, WriteStamp { region, now: &now }, None);
+        item::mark_write(&mut new, &write_id());
         return match store
             .put(&encode_checked(&new)?, &PutCondition::MustNotExist)
             .await
@@ -94,7 +101,7 @@ pub async fn create(
     let id = body.id.clone().unwrap_or_else(|| key.item_id());
     let now = now();
     let stamp = WriteStamp { region, now: &now };
-    let new = item::new_item(
+    let mut new = item::new_item(
         &id,
         body.attributes,
         stamp,
@@ -103,6 +110,7 @@ pub async fn create(
             request: &fingerprint,
         }),
     );
+    item::mark_write(&mut new, &write_id());
     let attrs = encode_checked(&new)?;
 
     // 1. Claim the key.
@@ -265,7 +273,8 @@ pub async fn replace(
         }
         let now = now();
         let stamp = WriteStamp { region, now: &now };
-        let new = item::replacement(id, body.attributes.clone(), stamp, previous.as_ref());
+        let mut new = item::replacement(id, body.attributes.clone(), stamp, previous.as_ref());
+        item::mark_write(&mut new, &write_id());
         let attrs = encode_checked(&new)?;
         let condition = match &previous {
             None => PutCondition::MustNotExist,
@@ -283,8 +292,9 @@ pub async fn replace(
                 // DynamoDB); when the first try had landed, the resend finds this very write and
                 // fails its condition. That write is done: answer it, rather than a 412 for a
                 // write that happened, or (without If-Match) writing it again over whatever
-                // another writer put there meanwhile. The whole item must match, not only its
-                // stamp: another writer here in the same millisecond has the same stamp.
+                // another writer put there meanwhile. The whole item must match, its write id
+                // included: another writer here in the same millisecond has the same stamp, and
+                // may have sent the same body.
                 let current = store.get(id).await?;
                 if current.as_ref().is_some_and(|c| item::same_write(c, &new)) {
                     return Ok(Replaced {
@@ -292,7 +302,10 @@ pub async fn replace(
                         created: previous.is_none(),
                     });
                 }
-                if !preconditions.is_empty() {
+                // Another writer came first: the preconditions are judged again on what it
+                // wrote (an `If-Match` tag it replaced, or `If-None-Match: *` now that the item
+                // exists, fail; `*` or a tag it did not write still hold).
+                if preconditions.evaluate(current.as_ref(), false) != Verdict::Proceed {
                     return Err(ApiError::PreconditionFailed(id.to_owned()));
                 }
                 tokio::time::sleep(Duration::from_millis(fastrand::u64(1..10))).await;
@@ -317,22 +330,24 @@ pub async fn delete(
             .await?
             .ok_or_else(|| ApiError::ItemNotFound(id.to_owned()));
     }
-    let current = store.get(id).await?;
-    let Some(current) = current else {
-        return Err(ApiError::ItemNotFound(id.to_owned()));
-    };
-    if preconditions.evaluate(Some(&current), false) != Verdict::Proceed {
-        return Err(ApiError::PreconditionFailed(id.to_owned()));
+    for _ in 0..REPLACE_ATTEMPTS {
+        let Some(current) = store.get(id).await? else {
+            return Err(ApiError::ItemNotFound(id.to_owned()));
+        };
+        if preconditions.evaluate(Some(&current), false) != Verdict::Proceed {
+            return Err(ApiError::PreconditionFailed(id.to_owned()));
+        }
+        match store.delete(id, Some(&WriteIdentity::of(&current))).await {
+            Ok(Some(old)) => return Ok(old),
+            Ok(None) => return Err(ApiError::ItemNotFound(id.to_owned())),
+            // Written or deleted since the read: judged again on what is there now.
+            Err(StoreError::ConditionFailed) => {
+                tokio::time::sleep(Duration::from_millis(fastrand::u64(1..10))).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
-    match store.delete(id, Some(&WriteIdentity::of(&current))).await {
-        Ok(Some(old)) => Ok(old),
-        Ok(None) => Err(ApiError::ItemNotFound(id.to_owned())),
-        Err(StoreError::ConditionFailed) => match store.get(id).await? {
-            None => Err(ApiError::ItemNotFound(id.to_owned())),
-            Some(_) => Err(ApiError::PreconditionFailed(id.to_owned())),
-        },
-        Err(e) => Err(e.into()),
-    }
+    Err(ApiError::Conflict(id.to_owned()))
 }
 
 /// Lists a page of items.

@@ -279,10 +279,11 @@ fn signed_extras() -> impl Strategy<Value = Vec<(String, String)>> {
         pick("content-type", "application/(json|x-www-form-urlencoded)"),
         pick("idempotency-key", "[A-Za-z0-9_-]{1,20}"),
         pick("if-match", "\\*|\"[0-9]-[0-9a-f]{12}\""),
+        pick("if-none-match", "\\*|(W/)?\"[0-9]-[0-9a-f]{12}\""),
         pick("x-tandem-subject", "[a-z0-9@.]{1,16}"),
         pick("x-tandem-deadline-ms", "[0-9]{1,5}"),
     )
-        .prop_map(|(a, b, c, d, e)| [a, b, c, d, e].into_iter().flatten().collect())
+        .prop_map(|(a, b, c, d, e, f)| [a, b, c, d, e, f].into_iter().flatten().collect())
 }
 
 /// A printable, non-space ASCII byte other than `old`.
@@ -509,6 +510,7 @@ fn signed_header_name() -> impl Strategy<Value = String> {
             "idempotency-key",
             "x-tandem-subject",
             "if-match",
+            "if-none-match",
         ])
         .prop_map(str::to_owned),
         "[a-z0-9-]{1,12}",
@@ -565,7 +567,7 @@ proptest! {
             header_bytes(30),
             "[a-z0-9.:@\\[\\]%-]{0,24}".prop_map(String::into_bytes),
         ],
-        values in prop::collection::vec(header_bytes(24), 4),
+        values in prop::collection::vec(header_bytes(24), 5),
         skew in 0u64..=300,
         method in methods(),
         path in prop_oneof![".{0,40}", "/[a-z0-9/%?=&.#+-]{0,40}"],
@@ -583,7 +585,13 @@ proptest! {
         headers.insert("authorization", HeaderValue::from_str(&authorization).unwrap());
         headers.insert("x-amz-date", HeaderValue::from_str(&date).unwrap());
         headers.insert("host", header_value(&host));
-        let names = ["content-type", "idempotency-key", "x-tandem-subject", "if-match"];
+        let names = [
+            "content-type",
+            "idempotency-key",
+            "x-tandem-subject",
+            "if-match",
+            "if-none-match",
+        ];
         for (name, value) in names.iter().zip(&values) {
             if signed_list.contains(name) {
                 headers.insert(*name, header_value(value));
@@ -759,6 +767,7 @@ fn client_headers() -> impl Strategy<Value = Vec<(String, Vec<u8>)>> {
                 "content-type",
                 "idempotency-key",
                 "if-match",
+                "if-none-match",
                 "x-tandem-subject",
                 "x-tandem-deadline-ms",
                 "x-request-id",

@@ -134,16 +134,22 @@ impl<S: Send + Sync> FromRequestParts<S> for Conditional {
     }
 }
 
-/// One precondition header, parsed if present; `Err` when it is malformed.
+/// One precondition header, parsed if present; `Err` when it is malformed. Repeated lines are
+/// one comma-separated list (RFC 9110 section 5.3), so none of them is left unread.
 fn condition<T>(
     parts: &Parts,
     name: header::HeaderName,
     parse: impl Fn(&str) -> Option<T>,
 ) -> Result<Option<T>, ()> {
-    match parts.headers.get(name) {
-        None => Ok(None),
-        Some(v) => v.to_str().ok().and_then(parse).map(Some).ok_or(()),
+    let mut lines = parts.headers.get_all(name).iter().peekable();
+    if lines.peek().is_none() {
+        return Ok(None);
     }
+    let joined = lines
+        .map(|v| v.to_str().map_err(|_| ()))
+        .collect::<Result<Vec<_>, ()>>()?
+        .join(", ");
+    parse(&joined).map(Some).ok_or(())
 }
 
 /// Answer for paths no route knows.
