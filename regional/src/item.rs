@@ -480,19 +480,30 @@ fn parse_entity_tags(raw: &str) -> Option<Vec<(bool, &str)>> {
         .collect()
 }
 
-/// A parsed `If-Match` header (RFC 9110 section 13.1.1).
+/// An `If-Match` or `If-None-Match` header (RFC 9110 sections 13.1.1 and 13.1.2): `*` or a
+/// list of entity tags.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum IfMatch {
+pub enum EntityTags {
     /// `*`: any current item.
     Any,
-    /// A list of entity tags, as sent (quotes included); weak ones never match.
+    /// The entity tags that can name a write, quoted, without `W/`.
     Tags(Vec<String>),
 }
 
-impl IfMatch {
-    /// Parses `*` or a comma-separated list of entity tags (`"x"` or `W/"x"`); `None` when
-    /// malformed.
-    pub fn parse(raw: &str) -> Option<Self> {
+impl EntityTags {
+    /// Parses an `If-Match` value; `None` when malformed. It compares strongly, so a weak tag
+    /// (`W/"x"`) never matches and is left out.
+    pub fn if_match(raw: &str) -> Option<Self> {
+        Self::parse(raw, false)
+    }
+
+    /// Parses an `If-None-Match` value; `None` when malformed. It compares weakly: `W/"x"`
+    /// names the same write as `"x"`.
+    pub fn if_none_match(raw: &str) -> Option<Self> {
+        Self::parse(raw, true)
+    }
+
+    fn parse(raw: &str, keep_weak: bool) -> Option<Self> {
         let raw = raw.trim();
         if raw == "*" {
             return Some(Self::Any);
@@ -500,50 +511,14 @@ impl IfMatch {
         let tags = parse_entity_tags(raw)?;
         Some(Self::Tags(
             tags.into_iter()
-                .filter(|(weak, _)| !weak)
+                .filter(|(weak, _)| keep_weak || !weak)
                 .map(|(_, tag)| tag.to_owned())
                 .collect(),
         ))
     }
 
-    /// Whether the stored item (if any) satisfies the condition (strong comparison).
-    pub fn matches(&self, current: Option<&Item>) -> bool {
-        match (self, current) {
-            (_, None) => false,
-            (Self::Any, Some(_)) => true,
-            (Self::Tags(tags), Some(item)) => {
-                let tag = etag(item);
-                tags.contains(&tag)
-            }
-        }
-    }
-}
-
-/// A parsed `If-None-Match` header (RFC 9110 section 13.1.2): `*` (a PUT that only creates)
-/// or entity tags, compared weakly (`W/"x"` names the same write as `"x"`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum IfNoneMatch {
-    /// `*`: any current item.
-    Any,
-    /// The listed entity tags, quoted, without `W/`.
-    Tags(Vec<String>),
-}
-
-impl IfNoneMatch {
-    /// Parses `*` or a comma-separated list of entity tags; `None` when malformed.
-    pub fn parse(raw: &str) -> Option<Self> {
-        let raw = raw.trim();
-        if raw == "*" {
-            return Some(Self::Any);
-        }
-        let tags = parse_entity_tags(raw)?;
-        Some(Self::Tags(
-            tags.into_iter().map(|(_, tag)| tag.to_owned()).collect(),
-        ))
-    }
-
-    /// Whether the stored item (if any) is one the header names: then the condition is false
-    /// (a GET answers 304, a write 412).
+    /// Whether the header names the stored item (if any): for `If-Match`, the condition holds;
+    /// for `If-None-Match`, it fails (a GET answers 304, a write 412).
     pub fn matches(&self, current: Option<&Item>) -> bool {
         match (self, current) {
             (_, None) => false,
@@ -557,8 +532,8 @@ impl IfNoneMatch {
 /// `If-Match` first, then `If-None-Match`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Preconditions {
-    pub if_match: Option<IfMatch>,
-    pub if_none_match: Option<IfNoneMatch>,
+    pub if_match: Option<EntityTags>,
+    pub if_none_match: Option<EntityTags>,
 }
 
 /// What the preconditions say of a request on the stored item.
@@ -815,39 +790,40 @@ mod tests {
     }
 
     #[test]
-    fn if_match_forms() {
-        assert_eq!(IfMatch::parse("*"), Some(IfMatch::Any));
+    fn entity_tag_forms_if_match_strong_if_none_match_weak() {
+        let (a, b, c) = ("\"a\"".to_owned(), "\"b\"".to_owned(), "\"c\"".to_owned());
+        let list = " \"a\" , W/\"b\",\"c\"";
         assert_eq!(
-            IfMatch::parse(" \"a\" , W/\"b\",\"c\""),
-            Some(IfMatch::Tags(vec!["\"a\"".into(), "\"c\"".into()]))
+            EntityTags::if_match(list),
+            Some(EntityTags::Tags(vec![a.clone(), c.clone()]))
         );
-        assert_eq!(IfMatch::parse("W/\"b\""), Some(IfMatch::Tags(vec![])));
-        for bad in ["", "3", "\"3", "\"a\"b\"", "\"a\",", "**"] {
-            assert_eq!(IfMatch::parse(bad), None, "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn if_none_match_forms_compare_weakly() {
-        assert_eq!(IfNoneMatch::parse(" * "), Some(IfNoneMatch::Any));
         assert_eq!(
-            IfNoneMatch::parse("\"a\", W/\"b\""),
-            Some(IfNoneMatch::Tags(vec!["\"a\"".into(), "\"b\"".into()]))
+            EntityTags::if_none_match(list),
+            Some(EntityTags::Tags(vec![a, b, c]))
         );
-        for bad in ["", "b", "W/b", "\"a\",", "*, \"a\""] {
-            assert_eq!(IfNoneMatch::parse(bad), None, "{bad:?}");
+        assert_eq!(
+            EntityTags::if_match("W/\"b\""),
+            Some(EntityTags::Tags(vec![]))
+        );
+        for parse in [EntityTags::if_match, EntityTags::if_none_match] {
+            assert_eq!(parse(" * "), Some(EntityTags::Any));
+            for bad in [
+                "", "3", "W/b", "\"3", "\"a\"b\"", "\"a\",", "**", "*, \"a\"",
+            ] {
+                assert_eq!(parse(bad), None, "{bad:?}");
+            }
         }
         let item: Item = obj(json!({"item_id": "x", "version": 3}));
-        let weak = IfNoneMatch::parse(&format!("W/{}", etag(&item))).unwrap();
+        let weak = EntityTags::if_none_match(&format!("W/{}", etag(&item))).unwrap();
         assert!(
             weak.matches(Some(&item)),
             "weak comparison: W/ names the same write"
         );
         assert!(!weak.matches(None));
-        assert!(IfNoneMatch::Any.matches(Some(&item)));
-        assert!(!IfNoneMatch::Any.matches(None));
+        assert!(EntityTags::Any.matches(Some(&item)));
+        assert!(!EntityTags::Any.matches(None));
         assert!(
-            !IfNoneMatch::parse("\"other\"")
+            !EntityTags::if_none_match("\"other\"")
                 .unwrap()
                 .matches(Some(&item))
         );
@@ -881,8 +857,8 @@ mod tests {
         let item: Item = obj(json!({"item_id": "x", "version": 3}));
         let tag = etag(&item);
         let pre = |m: Option<&str>, n: Option<&str>| Preconditions {
-            if_match: m.and_then(IfMatch::parse),
-            if_none_match: n.and_then(IfNoneMatch::parse),
+            if_match: m.and_then(EntityTags::if_match),
+            if_none_match: n.and_then(EntityTags::if_none_match),
         };
         let none = pre(None, None);
         assert!(none.is_empty());
@@ -926,16 +902,20 @@ mod tests {
         );
         assert_eq!(etag(&west), etag(&west.clone()));
         assert!(etag(&west).starts_with("\"2-"), "{}", etag(&west));
-        let stale = IfMatch::parse(&etag(&west)).unwrap();
+        let stale = EntityTags::if_match(&etag(&west)).unwrap();
         assert!(stale.matches(Some(&west)));
         assert!(!stale.matches(Some(&central)), "overwritten elsewhere: 412");
         assert!(!stale.matches(None));
-        let weak = IfMatch::parse(&format!("W/{}", etag(&west))).unwrap();
+        let weak = EntityTags::if_match(&format!("W/{}", etag(&west))).unwrap();
         assert!(!weak.matches(Some(&west)), "weak tags never match");
         // An item without service stamps (written by another tool) has a tag too, and the
         // same rule applies to PUT and DELETE.
         let bare: Item = obj(json!({"item_id": "x"}));
-        assert!(IfMatch::parse(&etag(&bare)).unwrap().matches(Some(&bare)));
+        assert!(
+            EntityTags::if_match(&etag(&bare))
+                .unwrap()
+                .matches(Some(&bare))
+        );
         assert!(etag(&bare).starts_with("\"0-"));
     }
 

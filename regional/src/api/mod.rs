@@ -126,10 +126,14 @@ impl<S: Send + Sync> FromRequestParts<S> for Conditional {
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
         Ok(Self(item::Preconditions {
-            if_match: condition(parts, header::IF_MATCH, item::IfMatch::parse)
+            if_match: condition(parts, header::IF_MATCH, item::EntityTags::if_match)
                 .map_err(|()| ApiError::BadIfMatch)?,
-            if_none_match: condition(parts, header::IF_NONE_MATCH, item::IfNoneMatch::parse)
-                .map_err(|()| ApiError::BadIfNoneMatch)?,
+            if_none_match: condition(
+                parts,
+                header::IF_NONE_MATCH,
+                item::EntityTags::if_none_match,
+            )
+            .map_err(|()| ApiError::BadIfNoneMatch)?,
         }))
     }
 }
