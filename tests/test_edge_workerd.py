@@ -3,6 +3,8 @@ processes on moto. Each test gets its own regions and edge so faults never leak 
 
 from __future__ import annotations
 
+import socket
+import threading
 import time
 import uuid
 
@@ -294,3 +296,67 @@ def test_every_region_at_its_limit_is_the_edges_own_503_regions_overloaded(stack
     time.sleep(5.5)
     after = [stack.get("/items?limit=1") for _ in range(5)]
     assert all(r.status_code == 200 for r in after), [r.status_code for r in after]
+
+
+class HalfAnswerOrigin:
+    """A stand-in region in a gray failure its health check does not show: `/health` is a whole
+    200, every other answer promises 100 bytes of JSON, sends 10 and closes the connection (a
+    crashed or cut-off function behind a proxy that had sent the head)."""
+
+    def __init__(self):
+        self.cut = 0
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:  # stopped
+                return
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn):
+        with conn:
+            conn.settimeout(5)
+            head = b""
+            while b"\r\n\r\n" not in head:
+                data = conn.recv(65536)
+                if not data:
+                    return
+                head += data
+            if head.split(b" ", 2)[1].startswith(b"/health"):
+                body = b'{"status":"ok","region":"eu-west-1"}'
+                conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                             b"connection: close\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
+                return
+            self.cut += 1
+            conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                         b"x-served-by: eu-west-1\r\ncontent-length: 100\r\n\r\n{\"items\":")
+
+    def stop(self):
+        self._listener.close()
+
+
+def test_a_region_that_cuts_its_answers_short_is_retried_and_never_reaches_a_client(moto_server, table):
+    """A 200 whose body stops short is a failure, not an answer: the edge reads the whole answer
+    before it replies, so no client gets a cut-off body; the request is retried in the other
+    region, and the region that cuts them (its health check still 200) stops being tried first."""
+    half = HalfAnswerOrigin()
+    central = regional.start_regional(moto_server.url, CENTRAL, table)
+    proc = edge.start_edge({WEST: half.url, CENTRAL: central.url}, routing={"hedge": False},
+                           weights=WEIGHTS)
+    try:
+        answers = [requests.get(proc.url + "/items?limit=1", timeout=20) for _ in range(10)]
+        for r in answers:
+            assert r.status_code == 200 and r.headers["x-served-by"] == CENTRAL, r.text
+            assert "items" in r.json()
+        assert answers[0].headers["x-edge-attempts"] == "2", "West (preferred) was tried first"
+        assert half.cut >= 1
+        assert half.cut < len(answers), f"West kept being tried first: {half.cut} cut answers"
+        assert answers[-1].headers["x-edge-attempts"] == "1"
+    finally:
+        proc.stop()
+        central.stop()
+        half.stop()
