@@ -1,8 +1,8 @@
 //! What the edge refuses in a client's request line and headers before any region sees it, so
 //! that a client's mistake is answered as the client's (4xx), never sent on to look like a
-//! failing region: a method the API has no use for (405), an empty `If-Match`,
-//! `If-None-Match` or `Idempotency-Key` (400, as a region would say), and a header the edge would sign whose value
-//! is not printable ASCII (400: SigV4 signs text, and HTTP allows other bytes).
+//! failing region: a method the API has no use for (405), an empty `If-Match`, `If-None-Match`
+//! or `Idempotency-Key` (400, as a region would say), and a header the edge would sign whose
+//! value is not printable ASCII (400: SigV4 signs text, and HTTP allows other bytes).
 //!
 //! Pure: no I/O.
 
@@ -58,35 +58,40 @@ pub fn check_method(method: &str) -> Result<(), Refusal> {
     }
 }
 
+/// Headers a region refuses empty: the name, the region's code, the name as clients spell it.
+const NOT_EMPTY: [(&str, &str, &str); 3] = [
+    (
+        "idempotency-key",
+        "invalid_idempotency_key",
+        "Idempotency-Key",
+    ),
+    ("if-match", "invalid_if_match", "If-Match"),
+    ("if-none-match", "invalid_if_none_match", "If-None-Match"),
+];
+
 /// Checks the headers (lowercase names) of a request to be forwarded; `signed`: whether
 /// origin requests are signed.
 pub fn check_headers<'a>(
     mut headers: impl Iterator<Item = (&'a str, &'a str)>,
     signed: bool,
 ) -> Result<(), Refusal> {
-    headers.try_for_each(|(name, value)| match name {
-        "idempotency-key" if value.trim().is_empty() => Err(Refusal::bad(
-            "invalid_idempotency_key",
-            "Idempotency-Key must not be empty".to_owned(),
-        )),
-        "if-match" if value.trim().is_empty() => Err(Refusal::bad(
-            "invalid_if_match",
-            "If-Match must not be empty".to_owned(),
-        )),
-        "if-none-match" if value.trim().is_empty() => Err(Refusal::bad(
-            "invalid_if_none_match",
-            "If-None-Match must not be empty".to_owned(),
-        )),
-        _ if signed && FORWARDED_HEADERS.contains(&name) && !printable_ascii(value) => {
-            Err(Refusal::bad(
+    headers.try_for_each(|(name, value)| {
+        if value.trim().is_empty()
+            && let Some((_, code, shown)) = NOT_EMPTY.iter().find(|h| h.0 == name)
+        {
+            return Err(Refusal::bad(code, format!("{shown} must not be empty")));
+        }
+        if signed && FORWARDED_HEADERS.contains(&name) && !printable_ascii(value) {
+            return Err(Refusal::bad(
                 "invalid_header",
                 format!("header {name} must be printable ASCII"),
-            ))
+            ));
         }
-        _ => Ok(()),
+        Ok(())
     })
 }
 
+/// Visible ASCII, spaces and tabs (a tab goes out as a space: [`forwarded_value`]).
 fn printable_ascii(value: &str) -> bool {
     value.chars().all(|c| c == '\t' || (' '..='~').contains(&c))
 }
