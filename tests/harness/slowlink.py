@@ -5,8 +5,8 @@ a slow table, as a region meets one, in front of the real moto (its answers unto
 is one chunk), as a slow network or an overloaded table would; a test can change it between
 calls. `hold_answer(marker, seconds)` lets the next request whose bytes hold `marker` (e.g.
 `b"PutItem"`) reach the table at once but holds its answer: a write that lands while its caller
-times out. `requests_with[marker]` counts the requests that carried a marker ever held. Threads only; `stop()` closes the listener and every open
-connection."""
+times out. `requests_with[marker]` counts the requests that carried a marker ever held.
+Threads only; `stop()` closes the listener and every open connection."""
 
 from __future__ import annotations
 
