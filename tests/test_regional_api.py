@@ -622,6 +622,66 @@ def test_a_write_whose_answer_was_late_is_answered_as_done_and_made_once(moto_se
         link.stop()
 
 
+
+def test_creates_and_deletes_whose_answers_were_late_are_answered_as_done(moto_server, table):
+    """As above for the other writes: the SDK resends a create or a delete DynamoDB applied but
+    answered after the attempt timeout. A create (with or without a key, whether the key's claim
+    or the item's write was late) is the client's 201, made once, and no replay; a delete
+    finds the item gone and answers 404, as documented, the item deleted once."""
+    host, port = moto_server.url.removeprefix("http://").split(":")
+    link = SlowLink(host, int(port))
+    proc = regional.start_regional(link.url, WEST, table)
+
+    def late(marker, sends, send):
+        link.requests_with.pop(marker, None)
+        link.hold_answer(marker, 1.2)
+        held = link.answers_held
+        r = send()
+        assert link.answers_held == held + 1, f"no answer to {marker!r} was held"
+        assert link.requests_with[marker] == sends, f"the SDK did not send {marker!r} again"
+        return r
+
+    try:
+        # (what the held request carries, how many requests carry it with the SDK's resend)
+        cases = {
+            "unkeyed": (b"PutItem", 2, {}),
+            # the claim twice, the item, the key's result
+            "claim late": (b"PutItem", 4, {"Idempotency-Key": uid("k")}),
+            # the item twice, the key's result (which keeps the item)
+            "item late": (None, 3, {"Idempotency-Key": uid("k")}),
+        }
+        for name, (marker, sends, headers) in cases.items():
+            item_id, mark = uid("late-create"), uid("mark")
+            send = lambda: requests.post(f"{proc.url}/items", json={"item_id": item_id, "m": mark},
+                                         headers=headers, timeout=10)
+            # The item's own write is the one request that carries the body's attributes.
+            r = late(marker or mark.encode(), sends, send)
+            assert r.status_code == 201, (name, r.text)
+            assert "idempotency-replayed" not in r.headers, name
+            stored = requests.get(f"{proc.url}/items/{item_id}")
+            assert stored.json()["m"] == mark and stored.json()["version"] == 1, stored.text
+            assert stored.headers["ETag"] == r.headers["ETag"], name
+            if headers:  # a real retry of the keyed create is then a replay of that one item
+                again = requests.post(f"{proc.url}/items", json={"item_id": item_id, "m": mark},
+                                      headers=headers)
+                assert again.status_code == 201 and again.headers["idempotency-replayed"] == "true"
+                assert again.headers["ETag"] == r.headers["ETag"], name
+
+        for headers in [{}, "if-match"]:
+            item_id = uid("late-delete")
+            put = requests.put(f"{proc.url}/items/{item_id}", json={"v": 1})
+            assert put.status_code == 201
+            if headers == "if-match":
+                headers = {"If-Match": put.headers["ETag"]}
+            r = late(b"DeleteItem", 2, lambda: requests.delete(f"{proc.url}/items/{item_id}",
+                                                          headers=headers, timeout=10))
+            assert r.status_code == 404 and error_code(r) == "item_not_found", (headers, r.text)
+            assert requests.get(f"{proc.url}/items/{item_id}").status_code == 404
+    finally:
+        proc.stop()
+        link.stop()
+
+
 class ThrottlingTable:
     """Stands in for a DynamoDB table that throttles every call (no local server can be made
     to): each request is answered 400 `ProvisionedThroughputExceededException`, as DynamoDB

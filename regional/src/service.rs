@@ -185,13 +185,15 @@ pub async fn create(
             };
             match existing {
                 // The same create, written in another region first (its key record not here
-                // yet), or by this request's earlier attempt: a replay.
+                // yet), or by this request's earlier attempt (a replay); or this very write,
+                // landed but answered too late and resent by the SDK (no replay).
                 Ok(Some(existing))
                     if item::collision(&existing, Some(idem)) == Collision::Replay =>
                 {
                     Created {
+                        // This request's own write, resent by the SDK, is no replay.
+                        replayed: !item::same_write(&existing, &new),
                         item: existing,
-                        replayed: true,
                     }
                 }
                 Ok(Some(existing)) => {
