@@ -8,7 +8,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import select
+import shutil
 import socket
+import tempfile
 import time
 import uuid
 
@@ -18,7 +20,7 @@ from conftest import CENTRAL, WEST, error_code
 from harness import edge, procs, regional, sigv4, tokens
 from harness.jwks import JwksServer
 from harness.stubserver import StubServer
-from harness.stack import Stack
+from harness.stack import Access, Stack
 
 
 @pytest.fixture(scope="module")
@@ -546,3 +548,73 @@ def test_a_header_that_cannot_be_signed_is_a_400_not_a_failing_region(closed):
     assert r.headers["x-served-by"] == "edge"
     after = {r["name"]: r["consecutive_failures"] for r in closed.edge_status()["regions"]}
     assert after == before
+
+
+def test_token_keys_are_shared_through_kv_and_kept_while_the_provider_is_down():
+    """The JWKS an isolate fetched is kept in KV: a fresh isolate (a deploy, an eviction) starts
+    from that copy without fetching, so it verifies RS256 tokens while the identity provider is
+    down. An edge with no copy at all while the provider is down answers 503
+    `token_keys_unavailable` (retry), not 401, and HS256 tokens still pass."""
+    rsa = tokens.RsaKey("rsa-kv")
+    idp = JwksServer([rsa.jwk()])
+    origin = EchoOrigin()
+    access = Access(idp.url)
+    state = tempfile.mkdtemp(prefix="wrangler-jwks-kv-", dir=procs.STATE)
+    port = procs.free_port()
+    token = rsa.sign(tokens.claims(sub="kv-user"))
+    procs_started = []
+
+    def start(state_dir):
+        proc = edge.start_edge({WEST: origin.url}, port=port, state_dir=state_dir,
+                               access=access.edge_vars(), name="edge-jwks")
+        procs_started.append(proc)
+        return proc
+
+    def get(proc, bearer):
+        return requests.get(f"{proc.url}/items?limit=1", timeout=20,
+                            headers={"Authorization": f"Bearer {bearer}"})
+
+    try:
+        proc = start(state)
+        assert get(proc, token).status_code == 200
+        fetched = idp.fetches
+        assert fetched >= 1
+        idp.failing = True
+        proc.stop()
+        proc = start(state)  # a fresh isolate, the same KV
+        r = get(proc, token)
+        assert r.status_code == 200, r.text
+        assert idp.fetches == fetched, "the fresh isolate fetched instead of reading KV"
+        proc.stop()
+        proc = start(None)  # a fresh isolate and an empty KV, the provider still down
+        r = get(proc, token)
+        assert r.status_code == 503 and error_code(r) == "token_keys_unavailable", r.text
+        assert r.headers["x-served-by"] == "edge" and r.headers.get("retry-after")
+        assert idp.fetches > fetched
+        assert get(proc, access.token).status_code == 200, "HS256 needs no provider"
+    finally:
+        for proc in procs_started:
+            proc.stop()
+        shutil.rmtree(state, ignore_errors=True)
+        origin.stop()
+        idp.stop()
+
+
+def test_no_secret_reaches_any_log(closed, idp):
+    """Runs last in this module, after every kind of call above: neither the edge's nor a
+    region's log holds a caller's token, the HS256 secret, the SigV4 secret or a signature, or
+    the operator token."""
+    rsa_token = idp.rsa.sign(tokens.claims(sub="log-check"))
+    assert call(closed, "GET", "/items?limit=1", rsa_token).status_code == 200
+    assert call(closed, "POST", "/items", closed.access.token, json={"n": 1}).status_code == 201
+    closed.edge_status()
+    secrets_ = {"caller token": closed.access.token, "RS256 token": rsa_token,
+                "HS256 secret": closed.access.jwt_secret,
+                "SigV4 secret": closed.access.secret_access_key,
+                "operator token": closed.access.operator_token}
+    logs = {"edge": closed.edge.log()} | {r: p.log() for r, p in closed.regional.items()}
+    assert all(len(text) > 0 for text in logs.values()), "a log is empty: nothing was checked"
+    for where, text in logs.items():
+        for what, secret in secrets_.items():
+            assert secret not in text, f"the {what} is in the {where} log"
+        assert "Signature=" not in text, f"a SigV4 signature is in the {where} log"

@@ -382,6 +382,39 @@ proptest! {
         prop_assert_eq!(check, Err(Check::Denied(expected)));
     }
 
+    /// With a local HS256 secret and the provider's keys never had (the provider down since
+    /// the isolate started), a token naming a key the isolate lacks, or of an `alg` no local key
+    /// takes, is a 503 to retry, not a 401 the client would take as final; once the keys are
+    /// had, the same token is a 401.
+    #[test]
+    fn tokens_for_keys_never_had_are_503_until_the_keys_come(
+        alg in prop::sample::select(vec!["RS256", "RS384", "RS512", "PS256", "PS512", "ES256", "ES512"]),
+        kid in prop::option::of("[A-Za-z0-9-]{1,12}"),
+        fill in any::<u8>(),
+    ) {
+        // A signature of the right length for the alg (a wrong one is malformed: 401 at once).
+        let length = match alg { "ES256" => 64, "ES512" => 132, _ => 256 };
+        let signature = vec![fill; length];
+        let mut header = json!({"alg": alg, "typ": "JWT"});
+        if let Some(kid) = &kid {
+            header["kid"] = json!(kid);
+        }
+        let header = b64url(header.to_string().as_bytes());
+        let payload = b64url(good_claims("sub").to_string().as_bytes());
+        let token = bearer(&format!("{header}.{payload}.{}", b64url(&signature)));
+        let mut v = verifier(true, true);
+        let denial = |v: &mut TokenVerifier| match v.check(Some(&token), "GET", NOW_MS) {
+            Ok(sub) => Err(TestCaseError::fail(format!("accepted as {sub:?}"))),
+            Err(Check::UnknownKey) => Ok(v.unknown_key_denial()),
+            Err(Check::Denied(d)) => Ok(d),
+        };
+        prop_assert_eq!(denial(&mut v)?, Denial::KeysUnavailable);
+        let key = json!({"kty": "oct", "kid": "k1", "alg": "HS256", "k": b64url(JWKS_SECRET)});
+        prop_assert_eq!(v.set_jwks(json!({ "keys": [key] }).to_string().as_bytes(), NOW_MS), Ok(1));
+        let after = denial(&mut v)?;
+        prop_assert_eq!(after.status(), 401, "{:?}", after);
+    }
+
     /// A good token passes (read and write); with one byte changed anywhere it is a 401 (or,
     /// if the change made a `kid`, a JWKS fetch), never a pass and never a 403.
     #[test]

@@ -108,6 +108,17 @@ impl TokenVerifier {
         Ok(usable)
     }
 
+    /// The answer to a token whose `kid` the keys still lack after [`Check::UnknownKey`] (and
+    /// the fetch, if one was allowed): 401 `unknown_kid`, or 503 `token_keys_unavailable` while
+    /// the provider's keys have never been had, as the token may be signed with one of them.
+    pub fn unknown_key_denial(&self) -> Denial {
+        if self.needs_jwks() {
+            Denial::KeysUnavailable
+        } else {
+            Denial::InvalidToken(JwtError::UnknownKid.code())
+        }
+    }
+
     /// Checks the request's `Authorization` value for `method` at `now`: the caller's subject, or
     /// why not.
     pub fn check(
@@ -127,6 +138,10 @@ impl TokenVerifier {
             Ok(claims) => claims,
             Err(JwtError::UnknownKid) if self.rules.jwks_url.is_some() => {
                 return Err(Check::UnknownKey);
+            }
+            // No local key fits and the provider's keys were never had: they may well.
+            Err(JwtError::KeyMismatch) if self.needs_jwks() => {
+                return Err(Check::Denied(Denial::KeysUnavailable));
             }
             Err(e) => return Err(Check::Denied(Denial::InvalidToken(e.code()))),
         };

@@ -62,7 +62,7 @@ pub async fn authenticate(
             match with_verifier(rules, |v| v.check(authorization, &method, now_ms())) {
                 Ok(subject) => Ok(subject),
                 Err(Check::Denied(denial)) => Err(denial),
-                Err(Check::UnknownKey) => Err(Denial::InvalidToken("unknown_kid")),
+                Err(Check::UnknownKey) => Err(with_verifier(rules, |v| v.unknown_key_denial())),
             }
         }
     };
