@@ -337,6 +337,9 @@ def test_wrong_types_and_bad_ids_are_400(west):
         ({"item_id": ""}, "invalid_item_id"),
         ({"item_id": "a" * 1025}, "invalid_item_id"),
         ({"item_id": "tab\there"}, "invalid_item_id"),
+        # URL parsers resolve these segments: no path could read or delete such an item.
+        ({"item_id": "."}, "invalid_item_id"),
+        ({"item_id": ".."}, "invalid_item_id"),
         ({"item_id": uid(), "version": 5}, "reserved_attribute"),
         ({"item_id": uid(), "region": "us-east-1"}, "reserved_attribute"),
     ]
@@ -375,7 +378,8 @@ def test_numbers_are_kept_exactly_or_refused(west):
         assert r.status_code == 201, r.text
         got = requests.get(f"{west.url}/items/{other}").json()["n"]
         assert got == float(literal), (literal, got)
-    for number in ("12345678901234567890123", "0.12345678901234567", "1e-400"):
+    # (1e400 is valid JSON beyond a double's range: refused as that number, not as bad JSON)
+    for number in ("12345678901234567890123", "0.12345678901234567", "1e-400", "1e400", "-2E+999"):
         other = uid("digits")
         r = requests.post(f"{west.url}/items", data=f'{{"item_id": "{other}", "n": {number}}}',
                           headers={"Content-Type": "application/json"})
@@ -460,6 +464,25 @@ def test_non_json_content_type_is_415(west):
                       headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert r.status_code == 415 and error_code(r) == "unsupported_media_type"
     assert_not_stored(west, item_id)
+    # No Content-Type at all is taken as JSON; a JSON type with a suffix is JSON.
+    for content_type in (None, "application/merge-patch+json", "Application/JSON; charset=utf-8"):
+        other = uid("typed")
+        headers = {"Content-Type": content_type} if content_type else {}
+        r = requests.post(f"{west.url}/items", data=json.dumps({"item_id": other}).encode(),
+                          headers=headers)
+        assert r.status_code == 201, (content_type, r.text)
+    r = requests.post(f"{west.url}/items", data=b"{}", headers={"Content-Type": "text/plain"})
+    assert r.status_code == 415 and error_code(r) == "unsupported_media_type"
+
+
+def test_a_put_whose_body_names_another_id_is_400_and_writes_nothing(west):
+    item_id, other = uid("path"), uid("body")
+    r = requests.put(f"{west.url}/items/{item_id}", json={"item_id": other, "n": 1})
+    assert r.status_code == 400 and error_code(r) == "invalid_item_id", r.text
+    assert other in r.json()["error"]["message"]
+    assert_not_stored(west, item_id)
+    assert_not_stored(west, other)
+    assert requests.put(f"{west.url}/items/{item_id}", json={"item_id": item_id}).status_code == 201
 
 
 def test_bad_query_and_headers_are_400(west):

@@ -25,6 +25,64 @@ def test_replayed_key_returns_first_response_and_stores_nothing_new(west):
     assert replay.headers["location"] == first.headers["location"]
     assert replay.headers["idempotency-replayed"] == "true"
     assert "idempotency-replayed" not in first.headers
+    # Nothing was written again: the stored item is still the first write.
+    stored = requests.get(f"{west.url}{first.headers['location']}")
+    assert stored.headers["ETag"] == first.headers["ETag"]
+    assert stored.json()["updated_at"] == first.json()["updated_at"]
+
+
+def test_a_replay_never_passes_a_later_write_off_as_the_first_result(west, central, moto_server,
+                                                                      table):
+    """A keyed create's result over 300 KB is not kept on the key's record: a replay answers
+    from the item, but only while it is still that first write. Replaced, deleted or created
+    again by someone else since, the replay is 409 `idempotency_result_gone` (the create did
+    happen; read the item), never 404 and never the later write marked as a replay. The same
+    holds in a region that has the item but not yet the key's record."""
+    big = {"blob": "y" * (310 * 1024)}
+    k = key()
+    first = requests.post(f"{west.url}/items", json=big, headers={"Idempotency-Key": k})
+    assert first.status_code == 201
+    path = first.headers["location"]
+    replay = requests.post(f"{west.url}/items", json=big, headers={"Idempotency-Key": k})
+    assert replay.status_code == 201 and replay.headers["idempotency-replayed"] == "true"
+    assert replay.headers["ETag"] == first.headers["ETag"]
+    changes = [
+        ("replaced", lambda: requests.put(f"{west.url}{path}", json={"owner": "second"})),
+        ("deleted", lambda: requests.delete(f"{west.url}{path}")),
+        ("created again", lambda: requests.put(f"{west.url}{path}", json={"owner": "mallory"})),
+    ]
+    for what, change in changes:
+        assert change().status_code in (200, 201, 204), what
+        before = requests.get(f"{west.url}{path}")
+        r = requests.post(f"{west.url}/items", json=big, headers={"Idempotency-Key": k})
+        assert r.status_code == 409 and error_code(r) == "idempotency_result_gone", (what, r.text)
+        assert "retry-after" not in r.headers, "retrying cannot help"
+        after = requests.get(f"{west.url}{path}")
+        assert (after.status_code, after.headers.get("ETag")) == \
+            (before.status_code, before.headers.get("ETag")), what
+
+    # Another region holding the item (replicated) but not the key's record, the item replaced
+    # there since: a small body, so only the item can answer.
+    from harness import moto
+    k, small = key(), {"colour": "blue"}
+    first = requests.post(f"{west.url}/items", json=small, headers={"Idempotency-Key": k})
+    item_id = first.json()["item_id"]
+    stored = moto.client(moto_server.url, WEST).get_item(
+        TableName=table, Key={"item_id": {"S": item_id}})["Item"]
+    moto.client(moto_server.url, CENTRAL).put_item(TableName=table, Item=stored)
+    assert requests.put(f"{central.url}/items/{item_id}", json={"colour": "red"}).status_code == 200
+    r = requests.post(f"{central.url}/items", json=small, headers={"Idempotency-Key": k})
+    assert r.status_code == 409 and error_code(r) == "idempotency_result_gone", r.text
+    assert requests.get(f"{central.url}/items/{item_id}").json()["colour"] == "red"
+    # Still the first write there: a replay.
+    k = key()
+    first = requests.post(f"{west.url}/items", json=small, headers={"Idempotency-Key": k})
+    stored = moto.client(moto_server.url, WEST).get_item(
+        TableName=table, Key={"item_id": {"S": first.json()["item_id"]}})["Item"]
+    moto.client(moto_server.url, CENTRAL).put_item(TableName=table, Item=stored)
+    r = requests.post(f"{central.url}/items", json=small, headers={"Idempotency-Key": k})
+    assert r.status_code == 201 and r.headers["idempotency-replayed"] == "true", r.text
+    assert r.headers["ETag"] == first.headers["ETag"]
 
 
 def test_seed_create_replay_is_200_and_another_key_conflicts(west):

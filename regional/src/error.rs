@@ -31,6 +31,10 @@ pub enum ApiError {
     IdempotencyKeyReused,
     #[error("a request with this Idempotency-Key is still being processed; retry shortly")]
     IdempotencyInFlight,
+    #[error(
+        "the request with this Idempotency-Key created item {0:?}, which has been replaced or deleted since; its first result is not kept: read the item"
+    )]
+    IdempotencyResultGone(String),
     #[error("another region wrote this item at the same time; retry")]
     ReplicatedConflict,
     #[error(
@@ -83,6 +87,7 @@ impl ApiError {
             Self::Conflict(_) => ("write_conflict", S::CONFLICT),
             Self::IdempotencyKeyReused => ("idempotency_key_reused", S::UNPROCESSABLE_ENTITY),
             Self::IdempotencyInFlight => ("idempotency_request_in_flight", S::CONFLICT),
+            Self::IdempotencyResultGone(_) => ("idempotency_result_gone", S::CONFLICT),
             Self::ReplicatedConflict => ("write_conflict", S::CONFLICT),
             Self::DeadlineExceeded => ("deadline_exceeded", S::GATEWAY_TIMEOUT),
             Self::PreconditionFailed(_) => ("precondition_failed", S::PRECONDITION_FAILED),

@@ -23,7 +23,7 @@
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::item::{self, ClientItem, Item};
+use crate::item::{self, ClientItem, Collision, Idempotency, Item};
 
 /// First characters of every key record's id.
 pub const RECORD_PREFIX: &str = "\u{1}idem:";
@@ -44,6 +44,9 @@ const CLAIM: &str = "claim";
 pub const EXPIRES_AT: &str = item::EXPIRES_AT;
 const RESULT_ITEM_ID: &str = "result_item_id";
 const RESULT_BODY: &str = "result_body";
+/// The `_write` id of the item the request created: a replay without the body answers from the
+/// item only while it is still that write.
+const RESULT_WRITE: &str = "result_write";
 const IN_FLIGHT: &str = "in_flight";
 const DONE: &str = "done";
 
@@ -148,6 +151,9 @@ pub fn completed(mut record: Item, result: &Item) -> Item {
     if let Some(id) = result.get(item::ID) {
         record.insert(RESULT_ITEM_ID.into(), id.clone());
     }
+    if let Some(write) = result.get(item::WRITE_ID) {
+        record.insert(RESULT_WRITE.into(), write.clone());
+    }
     let body = Value::Object(item::public_view(result.clone())).to_string();
     if body.len() <= MAX_STORED_BODY_BYTES {
         record.insert(RESULT_BODY.into(), body.into());
@@ -159,8 +165,13 @@ pub fn completed(mut record: Item, result: &Item) -> Item {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Found {
     /// The same request, completed: answer with its first result. `body` is `None` when it was
-    /// too large to keep; then `item_id` names the item to read.
-    Replay { item_id: String, body: Option<Item> },
+    /// too large to keep; then `item_id` names the item to read, which is that result only
+    /// while it is still the write `write` names (see [`is_result`]).
+    Replay {
+        item_id: String,
+        body: Option<Item>,
+        write: Option<String>,
+    },
     /// The same request, still running (its lease not over): 409, retry later.
     InFlight,
     /// Another request used this key: 422.
@@ -199,11 +210,25 @@ pub fn classify(
             Some(Found::Replay {
                 item_id: text(RESULT_ITEM_ID).unwrap_or_default().to_owned(),
                 body,
+                write: text(RESULT_WRITE).map(str::to_owned),
             })
         }
         _ if number(LEASE_UNTIL_MS).is_some_and(|until| until < now_ms) => None,
         _ => Some(Found::InFlight),
     }
+}
+
+/// Whether `stored` is still the first result of the create `idempotency` names: that write
+/// (`write`, from the key's record; without one, a record kept before write ids were: the
+/// create's first version, carrying the key and request). A replaced, deleted or re-created
+/// item is not: the first result is gone, and a replay must not pass another write off as it.
+pub fn is_result(stored: &Item, idempotency: Idempotency<'_>, write: Option<&str>) -> bool {
+    let first_version = stored.get(item::VERSION).and_then(Value::as_u64) == Some(1);
+    let same_write = match write {
+        Some(write) => stored.get(item::WRITE_ID).and_then(Value::as_str) == Some(write),
+        None => true,
+    };
+    first_version && same_write && item::collision(stored, Some(idempotency)) == Collision::Replay
 }
 
 #[cfg(test)]
@@ -287,7 +312,8 @@ mod tests {
             None,
             "abandoned claim"
         );
-        let item = json!({"item_id": "a", "x": 1, "version": 1, "_idempotency": "h"});
+        let item =
+            json!({"item_id": "a", "x": 1, "version": 1, "_idempotency": "h", "_write": "w1"});
         let done = completed(record, item.as_object().unwrap());
         let replay = classify(Some(&done), "fp", "t1", 1_006_000).unwrap();
         assert_eq!(
@@ -297,6 +323,7 @@ mod tests {
                 body: json!({"item_id": "a", "x": 1, "version": 1})
                     .as_object()
                     .cloned(),
+                write: Some("w1".into()),
             }
         );
         let day_later = 1_000_000 + (KEY_TTL_S + 1) * 1000;
@@ -306,5 +333,36 @@ mod tests {
             "expired"
         );
         assert_eq!(classify(None, "fp", "t1", 0), None);
+    }
+
+    #[test]
+    fn only_the_unchanged_first_write_stands_for_a_result_not_kept() {
+        let idem = Idempotency {
+            key_hash: "h",
+            request: "fp",
+        };
+        let stored = |version: u64, key: &str, request: &str, write: &str| {
+            json!({"item_id": "a", "version": version, "_idempotency": key, "_request": request,
+                   "_write": write})
+            .as_object()
+            .cloned()
+            .unwrap()
+        };
+        assert!(is_result(&stored(1, "h", "fp", "w1"), idem, Some("w1")));
+        assert!(
+            is_result(&stored(1, "h", "fp", "w1"), idem, None),
+            "a record without a write id"
+        );
+        // Replaced since (a replacement keeps the key's attributes), re-created by the same
+        // key's request in another region, by another key, by another request with this key.
+        assert!(!is_result(&stored(2, "h", "fp", "w2"), idem, Some("w1")));
+        assert!(!is_result(&stored(2, "h", "fp", "w2"), idem, None));
+        assert!(!is_result(&stored(1, "h", "fp", "w9"), idem, Some("w1")));
+        assert!(!is_result(
+            &stored(1, "other", "fp", "w1"),
+            idem,
+            Some("w1")
+        ));
+        assert!(!is_result(&stored(1, "h", "other", "w1"), idem, None));
     }
 }

@@ -62,6 +62,8 @@ pub enum ItemError {
     IdTooLong,
     #[error("item_id must not contain control characters")]
     IdControlChars,
+    #[error("item_id must not be \".\" or \"..\": no URL path could name it")]
+    IdDotSegment,
     #[error("item_id in the body ({body:?}) differs from the one in the path ({path:?})")]
     IdMismatch { body: String, path: String },
     #[error("attribute {0:?} is set by the service and cannot be written")]
@@ -97,6 +99,7 @@ impl ItemError {
             | Self::EmptyId
             | Self::IdTooLong
             | Self::IdControlChars
+            | Self::IdDotSegment
             | Self::IdMismatch { .. } => "invalid_item_id",
             Self::Reserved(_) => "reserved_attribute",
             Self::EmptyAttributeName
@@ -121,6 +124,11 @@ pub fn validate_id(id: &str) -> Result<(), ItemError> {
     if id.chars().any(char::is_control) {
         return Err(ItemError::IdControlChars);
     }
+    // URL parsers resolve these path segments (`/items/..` is `/`), also percent-encoded: an
+    // item stored under one could be listed but never read, replaced or deleted.
+    if id == "." || id == ".." {
+        return Err(ItemError::IdDotSegment);
+    }
     Ok(())
 }
 
@@ -130,7 +138,13 @@ pub fn parse_object(body: &[u8]) -> Result<Item, ItemError> {
     let map = match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(map)) => map,
         Ok(_) => return Err(ItemError::NotAnObject),
-        Err(e) => return Err(ItemError::InvalidJson(e.to_string())),
+        // A number beyond a double's range (1e400) is valid JSON the service cannot keep.
+        Err(e) => {
+            return Err(match imprecise_number(body) {
+                Some(literal) if e.is_syntax() => ItemError::ImpreciseNumber(literal),
+                _ => ItemError::InvalidJson(e.to_string()),
+            });
+        }
     };
     match imprecise_number(body) {
         Some(literal) => Err(ItemError::ImpreciseNumber(literal)),
@@ -192,9 +206,12 @@ fn kept_exactly(literal: &str) -> bool {
     let mantissa = literal.split(['e', 'E']).next().unwrap_or(literal);
     let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
     let significant = digits.trim_start_matches('0').trim_end_matches('0');
-    // A number too small for a double (1e-400) parses to 0: stored, it would be a silent 0.
-    let underflows = !significant.is_empty() && literal.parse::<f64>().is_ok_and(|v| v == 0.0);
-    significant.len() <= MAX_EXACT_DIGITS && !underflows
+    // A number too small for a double (1e-400) parses to 0: stored, it would be a silent 0;
+    // one too large (1e400) is infinite, which JSON cannot even carry back.
+    let parsed = literal.parse::<f64>();
+    let underflows = !significant.is_empty() && parsed.as_ref().is_ok_and(|v| *v == 0.0);
+    let overflows = parsed.is_ok_and(f64::is_infinite);
+    significant.len() <= MAX_EXACT_DIGITS && !underflows && !overflows
 }
 
 /// The client's part of a write: the id it named (if any) and the attributes it may set.
@@ -600,6 +617,9 @@ mod tests {
         assert!(validate_id(&"a".repeat(1024)).is_ok());
         assert_eq!(validate_id("a\nb"), Err(ItemError::IdControlChars));
         assert!(validate_id("élan/ü 1").is_ok());
+        assert_eq!(validate_id("."), Err(ItemError::IdDotSegment));
+        assert_eq!(validate_id(".."), Err(ItemError::IdDotSegment));
+        assert!(validate_id("...").is_ok() && validate_id(".a").is_ok());
     }
 
     #[test]
@@ -713,6 +733,14 @@ mod tests {
             ItemError::ImpreciseNumber("1e-400".into())
         );
         assert!(parse_object(br#"{"z": 0e-400, "w": -0.0}"#).is_ok());
+        // Too large for a double: valid JSON, refused as the number it is, not as bad JSON.
+        for (body, literal) in [
+            (r#"{"n": 1e400}"#, "1e400"),
+            (r#"{"a": [-2E+999]}"#, "-2E+999"),
+        ] {
+            assert_eq!(refused(body), ItemError::ImpreciseNumber(literal.into()));
+        }
+        assert_eq!(refused(r#"{"n": 1e3,}"#).code(), "invalid_json");
     }
 
     #[test]

@@ -152,11 +152,22 @@ pub async fn create(
                 Some(Found::Replay {
                     item_id,
                     body: None,
+                    write,
                 }) => {
-                    return Ok(Created {
-                        item: get(store, &item_id).await?,
-                        replayed: true,
-                    });
+                    // The result was too large to keep: the item is it while it is that write.
+                    let idem = Idempotency {
+                        key_hash: &key.0,
+                        request: &fingerprint,
+                    };
+                    return match store.get(&item_id).await? {
+                        Some(item) if idempotency::is_result(&item, idem, write.as_deref()) => {
+                            Ok(Created {
+                                item,
+                                replayed: true,
+                            })
+                        }
+                        _ => Err(ApiError::IdempotencyResultGone(item_id)),
+                    };
                 }
                 Some(Found::Reused) => return Err(ApiError::IdempotencyKeyReused),
                 // Still running, or its record just expired: the client retries shortly.
@@ -184,23 +195,23 @@ pub async fn create(
                 request: &fingerprint,
             };
             match existing {
+                // This very write, landed but answered too late and resent by the SDK.
+                Ok(Some(existing)) if item::same_write(&existing, &new) => Created {
+                    item: existing,
+                    replayed: false,
+                },
                 // The same create, written in another region first (its key record not here
-                // yet), or by this request's earlier attempt (a replay); or this very write,
-                // landed but answered too late and resent by the SDK (no replay).
-                Ok(Some(existing))
-                    if item::collision(&existing, Some(idem)) == Collision::Replay =>
-                {
-                    Created {
-                        // This request's own write, resent by the SDK, is no replay.
-                        replayed: !item::same_write(&existing, &new),
-                        item: existing,
-                    }
-                }
+                // yet), or by this request's earlier attempt, and not changed since: a replay.
+                Ok(Some(existing)) if idempotency::is_result(&existing, idem, None) => Created {
+                    item: existing,
+                    replayed: true,
+                },
                 Ok(Some(existing)) => {
                     release().await;
                     return Err(match item::collision(&existing, Some(idem)) {
                         Collision::KeyReused => ApiError::IdempotencyKeyReused,
-                        _ => ApiError::ItemExists(id),
+                        Collision::Replay => ApiError::IdempotencyResultGone(id),
+                        Collision::Taken => ApiError::ItemExists(id),
                     });
                 }
                 Ok(None) => {
