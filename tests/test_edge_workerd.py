@@ -360,3 +360,58 @@ def test_a_region_that_cuts_its_answers_short_is_retried_and_never_reaches_a_cli
         proc.stop()
         central.stop()
         half.stop()
+
+
+def affinity_token(secret: str, region: str, expires_ms: int) -> str:
+    """An affinity token as the edge makes one: `region.expiry_ms.` + the first 16 bytes of its
+    HMAC-SHA-256 (keyed by the secret's text), in hex."""
+    import hashlib
+    import hmac
+    payload = f"{region}.{expires_ms}"
+    tag = hmac.new(secret.encode(), payload.encode(), hashlib.sha256).digest()[:16]
+    return f"{payload}.{tag.hex()}"
+
+
+def test_affinity_tokens_pin_only_when_genuine_and_bad_ones_are_ignored(stack):
+    """West is preferred; a genuine token for central (signed with the edge's secret, by header
+    or by cookie) sends the read there. A forged, altered, expired, too-long-lived, unknown-region
+    or 10 KB token is ignored: the read is served as if none came, never refused."""
+    secret = stack.edge.extra["affinity_secret"]
+    soon = int(time.time() * 1000) + 5_000
+    genuine = affinity_token(secret, CENTRAL, soon)
+    for how in ({"x-tandem-affinity": genuine}, {"Cookie": f"a=b; tandem_affinity={genuine}"}):
+        r = stack.get("/items?limit=1", headers=how)  # (no replication here: a listing)
+        assert r.status_code == 200 and r.headers["x-served-by"] == CENTRAL, (how, r.headers)
+    bad = {
+        "forged": affinity_token("x" * 64, CENTRAL, soon),
+        "altered": genuine[:-1] + ("0" if genuine[-1] != "0" else "1"),
+        "expired": affinity_token(secret, CENTRAL, int(time.time() * 1000) - 1_000),
+        "past the window": affinity_token(secret, CENTRAL, int(time.time() * 1000) + 3_600_000),
+        "unknown region": affinity_token(secret, "us-east-1", soon),
+        "overlong": "a" * 10_000,
+        "garbage": "..\u00ff..",
+    }
+    for name, token in bad.items():
+        for how in ({"x-tandem-affinity": token}, {"Cookie": f"tandem_affinity={token}"}):
+            r = stack.get("/items?limit=1", headers=how)
+            assert r.status_code == 200 and r.headers["x-served-by"] == WEST, (name, r.text)
+
+
+def test_without_an_affinity_secret_no_token_is_issued_or_honoured(moto_server, table):
+    west = regional.start_regional(moto_server.url, WEST, table)
+    central = regional.start_regional(moto_server.url, CENTRAL, table)
+    variables = {"REGIONS": edge.regions_var({WEST: west.url, CENTRAL: central.url}, WEIGHTS),
+                 "ROUTING": '{"hedge": false}', **edge.OPEN}
+    proc = edge.start_edge_raw(procs.free_port(), variables, name="edge-no-affinity")
+    try:
+        r = requests.post(proc.url + "/items", json={"n": 1}, timeout=10)
+        assert r.status_code == 201 and r.headers["x-served-by"] == WEST, r.text
+        assert "x-tandem-affinity" not in r.headers and "set-cookie" not in r.headers
+        token = affinity_token("s" * 64, CENTRAL, int(time.time() * 1000) + 5_000)
+        r = requests.get(f"{proc.url}/items/{r.json()['item_id']}", timeout=10,
+                         headers={"x-tandem-affinity": token})
+        assert r.status_code == 200 and r.headers["x-served-by"] == WEST
+    finally:
+        proc.stop()
+        central.stop()
+        west.stop()

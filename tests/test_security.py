@@ -200,8 +200,9 @@ class EchoOrigin:
     200 with every kind of internal header a region, API Gateway or Lambda may add."""
 
     INTERNAL = {"x-region-status": "200", "x-region-limit": "dynamodb",
-                "x-tandem-deadline-ms": "5", "x-amz-cf-id": "cf", "x-amzn-requestid": "r1",
-                "x-amzn-trace-id": "Root=1", "apigw-requestid": "a1"}
+                "x-tandem-deadline-ms": "5", "x-tandem-affinity": "from-a-region",
+                "x-amz-cf-id": "cf", "x-amzn-requestid": "r1", "x-amzn-trace-id": "Root=1",
+                "apigw-requestid": "a1"}
 
     def __init__(self):
         self.seen: list[dict[str, str]] = []

@@ -65,6 +65,13 @@ def test_up_runs_closed_prints_its_keys_serves_the_seed_api_and_stops_cleanly(tm
         auth = {"Authorization": f"Bearer {keys['token']}"}
 
         assert requests.get(edge + "/health", timeout=10).status_code == 200
+        # The README's status call: the operator token from the state file, and only it.
+        operator = {"Authorization": f"Bearer {state['operator_token']}"}
+        status = requests.get(edge + "/_edge/status", headers=operator, timeout=10)
+        assert status.status_code == 200, status.text
+        assert {r["name"] for r in status.json()["regions"]} == {WEST, CENTRAL, EAST}
+        for other in (auth, {}):
+            assert requests.get(edge + "/_edge/status", headers=other, timeout=10).status_code == 401
         item_id = f"up-{uuid.uuid4().hex[:8]}"
         refused = requests.post(edge + "/create", json={"item_id": item_id}, timeout=10)
         assert refused.status_code == 401, refused.text
@@ -103,3 +110,42 @@ def test_up_runs_closed_prints_its_keys_serves_the_seed_api_and_stops_cleanly(tm
     assert rc == 0
     assert stack.remaining(pids + [proc.pid]) == []
     assert not state_file.exists()
+
+
+def test_up_open_prints_no_keys_and_serves_without_a_token_or_a_signature(tmp_path):
+    """`up.sh --open`, the seed's flow: no `token:` or `signing-key:` line, the edge and the
+    regions answer anyone, and the edge's status needs no token (names only)."""
+    state_file = tmp_path / "up.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.harness.stack", "up", "--open", "--tick-s", "1",
+         "--state-file", str(state_file)],
+        cwd=procs.ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        start_new_session=True)
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=_read_lines, args=(proc.stdout, lines), daemon=True).start()
+    pids: list[int] = []
+    try:
+        printed = _wait_for_lines(proc, lines, want=3)
+        pids = next([int(p) for p in l.split()[1:]] for l in printed if l.startswith("pids: "))
+        assert not [l for l in printed if l.startswith(("token: ", "signing-key: "))], printed
+        urls = {l.split(": ", 1)[0]: l.split(": ", 1)[1] for l in printed
+                if l.startswith(("edge: ", "region "))}
+        edge = urls["edge"]
+        item_id = f"open-{uuid.uuid4().hex[:8]}"
+        r = requests.post(edge + "/create", json={"item_id": item_id}, timeout=10)
+        assert r.status_code == 200 and r.json() == {"item_id": item_id}, r.text
+        status = requests.get(edge + "/_edge/status", timeout=10)
+        assert status.status_code == 200 and "origin" not in status.text, status.text
+        written_in = requests.get(f"{edge}/get/{item_id}", timeout=10).json()["item_id"]["region"]
+        r = requests.get(f"{urls['region ' + written_in]}/get/{item_id}", timeout=10)
+        assert r.status_code == 200, r.text
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            rc = proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+            rc = "killed"
+    assert rc == 0
+    assert stack.remaining(pids + [proc.pid]) == []

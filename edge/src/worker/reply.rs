@@ -75,10 +75,11 @@ pub fn preflight(cors: &Cors) -> Result<Response> {
 }
 
 /// Response headers the regions use between themselves and the edge; never shown to clients.
+/// (`x-tandem-affinity` included: the edge issues its own, never a region's.)
 pub fn internal_response_header(name: &str) -> bool {
     name == "x-region-status"
         || name == crate::core::outcome::LIMIT_HEADER
-        || (name.starts_with("x-tandem-") && name != crate::core::affinity::HEADER)
+        || name.starts_with("x-tandem-")
         || name.starts_with("x-amz")
         || name.starts_with("x-amzn-")
         || name == "apigw-requestid"
