@@ -18,7 +18,8 @@
 
 Failures that are bugs in the service (not the spec) are listed in KNOWN_BUGS: each is
 excluded from the schemathesis verdict only for its exact operation, check and request shape,
-and has its own test reproducing it, marked xfail, which passes once the bug is fixed.
+and has its own test reproducing it, marked strict xfail: it fails (an XPASS) once the bug is fixed,
+so the entry cannot outlive it.
 """
 
 from __future__ import annotations
@@ -912,7 +913,7 @@ def test_empty_keys_and_unknown_methods_are_refused_at_the_edge(closed, api):
 
 
 @pytest.mark.xfail(reason="BUG A: an empty If-Match is dropped by the local runtime before the edge "
-                          "sees it, so the write is made unconditionally; a region answers 400", strict=False)
+                          "sees it, so the write is made unconditionally; a region answers 400", strict=True)
 def test_bug_an_empty_if_match_is_refused_through_the_edge(closed):
     auth = ("Authorization", f"Bearer {closed.access.token}")
     status, body = _raw(closed.edge.url, "PUT", f"/items/contract-empty-{uuid.uuid4().hex[:6]}",

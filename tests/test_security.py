@@ -235,9 +235,22 @@ def test_internal_headers_are_stripped_both_ways():
         junk = {f"x-junk-{i}": "v" for i in range(300)} | {"cookie": "big=" + "c" * 20_000}
         read = {"if-match": '"1-0123456789ab"', "if-none-match": 'W/"2-0123456789ab"',
                 "idempotency-key": "k-1"}
-        r = requests.get(f"{proc.url}/items?limit=1", headers=forged | junk | read, timeout=20)
+        plain = requests.get(f"{proc.url}/items?limit=1", timeout=20)
+        assert plain.status_code == 200
+        plain_names = set([h for h in origin.seen if h.get("x-request-id")][-1])
+        everyday = {"User-Agent": "app/1.0", "Accept": "application/json", "Origin": "https://x.example",
+                    "Referer": "https://x.example/page", "Accept-Language": "fr",
+                    "x-tandem-affinity": "not-a-token", "Forwarded": "for=6.6.6.6"}
+        r = requests.get(f"{proc.url}/items?limit=1", headers=forged | junk | read | everyday,
+                         timeout=20)
         assert r.status_code == 200 and r.headers["x-served-by"] == WEST, r.text
         got = [h for h in origin.seen if h.get("x-request-id")][-1]
+        # Exactly the API's headers were added to what a bare request brings: nothing else.
+        assert set(got) - plain_names == set(read), set(got) ^ plain_names
+        # A bare request brings only what the edge and the runtime add (the client's own
+        # User-Agent and Accept stay behind).
+        assert plain_names <= {"host", "cf-worker", "x-forwarded-for", "x-request-id",
+                               "x-tandem-deadline-ms", "content-length"}, plain_names
         assert "x-tandem-subject" not in got and "authorization" not in got
         assert "x-amz-security-token" not in got and got.get("x-amz-date") != forged["x-amz-date"]
         assert got.get("x-forwarded-for") != "6.6.6.6"

@@ -115,11 +115,22 @@ def test_if_match_zero_style_tags_work_the_same_for_put_and_delete(system):
     DELETE accept it alike."""
     item_id = uid("bare")
     west = region_url(system, WEST)
-    for _ in range(2):
+
+    def write_bare():
         moto.client(system.moto.url, WEST).put_item(
             TableName=system.table, Item={"item_id": {"S": item_id}, "x": {"N": "1"}})
         tag = requests.get(f"{west}/items/{item_id}", timeout=10).headers["etag"]
-        assert tag.startswith('"0-')
+        assert tag.startswith('"0-'), tag
+        return tag
+
+    tag = write_bare()
+    put = requests.put(f"{west}/items/{item_id}", json={"x": 2}, headers={"If-Match": tag},
+                       timeout=10)
+    assert put.status_code == 200 and put.json()["version"] == 1, put.text
+    stale = requests.put(f"{west}/items/{item_id}", json={"x": 3}, headers={"If-Match": tag},
+                         timeout=10)
+    assert stale.status_code == 412, "the bare item's tag no longer names what is stored"
+    tag = write_bare()
     deleted = requests.delete(f"{west}/items/{item_id}", headers={"If-Match": tag}, timeout=10)
     assert deleted.status_code == 204, deleted.text
 
