@@ -166,6 +166,14 @@ def test_admin_refuses_wrong_token_and_bad_settings(scratch):
     r = requests.put(url, json={"colour": 1}, headers=auth)
     assert r.status_code == 400
     assert requests.get(f"{scratch.url}/health").status_code == 200
+    # GET shows the switches (refused settings changed nothing), with the token only.
+    assert requests.get(url).status_code == 401
+    shown = requests.get(url, headers=auth)
+    assert shown.status_code == 200, shown.text
+    assert shown.json()["status"] == 200 and shown.json()["error_rate"] == 0, shown.json()
+    requests.put(url, json={"latency_ms": 5}, headers=auth).raise_for_status()
+    assert requests.get(url, headers=auth).json()["latency_ms"] == 5
+    requests.put(url, json={"latency_ms": 0}, headers=auth).raise_for_status()
 
 
 def test_admin_is_disabled_without_token(moto_server, table):
