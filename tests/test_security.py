@@ -96,6 +96,9 @@ def test_a_read_only_token_reads_but_cannot_write(closed):
     r = call(closed, "POST", "/items", reader, json={"item_id": f"ro-{uuid.uuid4().hex[:6]}"})
     assert r.status_code == 403 and error_code(r) == "insufficient_scope"
     assert 'error="insufficient_scope"' in r.headers["www-authenticate"]
+    # OPTIONS (no preflight: no Origin) is a safe method: the reader gets the region's 405.
+    r = call(closed, "OPTIONS", "/items", reader)
+    assert r.status_code == 405 and error_code(r) == "method_not_allowed", r.text
 
 
 def test_health_and_preflight_need_no_token(closed):

@@ -281,7 +281,8 @@ pub fn bearer_token(authorization: &str) -> Option<&str> {
 /// Which scope a method needs.
 pub fn needed_scope<'a>(rules: &'a TokenRules, method: &str) -> &'a str {
     match method {
-        "GET" | "HEAD" => &rules.read_scope,
+        // Safe methods read (an OPTIONS that is no CORS preflight reaches a region's 405).
+        "GET" | "HEAD" | "OPTIONS" => &rules.read_scope,
         _ => &rules.write_scope,
     }
 }
@@ -427,6 +428,8 @@ mod tests {
         assert_eq!(rules.leeway_s, 60);
         assert_eq!(needed_scope(rules, "GET"), "items:read");
         assert_eq!(needed_scope(rules, "DELETE"), "items:write");
+        assert_eq!(needed_scope(rules, "OPTIONS"), "items:read");
+        assert_eq!(needed_scope(rules, "PATCH"), "items:write");
         assert_eq!(c.origin_signing.as_ref().unwrap().access_key_id(), "AKID");
         assert!(c.status_allowed(Some("Bearer operator-token-0123")));
         assert!(c.status_allowed(Some("bearer operator-token-0123")));
