@@ -533,23 +533,48 @@ def test_a_failed_create_releases_its_key(west):
 
 
 def test_a_create_in_flight_is_409_until_its_lease_ends(west, moto_server, table):
+    """A key held by another attempt of the same request (its claim in flight, no result yet):
+    if that attempt's item is here it answers (the item was written, only the result record is
+    missing); if not, a request without a deadline gets 409 at once, and one with time left
+    waits for the holder's lease to end and then creates the item itself, or gives up with a
+    409 before its own deadline."""
+    def in_flight(key, lease_ms):
+        key_record(moto_server, table, key)(
+            "SET key_state = :s, lease_until_ms = :l REMOVE result_body, result_item_id",
+            {":s": {"S": "in_flight"}, ":l": {"N": str(int(time.time() * 1000) + lease_ms)}})
+
     key, item_id = uid("inflight"), uid("inflight")
     first = keyed_post(west, key, {"item_id": item_id})
     assert first.status_code == 201
-    # As if the first create were still running: its claim held, no result yet.
-    update = key_record(moto_server, table, key)
-    now_ms = int(time.time() * 1000)
-    update("SET key_state = :s, lease_until_ms = :l REMOVE result_body, result_item_id",
-           {":s": {"S": "in_flight"}, ":l": {"N": str(now_ms + 60_000)}})
-    r = keyed_post(west, key, {"item_id": item_id})
-    assert r.status_code == 409 and error_code(r) == "idempotency_request_in_flight"
-    assert r.headers["Retry-After"] == "1"
-    # Its lease over (the first create abandoned): the same request is answered with the item
-    # the first one wrote, and nothing is written again.
-    update("SET lease_until_ms = :l", {":l": {"N": str(now_ms - 1)}})
+    in_flight(key, 60_000)
     r = keyed_post(west, key, {"item_id": item_id})
     assert r.status_code == 201 and r.headers["idempotency-replayed"] == "true", r.text
     assert r.headers["ETag"] == first.headers["ETag"]
+
+    # The holder's item is not here.
+    requests.delete(f"{west.url}/items/{item_id}").raise_for_status()
+    in_flight(key, 60_000)
+    r = keyed_post(west, key, {"item_id": item_id})
+    assert r.status_code == 409 and error_code(r) == "idempotency_request_in_flight"
+    assert r.headers["Retry-After"] == "1"
+    started = time.monotonic()
+    r = requests.post(f"{west.url}/items", json={"item_id": item_id}, timeout=10,
+                      headers={"Idempotency-Key": key, "x-tandem-deadline-ms": "1000"})
+    took = time.monotonic() - started
+    assert r.status_code == 409 and error_code(r) == "idempotency_request_in_flight", r.text
+    assert 0.5 < took < 1.0, f"waited {took:.2f} s with 1 s of deadline"
+    assert_not_stored(west, item_id)
+    # The holder's lease ends within this request's deadline: it takes the key and creates.
+    in_flight(key, 400)
+    started = time.monotonic()
+    r = requests.post(f"{west.url}/items", json={"item_id": item_id}, timeout=10,
+                      headers={"Idempotency-Key": key, "x-tandem-deadline-ms": "1500"})
+    took = time.monotonic() - started
+    assert r.status_code == 201 and "idempotency-replayed" not in r.headers, r.text
+    assert 0.3 < took < 1.5, took
+    assert requests.get(f"{west.url}/items/{item_id}").headers["ETag"] == r.headers["ETag"]
+    again = keyed_post(west, key, {"item_id": item_id})
+    assert again.status_code == 201 and again.headers["idempotency-replayed"] == "true"
 
 
 def test_an_expired_key_is_free_but_the_item_it_made_still_answers_for_it(west, moto_server, table):

@@ -232,3 +232,46 @@ def test_a_write_held_past_the_per_try_timeout_never_overwrites_the_acknowledged
         assert settle(stack, other_id) == [None, None], "nothing written after the deadline"
     finally:
         stack.stop()
+
+
+def test_a_create_answered_late_and_retried_elsewhere_is_the_clients_one_201():
+    """Found from outside: West writes a create (key claim, item, result) but answers after the
+    edge's per-try timeout; the edge retries in Central with the same key (its own when the
+    client sent none). Central must answer that create's result (201), not 409 in flight: its
+    copy of the key's record has to move on from `in_flight` to `done` (the result is a newer
+    write of the record), and while it has not, the item itself (replicated) answers. The
+    client, who may hold no key to retry with, gets its 201 and the table one item."""
+    stack = Stack(regions=REGIONS, table=f"items-{uuid.uuid4().hex[:8]}", tick_s=0,
+                  weights={WEST: 100.0, CENTRAL: 1.0},
+                  routing={"per_try_timeout_ms": 1000, "hedge": False}, name="late-create").start()
+    try:
+        cases = {"no key": ({}, {}), "own key": ({}, {"Idempotency-Key": uid("k")}),
+                 "named item": ({"item_id": uid("named")}, {}), "seed create": None}
+        for name, case in cases.items():
+            stack.restart_edge()  # a fresh isolate: West is tried first again
+            stack.set_faults(WEST, response_delay_ms=1500)
+            marker = uid("marker")
+            if case is None:
+                item_id = uid("seed")
+                r = requests.post(f"{stack.edge.url}/create", json={"item_id": item_id,
+                                                                    "marker": marker}, timeout=10)
+                assert r.status_code == 200, (name, r.text)
+            else:
+                body, headers = case
+                r = requests.post(f"{stack.edge.url}/items", json=body | {"marker": marker},
+                                  headers=headers, timeout=10)
+                assert r.status_code == 201, (name, r.status_code, r.text)
+                item_id = r.json()["item_id"]
+            assert r.headers["x-edge-attempts"] == "2" and r.headers["x-served-by"] == CENTRAL, \
+                (name, dict(r.headers))
+            stack.set_faults(WEST, response_delay_ms=0)
+            final = settle(stack, item_id)
+            assert final[0] and final[0]["marker"]["S"] == marker, (name, final)
+            for region in REGIONS:
+                found = moto.client(stack.moto.url, region).scan(
+                    TableName=stack.table, FilterExpression="marker = :m",
+                    ExpressionAttributeValues={":m": {"S": marker}})["Items"]
+                assert len(found) == 1, (name, region, found)
+        assert "kept_newer" not in stack.replicator_status()["counters"], "a record update was dropped"
+    finally:
+        stack.stop()

@@ -145,8 +145,10 @@ impl ClaimCondition {
 }
 
 /// The record of a completed create (step 3): the claim's record, `done`, with the result.
-pub fn completed(mut record: Item, result: &Item) -> Item {
+pub fn completed(mut record: Item, result: &Item, done_at: &str) -> Item {
     record.insert(STATE.into(), DONE.into());
+    // Its own write time (after the claim's): replication keeps the later version.
+    record.insert(item::UPDATED_AT.into(), done_at.into());
     record.remove(LEASE_UNTIL_MS);
     if let Some(id) = result.get(item::ID) {
         record.insert(RESULT_ITEM_ID.into(), id.clone());
@@ -314,7 +316,12 @@ mod tests {
         );
         let item =
             json!({"item_id": "a", "x": 1, "version": 1, "_idempotency": "h", "_write": "w1"});
-        let done = completed(record, item.as_object().unwrap());
+        let done = completed(
+            record,
+            item.as_object().unwrap(),
+            "2026-01-01T00:00:01.000Z",
+        );
+        assert_eq!(done["updated_at"], "2026-01-01T00:00:01.000Z");
         let replay = classify(Some(&done), "fp", "t1", 1_006_000).unwrap();
         assert_eq!(
             replay,

@@ -115,67 +115,19 @@ pub async fn create(
 
     // 1. Claim the key.
     let token = uuid::Uuid::new_v4().to_string();
-    let lease_ms = deadline::remaining()
-        .map_or(idempotency::DEFAULT_LEASE_MS, |d| {
-            u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-        })
-        .saturating_add(1_000);
-    let claim = Claim {
-        key: &key,
-        fingerprint: &fingerprint,
-        token: &token,
-        now_ms: now_ms(),
-        lease_ms,
+    let idem = Idempotency {
+        key_hash: &key.0,
+        request: &fingerprint,
     };
-    let record = claim.record(stamp);
-    let claimed = store
-        .put(
-            &attributes::to_attributes(&record),
-            &PutCondition::KeyClaim(claim.condition()),
-        )
-        .await;
-    match claimed {
-        Ok(()) => {}
-        Err(StoreError::ConditionFailed) => {
-            let found = store.get(&key.record_id()).await?;
-            match idempotency::classify(found.as_ref(), &fingerprint, &token, now_ms()) {
-                // The SDK resent our claim after its first try landed: we hold the key.
-                Some(Found::Ours) => {}
-                Some(Found::Replay {
-                    body: Some(body), ..
-                }) => {
-                    return Ok(Created {
-                        item: body,
-                        replayed: true,
-                    });
-                }
-                Some(Found::Replay {
-                    item_id,
-                    body: None,
-                    write,
-                }) => {
-                    // The result was too large to keep: the item is it while it is that write.
-                    let idem = Idempotency {
-                        key_hash: &key.0,
-                        request: &fingerprint,
-                    };
-                    return match store.get(&item_id).await? {
-                        Some(item) if idempotency::is_result(&item, idem, write.as_deref()) => {
-                            Ok(Created {
-                                item,
-                                replayed: true,
-                            })
-                        }
-                        _ => Err(ApiError::IdempotencyResultGone(item_id)),
-                    };
-                }
-                Some(Found::Reused) => return Err(ApiError::IdempotencyKeyReused),
-                // Still running, or its record just expired: the client retries shortly.
-                Some(Found::InFlight) | None => return Err(ApiError::IdempotencyInFlight),
-            }
+    let record = match claim_key(store, region, &key, idem, &id, &token).await? {
+        Claimed::Held(record) => record,
+        Claimed::Replayed(item) => {
+            return Ok(Created {
+                item,
+                replayed: true,
+            });
         }
-        Err(e) => return Err(e.into()),
-    }
+    };
 
     // 2. Write the item; 3. record the result, or release the claim.
     let release = || async {
@@ -229,7 +181,9 @@ pub async fn create(
             return Err(e.into());
         }
     };
-    let done = idempotency::completed(record, &created.item);
+    let claimed_at = record.get(item::UPDATED_AT).and_then(|v| v.as_str());
+    let done_at = later_than(claimed_at.unwrap_or(&now));
+    let done = idempotency::completed(record, &created.item, &done_at);
     let completion = store
         .put_bookkeeping(
             &attributes::to_attributes(&done),
@@ -242,6 +196,115 @@ pub async fn create(
         tracing::warn!(error = %e, "idempotency result not recorded");
     }
     Ok(created)
+}
+
+/// What claiming a create's key came to.
+enum Claimed {
+    /// This request holds the key (the record as written): write the item, record the result.
+    Held(Item),
+    /// The key's request is done already: answer with its result.
+    Replayed(Item),
+}
+
+/// How long a create waits between looks at a key another attempt of the same request holds.
+const CLAIM_POLL: Duration = Duration::from_millis(100);
+/// Claims tried again at once when the key's record ended between the claim and the read.
+const CLAIM_RETRIES_AT_ONCE: u32 = 2;
+/// A create waits for the other attempt only while more than this is left of its deadline.
+const CLAIM_WAIT_MARGIN: Duration = Duration::from_millis(250);
+
+/// Claims the key for this request (`token`), or finds the answer it must give instead. While
+/// another attempt of the same request holds the key (the edge's retry of an attempt that
+/// wrote but answered late, its result record not replicated here yet), the create answers
+/// with that attempt's item if it is here, else waits for the result or for the lease to end
+/// (then claims the key itself) as long as its deadline allows; past that, 409 in flight.
+async fn claim_key(
+    store: &ItemStore,
+    region: &str,
+    key: &KeyHash,
+    idem: Idempotency<'_>,
+    item_id: &str,
+    token: &str,
+) -> Result<Claimed, ApiError> {
+    for attempt in 0.. {
+        let now = now();
+        let lease_ms = deadline::remaining()
+            .map_or(idempotency::DEFAULT_LEASE_MS, |d| {
+                u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+            })
+            .saturating_add(1_000);
+        let claim = Claim {
+            key,
+            fingerprint: idem.request,
+            token,
+            now_ms: now_ms(),
+            lease_ms,
+        };
+        let record = claim.record(WriteStamp { region, now: &now });
+        let claimed = store
+            .put(
+                &attributes::to_attributes(&record),
+                &PutCondition::KeyClaim(claim.condition()),
+            )
+            .await;
+        match claimed {
+            Ok(()) => return Ok(Claimed::Held(record)),
+            Err(StoreError::ConditionFailed) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let found = store.get(&key.record_id()).await?;
+        let found = idempotency::classify(found.as_ref(), idem.request, token, now_ms());
+        match found {
+            // The SDK resent our claim after its first try landed: we hold the key.
+            Some(Found::Ours) => return Ok(Claimed::Held(record)),
+            Some(Found::Replay {
+                body: Some(body), ..
+            }) => return Ok(Claimed::Replayed(body)),
+            Some(Found::Replay {
+                item_id,
+                body: None,
+                write,
+            }) => {
+                // The result was too large to keep: the item is it while it is that write.
+                return match store.get(&item_id).await? {
+                    Some(item) if idempotency::is_result(&item, idem, write.as_deref()) => {
+                        Ok(Claimed::Replayed(item))
+                    }
+                    _ => Err(ApiError::IdempotencyResultGone(item_id)),
+                };
+            }
+            Some(Found::Reused) => return Err(ApiError::IdempotencyKeyReused),
+            // Another attempt holds the key, or its lease just ended (then claimed again).
+            Some(Found::InFlight) | None => {
+                if let Some(item) = store.get(item_id).await?
+                    && idempotency::is_result(&item, idem, None)
+                {
+                    return Ok(Claimed::Replayed(item));
+                }
+                if found.is_none() && attempt < CLAIM_RETRIES_AT_ONCE {
+                    continue;
+                }
+                let may_wait =
+                    deadline::remaining().is_some_and(|left| left > CLAIM_POLL + CLAIM_WAIT_MARGIN);
+                if !may_wait {
+                    return Err(ApiError::IdempotencyInFlight);
+                }
+                tokio::time::sleep(CLAIM_POLL).await;
+            }
+        }
+    }
+    Err(ApiError::IdempotencyInFlight)
+}
+
+/// A stamp later than `earlier` (one of [`now`]'s): now, or a millisecond after `earlier` when
+/// the clock has not moved past it, so that a record's next version replicates over the last.
+fn later_than(earlier: &str) -> String {
+    let now = chrono::Utc::now();
+    let next = chrono::DateTime::parse_from_rfc3339(earlier)
+        .map(|t| t.with_timezone(&chrono::Utc) + chrono::Duration::milliseconds(1))
+        .unwrap_or(now);
+    now.max(next)
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 /// Reads an item.
