@@ -4,9 +4,11 @@ gray failure, the hedge race, lost races, and every region drained at once."""
 from __future__ import annotations
 
 import time
+import uuid
 
 import pytest
-from conftest import CENTRAL, WEST
+import requests
+from conftest import CENTRAL, WEST, error_code
 from harness.regional import set_faults
 from test_edge_workerd import SCHEDULED, Stack
 
@@ -108,3 +110,29 @@ def test_with_every_region_drained_the_edge_still_retries(stack):
     r = stack.get("/items?limit=1")
     assert r.status_code == 200, r.text
     assert r.headers["x-served-by"] == CENTRAL and r.headers["x-edge-attempts"] == "2"
+
+
+@pytest.mark.parametrize("case", ["read", "head", "read, both failing", "write"])
+@pytest.mark.parametrize("stack", [{"routing": {"hedge": False}}], indirect=True)
+def test_a_healthy_regions_500_to_a_read_goes_elsewhere_and_a_writes_is_delivered(stack, case):
+    """Found from outside: a region failing a share of its requests with 500 while its health
+    says 200 showed those 500s to clients. A read is safe to send again: it goes to the other
+    region; if that fails too the 500 is the answer (not the edge's 503). A PUT's 500 from the
+    function itself is delivered (most likely the request's own fault; it may have written).
+    Each case is a fresh edge's first request, so West (preferred) is tried first."""
+    set_faults(stack.west, error_rate=1.0, error_status=500)
+    if case == "write":
+        r = requests.put(f"{stack.edge.url}/items/{uuid.uuid4().hex[:8]}", json={}, timeout=20)
+        assert r.status_code == 500 and error_code(r) == "injected_fault", r.text
+        assert r.headers["x-served-by"] == WEST and r.headers["x-edge-attempts"] == "1"
+        return
+    if case == "read, both failing":
+        set_faults(stack.central, error_rate=1.0, error_status=503)
+    r = requests.request("HEAD" if case == "head" else "GET", stack.edge.url + "/items?limit=1",
+                         timeout=20)
+    assert r.headers["x-edge-attempts"] == "2", dict(r.headers)
+    if case == "read, both failing":
+        assert r.status_code == 500 and error_code(r) == "injected_fault", r.text
+        assert r.headers["x-served-by"] == WEST
+    else:
+        assert r.status_code == 200 and r.headers["x-served-by"] == CENTRAL, r.text

@@ -513,11 +513,20 @@ impl Run<'_> {
             // No fallback origin is configured: `Fallback` never comes; if it did, it would
             // end the try like `Stop`.
             Step::Fallback { .. } | Step::Stop => {
-                if !attempt_loop.overloaded() {
-                    router.on_unavailable();
+                // As the Worker: an answer the core held for this case, else the edge's 503.
+                let held = attempt_loop
+                    .held_at_stop()
+                    .and_then(|region| req.attempts.iter().rev().find(|o| o.region == region));
+                if let Some(held) = held {
+                    req.status = held.status;
+                    req.retry_after_us = held.retry_after_us;
+                } else {
+                    if !attempt_loop.overloaded() {
+                        router.on_unavailable();
+                    }
+                    req.status = 503;
+                    req.retry_after_us = 1_000 * MILLI;
                 }
-                req.status = 503;
-                req.retry_after_us = 1_000 * MILLI;
                 let at = self.now + self.world.populations[req.population].access_one_way_us;
                 self.client_answered(r, at);
             }

@@ -100,6 +100,13 @@ impl AttemptLoop {
         self.plan.overloaded
     }
 
+    /// At [`Step::Stop`] with nothing delivered: the region whose held answer to give the
+    /// client (a 500 that was tried elsewhere in vain, a 404 whose check could not be sent)
+    /// rather than the edge's own 503.
+    pub fn held_at_stop(&self) -> Option<usize> {
+        self.held.filter(|_| !self.delivered)
+    }
+
     /// Attempts sent so far (hedges and the fallback included).
     pub fn attempts(&self) -> u32 {
         self.attempts
@@ -203,7 +210,12 @@ impl AttemptLoop {
             Some(i) => self.in_flight.remove(i).hedge,
             None => false,
         };
-        let verdict = router.record(region, outcome, latency_ms, now, jitter);
+        let verdict = match router.record(region, outcome, latency_ms, now, jitter) {
+            Verdict::Deliver if outcome.is_500_worth_another_region(self.plan.read) => {
+                Verdict::TryElsewhere
+            }
+            verdict => verdict,
+        };
         let answered = matches!(outcome, Outcome::Answered { .. });
         if self.delivered {
             return Report::Continue;
@@ -243,6 +255,10 @@ impl AttemptLoop {
                 Report::Deliver(r)
             }
             None => {
+                // A 500 tried elsewhere is still the answer if nothing better comes.
+                if is_500 && self.held.is_none() {
+                    self.held = Some(region);
+                }
                 if !self.plan.retryable {
                     self.done = true;
                 }
@@ -356,6 +372,70 @@ mod tests {
             l.report(&mut r, 1, DOWN, 30.0, 130, 0.0),
             Report::Deliver(0)
         );
+    }
+
+    /// An unhedged request's first attempt, to region 0.
+    fn first_attempt(method: &str) -> (EdgeRouter, AttemptLoop) {
+        let mut r = router(r#"{"hedge":false}"#, false);
+        let plan = r.plan(&facts(method), 0);
+        let mut l = AttemptLoop::new(plan, &r.config().settings.clone(), 0, false);
+        assert!(matches!(
+            l.next_step(&mut r, 0),
+            Step::Send { region: 0, .. }
+        ));
+        (r, l)
+    }
+
+    #[test]
+    fn a_healthy_regions_500_goes_elsewhere_for_a_read_and_is_the_answer_if_nothing_better() {
+        // A read: the other region's 200 is delivered.
+        let (mut r, mut l) = first_attempt("GET");
+        assert_eq!(
+            l.report(&mut r, 0, answered(500), 10.0, 10, 0.0),
+            Report::Continue
+        );
+        assert!(matches!(
+            l.next_step(&mut r, 10),
+            Step::Send { region: 1, .. }
+        ));
+        assert_eq!(l.report(&mut r, 1, OK, 10.0, 20, 0.0), Report::Deliver(1));
+        // The other region down too: the 500 is the answer, not the edge's 503.
+        let (mut r, mut l) = first_attempt("GET");
+        l.report(&mut r, 0, answered(500), 10.0, 10, 0.0);
+        l.next_step(&mut r, 10);
+        assert_eq!(l.report(&mut r, 1, DOWN, 10.0, 20, 0.0), Report::Deliver(0));
+        // No retry allowed (the deadline passed): still the 500.
+        let (mut r, mut l) = first_attempt("HEAD");
+        l.report(&mut r, 0, answered(500), 10.0, 10, 0.0);
+        assert_eq!(l.next_step(&mut r, 60_000), Step::Stop);
+        assert_eq!(l.held_at_stop(), Some(0));
+    }
+
+    #[test]
+    fn a_writes_500_goes_elsewhere_only_when_the_function_did_not_write_it() {
+        // The function's own 500 to a PUT: delivered (most likely this request's fault).
+        let (mut r, mut l) = first_attempt("PUT");
+        assert_eq!(
+            l.report(&mut r, 0, answered(500), 10.0, 10, 0.0),
+            Report::Deliver(0)
+        );
+        // API Gateway's 500 (no `x-region-status`: the function crashed or never ran).
+        let (mut r, mut l) = first_attempt("PUT");
+        let platform = Outcome::Answered {
+            status: 500,
+            region_status: None,
+            at_limit: false,
+        };
+        assert_eq!(
+            l.report(&mut r, 0, platform, 10.0, 10, 0.0),
+            Report::Continue
+        );
+        assert!(matches!(
+            l.next_step(&mut r, 10),
+            Step::Send { region: 1, .. }
+        ));
+        assert_eq!(l.report(&mut r, 1, OK, 10.0, 20, 0.0), Report::Deliver(1));
+        assert_eq!(l.held_at_stop(), None, "delivered");
     }
 
     #[test]

@@ -91,8 +91,19 @@ impl Outcome {
         }
     }
 
+    /// Whether a 500 goes to another region whatever the region's health: for a read (sending
+    /// it again harms nothing, and a region failing a share of its reads with 500s while its
+    /// health says 200 must not show them), or when the function did not write it (no
+    /// `x-region-status`: API Gateway's, the function crashed or never ran, as a timeout
+    /// would). A write's 500 from the function itself stays [`Outcome::verdict`]'s to judge.
+    pub fn is_500_worth_another_region(&self, read: bool) -> bool {
+        matches!(self, Self::Answered { status: 500, region_status, .. }
+            if read || region_status.is_none())
+    }
+
     /// Deliver or try elsewhere. A 500 goes elsewhere only when the region's health also fails
-    /// (`region_unhealthy`): otherwise it is most likely this request's own fault.
+    /// (`region_unhealthy`): otherwise it is most likely this request's own fault (but see
+    /// [`Outcome::is_500_worth_another_region`]).
     pub fn verdict(&self, region_unhealthy: bool) -> Verdict {
         match self {
             Self::Answered {

@@ -39,6 +39,8 @@ pub struct Plan {
     pub order: Vec<usize>,
     /// Whether the request may be sent more than once.
     pub retryable: bool,
+    /// A read (GET, HEAD): safe to send again whatever it met, a region's own 500 included.
+    pub read: bool,
     /// For reads: send a copy to the next region if the first has not answered after this.
     pub hedge_after_ms: Option<u64>,
     /// For a read pinned to a region that is failing some of its requests (gray): the region
@@ -407,6 +409,7 @@ impl EdgeRouter {
         Plan {
             order,
             retryable: outcome::method_is_retryable(facts.method, facts.has_idempotency_key),
+            read,
             hedge_after_ms,
             authoritative,
             overloaded,

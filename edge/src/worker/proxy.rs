@@ -278,6 +278,7 @@ pub async fn handle(mut req: Request, env: Env, ctx: Context) -> Result<Response
     let plan = with_router(|r| r.plan(&facts, started)).unwrap_or(Plan {
         order: Vec::new(),
         retryable: false,
+        read: false,
         hedge_after_ms: None,
         authoritative: None,
         overloaded: false,
@@ -622,7 +623,12 @@ async fn run_plan(
     loop {
         let step = with_router(|r| attempts.next_step(r, now_ms())).unwrap_or(Step::Stop);
         match step {
-            Step::Stop => return (attempts.attempts(), None),
+            // Nothing more to try: an answer held for that case (a 500 that went elsewhere in
+            // vain, a 404 whose check could not be sent) rather than the edge's 503.
+            Step::Stop => {
+                let answer = attempts.held_at_stop().and_then(|r| take(&mut held, r));
+                return (attempts.attempts(), answer);
+            }
             Step::Fallback { timeout_ms } => {
                 let target = Target {
                     origin: fallback.unwrap_or_default(),
