@@ -37,15 +37,32 @@ def _wait_for_lines(proc, lines, want: int, timeout_s: float = 90) -> list[str]:
     return seen
 
 
-def test_up_runs_closed_prints_its_keys_serves_the_seed_api_and_stops_cleanly(tmp_path):
-    state_file = tmp_path / "up.json"
+def _start_up(state_file, *args: str):
+    """`stack up` with these arguments, as `up.sh` runs it; its printed lines arrive in a queue."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.harness.stack", "up", "--regions", f"{WEST},{CENTRAL},{EAST}",
-         "--tick-s", "1", "--state-file", str(state_file)],
+        [sys.executable, "-m", "tests.harness.stack", "up", *args, "--tick-s", "1",
+         "--state-file", str(state_file)],
         cwd=procs.ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         start_new_session=True)
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=_read_lines, args=(proc.stdout, lines), daemon=True).start()
+    return proc, lines
+
+
+def _interrupt(proc) -> int | str:
+    """Sends what Ctrl-C sends to the foreground process; the exit code (or "killed")."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        return proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+        return "killed"
+
+
+def test_up_runs_closed_prints_its_keys_serves_the_seed_api_and_stops_cleanly(tmp_path):
+    state_file = tmp_path / "up.json"
+    proc, lines = _start_up(state_file, "--regions", f"{WEST},{CENTRAL},{EAST}")
     pids: list[int] = []
     try:
         printed = _wait_for_lines(proc, lines, want=4)
@@ -100,13 +117,7 @@ def test_up_runs_closed_prints_its_keys_serves_the_seed_api_and_stops_cleanly(tm
             assert r.json()["retrieved from"] == region
             assert r.json()["item_id"]["region"] == written_in
     finally:
-        proc.send_signal(signal.SIGINT)  # what Ctrl-C sends to the foreground process
-        try:
-            rc = proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-            rc = "killed"
+        rc = _interrupt(proc)
     assert rc == 0
     assert stack.remaining(pids + [proc.pid]) == []
     assert not state_file.exists()
@@ -116,13 +127,7 @@ def test_up_open_prints_no_keys_and_serves_without_a_token_or_a_signature(tmp_pa
     """`up.sh --open`, the seed's flow: no `token:` or `signing-key:` line, the edge and the
     regions answer anyone, and the edge's status needs no token (names only)."""
     state_file = tmp_path / "up.json"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.harness.stack", "up", "--open", "--tick-s", "1",
-         "--state-file", str(state_file)],
-        cwd=procs.ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-        start_new_session=True)
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=_read_lines, args=(proc.stdout, lines), daemon=True).start()
+    proc, lines = _start_up(state_file, "--open")
     pids: list[int] = []
     try:
         printed = _wait_for_lines(proc, lines, want=3)
@@ -140,12 +145,6 @@ def test_up_open_prints_no_keys_and_serves_without_a_token_or_a_signature(tmp_pa
         r = requests.get(f"{urls['region ' + written_in]}/get/{item_id}", timeout=10)
         assert r.status_code == 200, r.text
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            rc = proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-            rc = "killed"
+        rc = _interrupt(proc)
     assert rc == 0
     assert stack.remaining(pids + [proc.pid]) == []
