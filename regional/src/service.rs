@@ -101,24 +101,16 @@ pub async fn create(
     let id = body.id.clone().unwrap_or_else(|| key.item_id());
     let now = now();
     let stamp = WriteStamp { region, now: &now };
-    let mut new = item::new_item(
-        &id,
-        body.attributes,
-        stamp,
-        Some(Idempotency {
-            key_hash: &key.0,
-            request: &fingerprint,
-        }),
-    );
+    let idem = Idempotency {
+        key_hash: &key.0,
+        request: &fingerprint,
+    };
+    let mut new = item::new_item(&id, body.attributes, stamp, Some(idem));
     item::mark_write(&mut new, &write_id());
     let attrs = encode_checked(&new)?;
 
     // 1. Claim the key.
     let token = uuid::Uuid::new_v4().to_string();
-    let idem = Idempotency {
-        key_hash: &key.0,
-        request: &fingerprint,
-    };
     let record = match claim_key(store, region, &key, idem, &id, &token).await? {
         Claimed::Held(record) => record,
         Claimed::Replayed(item) => {
@@ -142,10 +134,6 @@ pub async fn create(
         },
         Err(StoreError::ConditionFailed) => {
             let existing = store.get(&id).await;
-            let idem = Idempotency {
-                key_hash: &key.0,
-                request: &fingerprint,
-            };
             match existing {
                 // This very write, landed but answered too late and resent by the SDK.
                 Ok(Some(existing)) if item::same_write(&existing, &new) => Created {
@@ -266,19 +254,15 @@ async fn claim_key(
                 write,
             }) => {
                 // The result was too large to keep: the item is it while it is that write.
-                return match store.get(&item_id).await? {
-                    Some(item) if idempotency::is_result(&item, idem, write.as_deref()) => {
-                        Ok(Claimed::Replayed(item))
-                    }
-                    _ => Err(ApiError::IdempotencyResultGone(item_id)),
+                return match stored_result(store, &item_id, idem, write.as_deref()).await? {
+                    Some(item) => Ok(Claimed::Replayed(item)),
+                    None => Err(ApiError::IdempotencyResultGone(item_id)),
                 };
             }
             Some(Found::Reused) => return Err(ApiError::IdempotencyKeyReused),
             // Another attempt holds the key, or its lease just ended (then claimed again).
             Some(Found::InFlight) | None => {
-                if let Some(item) = store.get(item_id).await?
-                    && idempotency::is_result(&item, idem, None)
-                {
+                if let Some(item) = stored_result(store, item_id, idem, None).await? {
                     return Ok(Claimed::Replayed(item));
                 }
                 if found.is_none() && attempt < CLAIM_RETRIES_AT_ONCE {
@@ -294,6 +278,18 @@ async fn claim_key(
         }
     }
     Err(ApiError::IdempotencyInFlight)
+}
+
+/// The item `item_id` if it is still the first result of the create `idem` names (see
+/// [`idempotency::is_result`]).
+async fn stored_result(
+    store: &ItemStore,
+    item_id: &str,
+    idem: Idempotency<'_>,
+    write: Option<&str>,
+) -> Result<Option<Item>, ApiError> {
+    let item = store.get(item_id).await?;
+    Ok(item.filter(|item| idempotency::is_result(item, idem, write)))
 }
 
 /// A stamp later than `earlier` (one of [`now`]'s): now, or a millisecond after `earlier` when
